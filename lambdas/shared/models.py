@@ -1,0 +1,226 @@
+"""Event and result shapes passed between states. Only references and expirations, never secrets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import InvalidInput
+
+
+def parse_time(value: str) -> datetime:
+    """Parse an ISO-8601 time (TEA's ``str(datetime)`` form with a space included) as aware UTC."""
+    parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def format_time(value: datetime) -> str:
+    return value.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class CredentialsRef:
+    """What the state machine carries about TEA credentials: the cache version and its expiry."""
+
+    version: str
+    expiration: str  # ISO-8601 UTC
+
+    @property
+    def expires_at(self) -> datetime:
+        return parse_time(self.expiration)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"version": self.version, "expiration": self.expiration}
+
+    @classmethod
+    def from_dict(cls, data: Any, field_name: str = "credentials") -> CredentialsRef:
+        if not isinstance(data, dict):
+            raise InvalidInput(field_name, "must be an object with 'version' and 'expiration'")
+        version, expiration = data.get("version"), data.get("expiration")
+        if not isinstance(version, str) or not version:
+            raise InvalidInput(f"{field_name}.version", "must be a non-empty string")
+        if not isinstance(expiration, str):
+            raise InvalidInput(f"{field_name}.expiration", "must be an ISO-8601 string")
+        try:
+            parse_time(expiration)
+        except ValueError as exc:
+            raise InvalidInput(f"{field_name}.expiration", "must be an ISO-8601 string") from exc
+        return cls(version=version, expiration=expiration)
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One source object. ``size`` is known when the plan had it (manifest), else None."""
+
+    key: str
+    size: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"key": self.key}
+        if self.size is not None:
+            out["size"] = self.size
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ObjectSpec:
+        if not isinstance(data, dict) or not isinstance(data.get("key"), str):
+            raise InvalidInput("batch.objects", "each item must be an object with a string 'key'")
+        size = data.get("size")
+        if size is not None and (not isinstance(size, int) or size < 0):
+            raise InvalidInput("batch.objects.size", "must be a non-negative integer")
+        return cls(key=data["key"], size=size)
+
+
+@dataclass(frozen=True)
+class Destination:
+    bucket: str
+    prefix: str = ""
+
+    def key_for(self, source_key: str) -> str:
+        return f"{self.prefix}{source_key}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"bucket": self.bucket, "prefix": self.prefix}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Destination:
+        if not isinstance(data, dict) or not isinstance(data.get("bucket"), str):
+            raise InvalidInput("destination", "must be an object with a string 'bucket'")
+        prefix = data.get("prefix", "")
+        if not isinstance(prefix, str):
+            raise InvalidInput("destination.prefix", "must be a string")
+        return cls(bucket=data["bucket"], prefix=prefix)
+
+
+OVERWRITE_POLICIES = ("skip-if-identical", "always", "never")
+
+
+@dataclass(frozen=True)
+class CopyOptions:
+    overwrite: str = "skip-if-identical"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CopyOptions:
+        if data is None:
+            return cls()
+        if not isinstance(data, dict):
+            raise InvalidInput("options", "must be an object")
+        overwrite = data.get("overwrite", "skip-if-identical")
+        if overwrite not in OVERWRITE_POLICIES:
+            raise InvalidInput("options.overwrite", f"must be one of {', '.join(OVERWRITE_POLICIES)}")
+        return cls(overwrite=overwrite)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One item of the staged manifest: the unit of work of one map child."""
+
+    batch_id: str
+    source_bucket: str
+    objects: tuple[ObjectSpec, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.batch_id,
+            "source_bucket": self.source_bucket,
+            "objects": [o.to_dict() for o in self.objects],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Batch:
+        if not isinstance(data, dict):
+            raise InvalidInput("batch", "must be an object")
+        batch_id, bucket, objects = data.get("id"), data.get("source_bucket"), data.get("objects")
+        if not isinstance(batch_id, str) or not isinstance(bucket, str) or not isinstance(objects, list):
+            raise InvalidInput("batch", "needs 'id', 'source_bucket' and 'objects'")
+        return cls(batch_id=batch_id, source_bucket=bucket, objects=tuple(ObjectSpec.from_dict(o) for o in objects))
+
+
+@dataclass(frozen=True)
+class CopyBatchEvent:
+    """Input of CopyBatch (built by the map's ItemSelector and the refresh loop)."""
+
+    run_id: str
+    batch: Batch
+    destination: Destination
+    credentials: CredentialsRef
+    options: CopyOptions = field(default_factory=CopyOptions)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CopyBatchEvent:
+        if not isinstance(data, dict):
+            raise InvalidInput("event", "must be an object")
+        run_id = data.get("run_id")
+        if not isinstance(run_id, str) or not run_id:
+            raise InvalidInput("run_id", "must be a non-empty string")
+        return cls(
+            run_id=run_id,
+            batch=Batch.from_dict(data.get("batch")),
+            destination=Destination.from_dict(data.get("destination")),
+            credentials=CredentialsRef.from_dict(data.get("credentials")),
+            options=CopyOptions.from_dict(data.get("options")),
+        )
+
+
+# Per-object outcome statuses written to the staging bucket and aggregated by Summarize.
+COPIED, SKIPPED, FAILED = "copied", "skipped", "failed"
+
+
+@dataclass(frozen=True)
+class ObjectResult:
+    key: str
+    dest_key: str
+    status: str  # COPIED | SKIPPED | FAILED
+    bytes: int = 0
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"key": self.key, "dest_key": self.dest_key, "status": self.status, "bytes": self.bytes}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass(frozen=True)
+class TeaCredentials:
+    """Temporary S3 credentials from TEA. ``repr`` never shows the secret parts."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expiration: datetime  # aware UTC
+
+    def seconds_left(self, now: datetime) -> float:
+        return (self.expiration - now).total_seconds()
+
+    def to_secret_payload(self) -> dict[str, str]:
+        """The cache's stored form (Secrets Manager SecretString). Only ever sent to the cache."""
+        return {
+            "accessKeyId": self.access_key_id,
+            "secretAccessKey": self.secret_access_key,
+            "sessionToken": self.session_token,
+            "expiration": format_time(self.expiration),
+        }
+
+    @classmethod
+    def from_tea_json(cls, data: Any) -> TeaCredentials:
+        """Parse TEA's /s3credentials body (also the cache's stored form). Raises ValueError."""
+        if not isinstance(data, dict):
+            raise ValueError("credentials document is not a JSON object")
+        missing = [k for k in ("accessKeyId", "secretAccessKey", "sessionToken", "expiration") if not data.get(k)]
+        if missing:
+            raise ValueError(f"credentials document lacks {', '.join(missing)}")
+        if not all(isinstance(data[k], str) for k in ("accessKeyId", "secretAccessKey", "sessionToken", "expiration")):
+            raise ValueError("credentials document fields must be strings")
+        return cls(
+            access_key_id=data["accessKeyId"],
+            secret_access_key=data["secretAccessKey"],
+            session_token=data["sessionToken"],
+            expiration=parse_time(data["expiration"]),
+        )

@@ -1,0 +1,144 @@
+"""Typed Lambda settings, read from the environment once at cold start and validated.
+
+Each Lambda builds only the settings it needs; a missing or malformed variable raises
+ConfigurationError naming the variable, so a broken deployment fails loudly on the first call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from . import env_names as env
+from .errors import ConfigurationError
+from .models import Destination
+
+
+def _str(environ: Mapping[str, str], name: str, default: str | None = None) -> str:
+    value = environ.get(name, default)
+    if value is None or value == "":
+        raise ConfigurationError(f"environment variable {name} is required")
+    return value
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigurationError(f"environment variable {name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _json_list(environ: Mapping[str, str], name: str) -> list[object]:
+    raw = _str(environ, name, "[]")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"environment variable {name} must be a JSON list") from exc
+    if not isinstance(value, list):
+        raise ConfigurationError(f"environment variable {name} must be a JSON list")
+    return value
+
+
+@dataclass(frozen=True)
+class CredentialSettings:
+    token_secret_id: str
+    credentials_secret_id: str
+    lock_table: str
+    tea_endpoint: str
+    app_name: str
+    safety_margin_seconds: int
+    tea_timeout_seconds: int
+    staging_bucket: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CredentialSettings:
+        e = os.environ if environ is None else environ
+        return cls(
+            token_secret_id=_str(e, env.TOKEN_SECRET_ID),
+            credentials_secret_id=_str(e, env.CREDENTIALS_SECRET_ID),
+            lock_table=_str(e, env.LOCK_TABLE),
+            tea_endpoint=_str(e, env.TEA_ENDPOINT).rstrip("/"),
+            app_name=_str(e, env.APP_NAME, "teacopy"),
+            safety_margin_seconds=_int(e, env.SAFETY_MARGIN_SECONDS, 300),
+            tea_timeout_seconds=_int(e, env.TEA_TIMEOUT_SECONDS, 15, minimum=1),
+            staging_bucket=_str(e, env.STAGING_BUCKET),
+        )
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    staging_bucket: str
+    destinations: tuple[Destination, ...]  # allowed destination buckets (and prefixes)
+    manifest_buckets: tuple[str, ...]
+    batch_max_objects: int
+    batch_max_bytes: int
+    max_inline_keys: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PlanSettings:
+        e = os.environ if environ is None else environ
+        destinations = []
+        for item in _json_list(e, env.DESTINATIONS):
+            if not isinstance(item, dict) or not isinstance(item.get("bucket"), str):
+                raise ConfigurationError(f"{env.DESTINATIONS} items must be objects with a 'bucket'")
+            destinations.append(Destination(bucket=item["bucket"], prefix=str(item.get("prefix", ""))))
+        manifest_buckets = [str(b) for b in _json_list(e, env.MANIFEST_BUCKETS)]
+        return cls(
+            staging_bucket=_str(e, env.STAGING_BUCKET),
+            destinations=tuple(destinations),
+            manifest_buckets=tuple(manifest_buckets),
+            batch_max_objects=_int(e, env.BATCH_MAX_OBJECTS, 100, minimum=1),
+            batch_max_bytes=_int(e, env.BATCH_MAX_BYTES, 8 * 1024**3, minimum=1),
+            max_inline_keys=_int(e, env.MAX_INLINE_KEYS, 1000, minimum=1),
+        )
+
+
+@dataclass(frozen=True)
+class CopySettings:
+    staging_bucket: str
+    credentials_secret_id: str
+    source_region: str
+    safety_margin_seconds: int
+    part_size_bytes: int
+    multipart_threshold_bytes: int
+    inflight_parts: int
+    object_concurrency: int
+    deadline_reserve_seconds: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CopySettings:
+        e = os.environ if environ is None else environ
+        part = _int(e, env.PART_SIZE_BYTES, 16 * 1024**2, minimum=5 * 1024**2)
+        return cls(
+            staging_bucket=_str(e, env.STAGING_BUCKET),
+            credentials_secret_id=_str(e, env.CREDENTIALS_SECRET_ID),
+            source_region=_str(e, env.SOURCE_REGION, "us-west-2"),
+            safety_margin_seconds=_int(e, env.SAFETY_MARGIN_SECONDS, 300),
+            part_size_bytes=part,
+            multipart_threshold_bytes=_int(e, env.MULTIPART_THRESHOLD_BYTES, part, minimum=1),
+            inflight_parts=_int(e, env.INFLIGHT_PARTS, 4, minimum=1),
+            object_concurrency=_int(e, env.OBJECT_CONCURRENCY, 4, minimum=1),
+            deadline_reserve_seconds=_int(e, env.DEADLINE_RESERVE_SECONDS, 60, minimum=1),
+        )
+
+
+@dataclass(frozen=True)
+class SummarySettings:
+    staging_bucket: str
+    max_failed_percent: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SummarySettings:
+        e = os.environ if environ is None else environ
+        return cls(
+            staging_bucket=_str(e, env.STAGING_BUCKET),
+            max_failed_percent=_int(e, env.MAX_FAILED_PERCENT, 0),
+        )

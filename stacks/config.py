@@ -1,0 +1,122 @@
+"""Typed configuration, built once from the ``teacopy`` object in cdk.json context."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+_BUCKET_RE = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_APP_NAME_RE = re.compile(r"^[\w+=,.@-]{1,64}$")
+MIB = 1024**2
+
+
+class ConfigError(ValueError):
+    """cdk.json context is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    bucket: str
+    prefix: str = ""  # empty: the whole bucket
+
+
+@dataclass(frozen=True)
+class TeacopyConfig:
+    tea_endpoint: str
+    destinations: tuple[DestinationConfig, ...]
+    token_secret_name: str = "teacopy/edl-token"
+    app_name: str = "teacopy"
+    source_region: str = "us-west-2"
+    manifest_buckets: tuple[str, ...] = ()  # the Plan may also read manifests from destination buckets
+    max_concurrency: int = 40
+    batch_max_objects: int = 100
+    batch_max_bytes: int = 8 * 1024 * MIB
+    max_inline_keys: int = 1000
+    tolerated_failure_percentage: int = 0
+    max_failed_percent: int = 0
+    safety_margin_seconds: int = 300
+    tea_timeout_seconds: int = 15
+    max_refresh_rounds: int = 5
+    copy_memory_mb: int = 1024
+    copy_timeout_seconds: int = 900
+    part_size_mb: int = 16
+    inflight_parts: int = 4
+    object_concurrency: int = 4
+    log_retention_days: int = 30
+    staging_retention_days: int = 30
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def readable_buckets(self) -> tuple[str, ...]:
+        """Buckets the Plan may read manifests from: the configured ones plus the destinations."""
+        seen: dict[str, None] = dict.fromkeys(self.manifest_buckets)
+        seen.update(dict.fromkeys(d.bucket for d in self.destinations))
+        return tuple(seen)
+
+    @classmethod
+    def from_context(cls, raw: Any) -> TeacopyConfig:
+        if not isinstance(raw, dict):
+            raise ConfigError("context 'teacopy' must be an object (see cdk.json)")
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"teacopy: unknown keys {unknown}; known keys are {sorted(known)}")
+        endpoint = raw.get("tea_endpoint")
+        if not isinstance(endpoint, str) or not re.match(r"^https?://[^/\s]+", endpoint):
+            raise ConfigError("teacopy.tea_endpoint: must be an http(s) URL such as https://archive.podaac.earthdata.nasa.gov")
+        destinations = tuple(_destination(i, d) for i, d in enumerate(raw.get("destinations") or []))
+        if not destinations:
+            raise ConfigError("teacopy.destinations: list at least one destination bucket you own")
+        values: dict[str, Any] = {"tea_endpoint": endpoint.rstrip("/"), "destinations": destinations}
+        for name in ("token_secret_name", "app_name", "source_region"):
+            if name in raw:
+                if not isinstance(raw[name], str) or not raw[name]:
+                    raise ConfigError(f"teacopy.{name}: must be a non-empty string")
+                values[name] = raw[name]
+        if not _APP_NAME_RE.match(values.get("app_name", "teacopy")):
+            raise ConfigError("teacopy.app_name: only letters, digits and +=,.@-_ (at most 64 characters)")
+        if "manifest_buckets" in raw:
+            buckets = raw["manifest_buckets"]
+            if not isinstance(buckets, list) or not all(isinstance(b, str) and _BUCKET_RE.match(b) for b in buckets):
+                raise ConfigError("teacopy.manifest_buckets: must be a list of bucket names")
+            values["manifest_buckets"] = tuple(buckets)
+        limits = {
+            "max_concurrency": (1, 10_000),
+            "batch_max_objects": (1, 1_000),
+            "batch_max_bytes": (MIB, 5 * 1024**4),
+            "max_inline_keys": (1, 5_000),
+            "tolerated_failure_percentage": (0, 100),
+            "max_failed_percent": (0, 100),
+            "safety_margin_seconds": (30, 1_800),
+            "tea_timeout_seconds": (1, 60),
+            "max_refresh_rounds": (1, 20),
+            "copy_memory_mb": (256, 10_240),
+            "copy_timeout_seconds": (60, 900),
+            "part_size_mb": (5, 5_120),
+            "inflight_parts": (1, 32),
+            "object_concurrency": (1, 64),
+            "log_retention_days": (1, 3_653),
+            "staging_retention_days": (1, 3_653),
+        }
+        for name, (low, high) in limits.items():
+            if name in raw:
+                value = raw[name]
+                if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                    raise ConfigError(f"teacopy.{name}: must be an integer from {low} to {high}, got {value!r}")
+                values[name] = value
+        return cls(**values)
+
+
+def _destination(index: int, raw: Any) -> DestinationConfig:
+    where = f"teacopy.destinations[{index}]"
+    if isinstance(raw, str):
+        raw = {"bucket": raw}
+    if not isinstance(raw, dict) or not isinstance(raw.get("bucket"), str):
+        raise ConfigError(f"{where}: must be a bucket name or {{'bucket': ..., 'prefix': ...}}")
+    bucket, prefix = raw["bucket"], raw.get("prefix", "")
+    if not _BUCKET_RE.match(bucket):
+        raise ConfigError(f"{where}.bucket: {bucket!r} is not a valid S3 bucket name")
+    if not isinstance(prefix, str) or prefix.startswith("/") or (prefix and not prefix.endswith("/")):
+        raise ConfigError(f"{where}.prefix: must be empty or end with '/' and not start with '/'")
+    return DestinationConfig(bucket=bucket, prefix=prefix)
