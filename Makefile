@@ -1,0 +1,47 @@
+# One command surface. `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_VERSION_CHECK := true
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast lint format synth bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed
+
+synth: setup
+	npx --no-install cdk synth -q
+
+demo: synth
+	$(BIN)/python -m teacopy_local.demo $(DEMO_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy app.py stacks lambdas teacopy_local
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

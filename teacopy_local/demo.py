@@ -1,0 +1,180 @@
+"""`make demo`: run a teacopy job end to end on this machine.
+
+Synthesized stack → local engine (moto + in-process Lambdas) → TEA emulator with short-lived
+credentials → seed a source bucket → run → live progress → byte-for-byte verification → one JSON
+summary as the last line of stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lambdas.shared import env_names
+
+from .engine import LocalEngine, RunResult, load_template
+from .tea_emulator import TeaEmulator
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_TEMPLATE = REPO / "cdk.out" / "TeacopyStack.template.json"
+SOURCE_BUCKET = "podaac-demo-protected"
+DEMO_TOKEN = "demo-edl-token-" + "x" * 24  # noqa: S105 — the emulator's only valid token; not a real EDL token
+_UNITS = {"B": 1, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "KB": 1000, "MB": 1000**2}
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).upper() not in {**_UNITS, "": 1}:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}; use e.g. 512KiB, 3MiB")
+    return int(float(match.group(1)) * _UNITS.get(match.group(2).upper(), 1))
+
+
+def demo_keys(count: int) -> list[str]:
+    names = ["granule", "Größe données", "温度 map", "with space", "plain"]
+    return [f"demo/{2020 + i % 4}/{names[i % len(names)]} {i:05d}.nc" for i in range(count)]
+
+
+def seed(engine: LocalEngine, keys: list[str], sizes: list[int], large: int, seed_value: int) -> dict[str, tuple[int, str]]:
+    """Put the objects into the source bucket; return key -> (size, sha256)."""
+    s3 = engine.client("s3", region="us-west-2")
+    rng = random.Random(seed_value)
+    expected: dict[str, tuple[int, str]] = {}
+    for index, key in enumerate(keys):
+        size = large if (large and index == len(keys) // 2) else sizes[index % len(sizes)]
+        body = rng.randbytes(size)
+        s3.put_object(Bucket=SOURCE_BUCKET, Key=key, Body=body)
+        expected[key] = (size, hashlib.sha256(body).hexdigest())
+    return expected
+
+
+def verify(engine: LocalEngine, bucket: str, prefix: str, expected: dict[str, tuple[int, str]]) -> int:
+    """Count destination objects whose bytes hash exactly like their source."""
+    s3 = engine.client("s3")
+    good = 0
+    for key, (size, digest) in expected.items():
+        try:
+            body = s3.get_object(Bucket=bucket, Key=prefix + key)["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            continue
+        if len(body) == size and hashlib.sha256(body).hexdigest() == digest:
+            good += 1
+    return good
+
+
+class ProgressPrinter:
+    def __init__(self, stream: Any, total: int) -> None:
+        self.stream, self.total, self.started, self.last = stream, total, time.monotonic(), ""
+
+    def __call__(self, counts: dict[str, Any]) -> None:
+        done = counts["done"]
+        width = 30
+        filled = int(width * done / self.total) if self.total else width
+        elapsed = time.monotonic() - self.started
+        rate = counts["bytes"] / elapsed / 1024**2 if elapsed > 0 else 0.0
+        line = (
+            f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} objects "
+            f"copied {counts['copied']} skipped {counts['skipped']} failed {counts['failed']} "
+            f"{counts['bytes'] / 1024**2:.1f} MiB {rate:.1f} MiB/s refresh calls {counts.get('refresh_calls', 0)}"
+        )
+        if line != self.last:
+            self.stream.write("\r" + line)
+            self.stream.flush()
+            self.last = line
+
+    def close(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+def secrets_of(tea: TeaEmulator, token: str) -> list[str]:
+    """Every secret the run could leak: the EDL token and each issued secret key and session token."""
+    found = [token]
+    for access_key_id, _expiration in tea.issued:
+        issued = tea.credentials_of(access_key_id)
+        if issued is not None:
+            found += [issued.secret_access_key, issued.session_token]
+    return found
+
+
+def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.stderr) -> dict[str, Any]:
+    template = load_template(args.template)
+    keys = demo_keys(args.objects)
+    with TeaEmulator(lifetime_seconds=args.credential_lifetime, valid_tokens={DEMO_TOKEN}) as tea:
+        overrides = {
+            env_names.TEA_ENDPOINT: tea.url,
+            env_names.SAFETY_MARGIN_SECONDS: str(args.safety_margin),
+        }
+        with LocalEngine(
+            template, tea=tea, edl_token=DEMO_TOKEN, source_buckets={SOURCE_BUCKET}, env_overrides=overrides
+        ) as engine:
+            expected = seed(engine, keys, args.sizes, args.large, args.seed)
+            destination = engine.deployment.destination_buckets[0]
+            prefix = "demo-copy/"
+            job = {"source": {"bucket": SOURCE_BUCKET, "keys": keys}, "destination": {"bucket": destination, "prefix": prefix}}
+            print(
+                f"teacopy demo: {len(keys)} objects, {sum(s for s, _ in expected.values()) / 1024**2:.1f} MiB, "
+                f"TEA credentials live {args.credential_lifetime:g} s (safety margin {args.safety_margin} s)",
+                file=err,
+            )
+            printer = ProgressPrinter(err, len(keys))
+            result: RunResult = engine.run(job, name=f"demo-{int(time.time())}", timeout=args.timeout, on_progress=printer)
+            printer.close()
+            verified = verify(engine, destination, prefix, expected)
+            report = result.report or {}
+            leaks = engine.scan_for_secrets(secrets_of(tea, DEMO_TOKEN), [result.execution_arn])
+            summary = {
+                "objects": report.get("objects", len(keys)),
+                "copied": report.get("copied", 0),
+                "skipped": report.get("skipped", 0),
+                "failed": report.get("failed", 0),
+                "bytes": report.get("bytes", 0),
+                "verified": verified,
+                "tea_requests": report.get("tea_requests", tea.requests),
+                "credential_refreshes": report.get("credential_refreshes", 0),
+                "seconds": round(result.seconds, 2),
+                "status": result.status,
+                "expired_token_answers": engine.policy.expired_answers,
+                "leaked_secrets": len(leaks),
+            }
+            if result.status != "SUCCEEDED":
+                print(f"execution {result.status}: {result.error}: {result.cause}", file=err)
+    print(json.dumps(summary), file=out)
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m teacopy_local.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--template", default=str(DEFAULT_TEMPLATE), help="synthesized template (make synth)")
+    parser.add_argument("--objects", type=int, default=150, help="number of source objects (default 150)")
+    parser.add_argument(
+        "--sizes",
+        type=lambda s: [parse_size(x) for x in s.split(",")],
+        default=[parse_size(x) for x in ("1KiB", "100KiB", "700KiB", "2MiB")],
+        help="comma-separated object sizes, cycled (default 1KiB,100KiB,700KiB,2MiB)",
+    )
+    parser.add_argument("--large", type=parse_size, default=parse_size("40MiB"), help="one object of this size (multipart); 0 for none")
+    parser.add_argument("--credential-lifetime", type=float, default=8.0, help="seconds TEA credentials live (default 8)")
+    parser.add_argument("--safety-margin", type=int, default=2, help="seconds before expiry a worker refreshes (default 2)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
+    parser.add_argument("--seed", type=int, default=7)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.objects < 1:
+        raise SystemExit("--objects must be at least 1")
+    summary = run_demo(args)
+    ok = summary["failed"] == 0 and summary["verified"] == summary["objects"] and summary["status"] == "SUCCEEDED"
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
