@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from moto.awslambda.models import LambdaFunction
@@ -39,6 +40,8 @@ from moto.s3.responses import S3Response
 logger = logging.getLogger(__name__)
 _CREDENTIAL_RE = re.compile(r"Credential=([A-Z0-9]+)/")
 _READ_METHODS = ("GET", "HEAD")
+# The Lambda asset root: handlers import ``shared.*`` exactly as they do in the Lambda runtime.
+LAMBDAS_DIR = Path(__file__).resolve().parents[1] / "lambdas"
 
 
 class LocalContext:
@@ -74,6 +77,8 @@ class LambdaRuntime:
 
     def handler_for(self, spec: FunctionSpec) -> Callable[[Any, Any], Any]:
         module_name, _, func_name = spec.handler.rpartition(".")
+        if str(LAMBDAS_DIR) not in sys.path:
+            sys.path.insert(0, str(LAMBDAS_DIR))
         module = importlib.import_module(module_name)  # first import = cold start
         return getattr(module, func_name)  # type: ignore[no-any-return]
 

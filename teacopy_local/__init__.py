@@ -1,0 +1,1 @@
+"""Local engine: emulated AWS (moto), a TEA emulator, and the demo runner."""
