@@ -1,0 +1,1 @@
+"""CopyBatch Lambda: copies one batch of the manifest (one Distributed Map child)."""
