@@ -485,7 +485,7 @@ def test_deadline_returns_not_done_then_continuation_finishes(env: Env) -> None:
     assert sorted(env.results()) == keys
 
 
-def test_hard_deadline_aborts_in_flight_multipart(env: Env) -> None:
+def test_hard_deadline_aborts_in_flight_multipart_and_never_loops(env: Env) -> None:
     env.put_source("big", blob(12 * MIB, 1))
 
     def slow_upload_part(**kw: Any) -> Any:
@@ -498,11 +498,13 @@ def test_hard_deadline_aborts_in_flight_multipart(env: Env) -> None:
         remaining_ms=lambda: 1_000,
     )
 
-    assert out == {"batch_id": "b0001", "done": False, "copied": 0, "skipped": 0, "failed": 0, "bytes": 0}
+    # Nothing could finish in a whole invocation: a continuation would only start over, forever.
+    # The object is reported failed (bounded loop) and the upload is aborted: nothing half-written.
+    assert out == {"batch_id": "b0001", "done": True, "copied": 0, "skipped": 0, "failed": 1, "bytes": 0}
     assert env.dest_calls["AbortMultipartUpload"] == 1
     assert env.uploads() == []
     assert not env.dest_exists("big")
-    assert env.result_files() == []
+    assert "too large for one invocation" in env.results()["big"]["reason"]
 
 
 # --- multipart failures -----------------------------------------------------------------------------

@@ -562,7 +562,7 @@ def copy_batch(
     results: list[ObjectResult] = []
     errors: list[BaseException] = []
     in_flight: dict[Future[ObjectResult], ObjectSpec] = {}
-    unfinished = 0  # objects started but cancelled (not recorded)
+    cancelled: list[ObjectSpec] = []  # objects started but cancelled (not recorded)
     stop: str | None = None
     expiry_message = ""
 
@@ -573,14 +573,13 @@ def copy_batch(
         )
 
     def harvest(done: Iterable[Future[ObjectResult]]) -> None:
-        nonlocal unfinished
         for future in done:
             spec = in_flight.pop(future)
             error = future.exception()
             if error is None:
                 results.append(future.result())
             elif isinstance(error, _Cancelled):
-                unfinished += 1
+                cancelled.append(spec)
             else:
                 logger.warning("object %s stopped the batch: %s: %s", spec.key, type(error).__name__, error)
                 errors.append(error)
@@ -629,6 +628,19 @@ def copy_batch(
                 cancel.set()
             pool.shutdown(wait=True)
             harvest(list(in_flight))
+        if stop == "deadline" and cancelled and not results:
+            # Nothing finished in a whole invocation: the continuation would only start over and
+            # loop. Report those objects failed instead (copies spanning invocations: issue #3).
+            for spec in cancelled:
+                results.append(
+                    ObjectResult(
+                        key=spec.key,
+                        dest_key=event.destination.key_for(spec.key),
+                        status=FAILED,
+                        reason="too large for one invocation: the copy did not finish before the Lambda deadline",
+                    )
+                )
+            cancelled.clear()
     finally:
         flush_error = _flush(staging_s3, settings.staging_bucket, prefix, results)
 
@@ -659,7 +671,7 @@ def copy_batch(
         raise flush_error
     return {
         "batch_id": batch.batch_id,
-        "done": not pending and unfinished == 0,
+        "done": not pending and not cancelled,
         "copied": copied,
         "skipped": skipped,
         "failed": failed,
