@@ -31,7 +31,7 @@ from moto import mock_aws
 from lambdas.shared import env_names
 from stacks.template_tools import state_machine_definition
 
-from .moto_adapters import FunctionSpec, LambdaRuntime, TeaKeyPolicy, fresh_handler_modules, inprocess_lambda, tea_credential_checks
+from .moto_adapters import FunctionSpec, atomic_backends, LambdaRuntime, TeaKeyPolicy, fresh_handler_modules, inprocess_lambda, tea_credential_checks
 from .tea_emulator import TeaEmulator
 
 logger = logging.getLogger(__name__)
@@ -127,6 +127,9 @@ class LocalEngine:
         s3_cm = tea_credential_checks(self.policy)
         s3_cm.__enter__()
         self._stack.append(s3_cm)
+        atomic_cm = atomic_backends()
+        atomic_cm.__enter__()
+        self._stack.append(atomic_cm)
         logging.getLogger().addHandler(self.logs)
         if logging.getLogger().level > logging.INFO:
             logging.getLogger().setLevel(logging.INFO)

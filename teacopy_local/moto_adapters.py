@@ -11,6 +11,11 @@
    expiration, ``AccessDenied`` (403) for any write or for a bucket outside the DAAC's buckets
    (TEA credentials are read-only). Requests signed with any other key behave as before.
 
+3. **Atomic conditional writes.** moto serves each request in the caller's thread without locking
+   its backends; AWS applies each DynamoDB write and Secrets Manager call atomically. The refresh
+   lease is a DynamoDB conditional put, so ``atomic_backends`` serializes the few backend methods
+   the lease and the credentials cache use (as AWS would), or two threads could both "win".
+
 Nothing else in moto is changed; the Step Functions interpreter runs the synthesized ASL as is.
 """
 
@@ -34,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from moto.awslambda.models import LambdaFunction
+from moto.dynamodb.models import DynamoDBBackend
+from moto.secretsmanager.models import SecretsManagerBackend
 from moto.s3.exceptions import S3ClientError
 from moto.s3.responses import S3Response
 
@@ -173,3 +180,31 @@ def tea_credential_checks(policy: TeaKeyPolicy) -> Iterator[TeaKeyPolicy]:
         yield policy
     finally:
         S3Response._authenticate_and_authorize_s3_action = original  # type: ignore[method-assign]
+
+
+ATOMIC_METHODS: tuple[tuple[type, tuple[str, ...]], ...] = (
+    (DynamoDBBackend, ("put_item", "delete_item", "update_item", "get_item")),
+    (SecretsManagerBackend, ("get_secret_value", "put_secret_value")),
+)
+
+
+@contextmanager
+def atomic_backends() -> Iterator[None]:
+    """Serialize the moto backend calls that AWS performs atomically (see the module docstring)."""
+    lock = threading.RLock()
+    originals: list[tuple[type, str, Any]] = []
+    for cls, names in ATOMIC_METHODS:
+        for name in names:
+            original = cls.__dict__[name]
+
+            def locked(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
+                with lock:
+                    return __original(self, *args, **kwargs)
+
+            originals.append((cls, name, original))
+            setattr(cls, name, locked)
+    try:
+        yield
+    finally:
+        for cls, name, original in originals:
+            setattr(cls, name, original)

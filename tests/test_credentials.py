@@ -14,8 +14,6 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from moto.dynamodb.models import DynamoDBBackend
-from moto.secretsmanager.models import SecretsManagerBackend
 from shared import env_names
 from shared.credentials import (
     CredentialCache,
@@ -37,6 +35,7 @@ from shared.settings import CredentialSettings
 from shared.staging import events_prefix, get_json, list_keys
 from shared.tea import TeaAuth, TeaClient
 
+from teacopy_local.moto_adapters import atomic_backends
 from teacopy_local.tea_emulator import DEFAULT_TOKEN, TeaEmulator
 
 REGION = "us-west-2"
@@ -296,23 +295,14 @@ def test_lease_winner_double_checks_the_cache(aws: Aws, tea: TeaEmulator, clock:
     assert lease_items(aws) == []
 
 
-def test_ten_concurrent_refreshes_make_exactly_one_tea_request(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
-    # moto serves requests in the caller's thread without locking; the real services are atomic per
-    # request. Serialise the moto backend calls the lease and the cache make, as AWS would.
-    backend_lock = threading.RLock()
-    for cls, names in (
-        (DynamoDBBackend, ("put_item", "delete_item")),
-        (SecretsManagerBackend, ("get_secret_value", "put_secret_value")),
-    ):
-        for name in names:
-            original = getattr(cls, name)
+@pytest.fixture
+def atomic() -> Iterator[None]:
+    """moto serves requests without locking; AWS is atomic per request (teacopy_local.moto_adapters)."""
+    with atomic_backends():
+        yield
 
-            def locked(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
-                with backend_lock:
-                    return __original(self, *args, **kwargs)
 
-            monkeypatch.setattr(cls, name, locked)
-
+def test_ten_concurrent_refreshes_make_exactly_one_tea_request(aws: Aws, atomic: None) -> None:
     with TeaEmulator() as tea:
         first, _ = fresh(aws, tea, utc_now, sleep=time.sleep)
         assert tea.requests == 1

@@ -1,0 +1,214 @@
+"""End to end: the synthesized state machine, executed by moto's interpreter, Lambdas in-process.
+
+Every test deploys the template from the session's `synth` fixture (the same definition `cdk synth`
+writes) into a fresh local engine with the TEA emulator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from lambdas.shared import env_names
+from teacopy_local.demo import secrets_of
+from teacopy_local.engine import LocalEngine, RunResult
+from teacopy_local.tea_emulator import TeaEmulator
+
+pytestmark = pytest.mark.e2e
+
+SOURCE = "daac-e2e-protected"
+TOKEN = "e2e-edl-token-0123456789abcdef"  # a test token only the emulator knows
+DEST = "my-earthdata-copy"  # first destination of the test synth (tests/conftest.py)
+
+
+@contextmanager
+def engine_for(synth: Any, lifetime: float = 3600, margin: int = 1, **env: str) -> Iterator[tuple[LocalEngine, TeaEmulator]]:
+    with TeaEmulator(lifetime_seconds=lifetime, valid_tokens={TOKEN}) as tea:
+        overrides = {env_names.TEA_ENDPOINT: tea.url, env_names.SAFETY_MARGIN_SECONDS: str(margin), **env}
+        with LocalEngine(synth.template, tea=tea, edl_token=TOKEN, source_buckets={SOURCE}, env_overrides=overrides) as engine:
+            yield engine, tea
+
+
+def seed(engine: LocalEngine, keys: list[str], size: int = 2048) -> dict[str, str]:
+    s3 = engine.client("s3", region="us-west-2")
+    rng = random.Random(len(keys))
+    digests = {}
+    for key in keys:
+        body = rng.randbytes(size)
+        s3.put_object(Bucket=SOURCE, Key=key, Body=body)
+        digests[key] = hashlib.sha256(body).hexdigest()
+    return digests
+
+
+def dest_digests(engine: LocalEngine, prefix: str = "") -> dict[str, str]:
+    s3 = engine.client("s3")
+    out = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=DEST, Prefix=prefix):
+        for item in page.get("Contents", []):
+            body = s3.get_object(Bucket=DEST, Key=item["Key"])["Body"].read()
+            out[item["Key"][len(prefix) :]] = hashlib.sha256(body).hexdigest()
+    return out
+
+
+def job(keys: list[str], prefix: str = "copy/") -> dict[str, Any]:
+    return {"source": {"bucket": SOURCE, "keys": keys}, "destination": {"bucket": DEST, "prefix": prefix}}
+
+
+def assert_no_secrets(engine: LocalEngine, tea: TeaEmulator, *results: RunResult) -> None:
+    leaks = engine.scan_for_secrets(secrets_of(tea, TOKEN), [r.execution_arn for r in results])
+    assert leaks == []
+
+
+def test_happy_path_copies_everything_byte_for_byte(synth: Any) -> None:
+    keys = [f"granules/ü ñ {i}.nc" for i in range(12)]
+    with engine_for(synth) as (engine, tea):
+        expected = seed(engine, keys)
+        result = engine.run(job(keys), name="happy", timeout=120)
+        assert result.status == "SUCCEEDED", (result.error, result.cause)
+        assert result.output == {
+            "objects": 12,
+            "copied": 12,
+            "skipped": 0,
+            "failed": 0,
+            "not_attempted": 0,
+            "bytes": 12 * 2048,
+            "tea_requests": 1,
+            "credential_refreshes": 0,
+            "report": f"s3://{engine.deployment.staging_bucket}/runs/happy/report.json",
+        }
+        assert dest_digests(engine, "copy/") == expected
+        assert tea.requests == 1
+        assert_no_secrets(engine, tea, result)
+
+
+def test_expiry_mid_run_refreshes_once_per_expiry_and_coalesces(synth: Any) -> None:
+    # Credentials live 2.5 s with a 1 s margin. CopyBatch invocations are let in one at a time,
+    # 0.25 s apart (like a Lambda concurrency limit), so the 12 children of this run span > 3 s and
+    # the workers meet expired credentials mid-run, several at once.
+    keys = [f"exp/{i:03d}.nc" for i in range(48)]
+    gate = threading.Lock()
+
+    def staggered(name: str, event: dict[str, Any]) -> None:
+        if "batch" in event:
+            with gate:
+                time.sleep(0.25)
+
+    with engine_for(synth, lifetime=2.5, margin=1, **{env_names.BATCH_MAX_OBJECTS: "4"}) as (engine, tea):
+        expected = seed(engine, keys)
+        engine.runtime.fault = staggered
+        result = engine.run(job(keys), name="expiry", timeout=300)
+        assert result.status == "SUCCEEDED", (result.error, result.cause)
+        out = result.output
+        assert out is not None
+        assert (out["copied"], out["failed"], out["skipped"]) == (48, 0, 0)
+        assert out["credential_refreshes"] >= 1
+        # one TEA call serves every worker: never more than one per refresh (plus the initial fetch)
+        assert out["tea_requests"] <= out["credential_refreshes"] + 1
+        assert tea.requests == out["tea_requests"]
+        # more workers asked for a refresh than TEA was called: the refreshes were coalesced
+        report = result.report
+        assert report is not None and report["refresh_calls"] > out["credential_refreshes"]
+        assert dest_digests(engine, "copy/") == expected
+        assert_no_secrets(engine, tea, result)
+
+
+def test_rerun_skips_objects_already_present(synth: Any) -> None:
+    keys = [f"again/{i}.nc" for i in range(6)]
+    with engine_for(synth) as (engine, tea):
+        expected = seed(engine, keys)
+        first = engine.run(job(keys), name="first", timeout=120)
+        assert first.output is not None and first.output["copied"] == 6
+        second = engine.run(job(keys), name="second", timeout=120)
+        assert second.status == "SUCCEEDED"
+        assert second.output is not None
+        assert (second.output["copied"], second.output["skipped"], second.output["bytes"]) == (0, 6, 0)
+        assert second.output["tea_requests"] == 0  # the cached credentials were still fresh
+        assert dest_digests(engine, "copy/") == expected
+
+
+def test_missing_source_key_fails_alone(synth: Any) -> None:
+    keys = [f"some/{i}.nc" for i in range(5)]
+    with engine_for(synth) as (engine, tea):
+        expected = seed(engine, keys)
+        result = engine.run(job([*keys[:2], "some/missing.nc", *keys[2:]]), name="missing", timeout=120)
+        assert result.status == "FAILED"
+        assert result.error == "CopyJobFailed"
+        assert "1 of 6 objects failed" in (result.cause or "")
+        assert "runs/missing/report.json" in (result.cause or "")
+        report = result.report
+        assert report is not None
+        assert (report["copied"], report["failed"]) == (5, 1)
+        assert report["failures"] == [
+            {"key": "some/missing.nc", "reason": f"source NoSuchKey: s3://{SOURCE}/some/missing.nc does not exist"}
+        ]
+        assert dest_digests(engine, "copy/") == expected
+        assert_no_secrets(engine, tea, result)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"source": {"bucket": SOURCE, "keys": ["a"]}, "destination": {"bucket": "not-allowed-bucket"}}, "destination.bucket"),
+        ({"source": {"bucket": SOURCE, "keys": []}, "destination": {"bucket": DEST}}, "source.keys"),
+        ({"source": {"bucket": SOURCE, "keys": ["../etc"]}, "destination": {"bucket": DEST}}, "source.keys[0]"),
+        ({"destination": {"bucket": DEST}}, "source"),
+    ],
+)
+def test_invalid_input_is_rejected_before_any_copy(synth: Any, raw: dict[str, Any], field: str) -> None:
+    with engine_for(synth) as (engine, tea):
+        seed(engine, ["a"])
+        result = engine.run(raw, name="invalid", timeout=60)
+        assert result.status == "FAILED"
+        assert result.error == "InvalidInput"
+        cause = json.loads(result.cause or "{}")
+        assert cause["errorMessage"].startswith(f"{field}: ")
+        assert dest_digests(engine) == {}
+        assert tea.requests == 0  # rejected before credentials were even fetched
+        assert list(engine.staging_dump()) == []
+
+
+def test_tea_credentials_are_read_only_and_expire_in_the_local_s3(synth: Any) -> None:
+    """The S3 adapter answers like AWS: ExpiredToken after expiry, AccessDenied for writes."""
+    import time
+
+    import boto3
+    from botocore.exceptions import ClientError
+
+    with engine_for(synth, lifetime=1.0) as (engine, tea):
+        seed(engine, ["k"])
+        body = json.loads(_fetch(tea.url))
+        tea_s3 = boto3.client(
+            "s3",
+            region_name="us-west-2",
+            aws_access_key_id=body["accessKeyId"],
+            aws_secret_access_key=body["secretAccessKey"],
+            aws_session_token=body["sessionToken"],
+        )
+        assert tea_s3.get_object(Bucket=SOURCE, Key="k")["Body"].read()
+        with pytest.raises(ClientError) as denied:
+            tea_s3.put_object(Bucket=SOURCE, Key="k2", Body=b"x")
+        assert denied.value.response["Error"]["Code"] == "AccessDenied"
+        with pytest.raises(ClientError) as other_bucket:
+            tea_s3.head_object(Bucket=DEST, Key="k")
+        assert other_bucket.value.response["Error"]["Code"] in ("AccessDenied", "403")
+        time.sleep(1.2)
+        with pytest.raises(ClientError) as expired:
+            tea_s3.get_object(Bucket=SOURCE, Key="k")
+        assert expired.value.response["Error"]["Code"] == "ExpiredToken"
+        assert expired.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def _fetch(url: str) -> str:
+    import urllib.request
+
+    request = urllib.request.Request(f"{url}/s3credentials", headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 — loopback emulator
+        return str(response.read().decode())
