@@ -255,6 +255,18 @@ def test_concurrent_mixed_batch_records_everything_once(env: Env) -> None:
     assert env.uploads() == []
 
 
+def test_long_batch_records_progress_while_running(env: Env) -> None:
+    keys = [f"p/{i:03d}" for i in range(60)]
+    for key in keys:
+        env.put_source(key, key.encode())
+    out = env.run(env.event(keys), settings=SERIAL)
+    assert out["copied"] == 60
+    files = env.result_files()
+    # every FLUSH_EVERY_OBJECTS (25) objects while running, then the rest on exit; none twice
+    assert [len(f) for f in files] == [25, 25, 10]
+    assert sorted(env.results()) == keys
+
+
 def test_expiry_wins_over_a_sibling_transient_error(env: Env) -> None:
     for key in ("a", "b", "c"):
         env.put_source(key, key.encode())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from datetime import UTC, datetime
 import threading
 import time
 from collections.abc import Iterator
@@ -90,18 +91,18 @@ def test_happy_path_copies_everything_byte_for_byte(synth: Any) -> None:
 
 
 def test_expiry_mid_run_refreshes_once_per_expiry_and_coalesces(synth: Any) -> None:
-    # Credentials live 2.5 s with a 1 s margin. CopyBatch invocations are let in one at a time,
-    # 0.25 s apart (like a Lambda concurrency limit), so the 12 children of this run span > 3 s and
-    # the workers meet expired credentials mid-run, several at once.
+    # Credentials live 3 s with a 1 s margin. CopyBatch invocations are let in one at a time,
+    # 0.1 s apart (like a Lambda concurrency limit), so the 24 children of this run span > 2.4 s:
+    # the later workers meet expired credentials mid-run, several at once, and refresh.
     keys = [f"exp/{i:03d}.nc" for i in range(48)]
     gate = threading.Lock()
 
     def staggered(name: str, event: dict[str, Any]) -> None:
         if "batch" in event:
             with gate:
-                time.sleep(0.25)
+                time.sleep(0.1)
 
-    with engine_for(synth, lifetime=2.5, margin=1, **{env_names.BATCH_MAX_OBJECTS: "4"}) as (engine, tea):
+    with engine_for(synth, lifetime=3, margin=1, **{env_names.BATCH_MAX_OBJECTS: "2"}) as (engine, tea):
         expected = seed(engine, keys)
         engine.runtime.fault = staggered
         result = engine.run(job(keys), name="expiry", timeout=300)
@@ -199,7 +200,8 @@ def test_tea_credentials_are_read_only_and_expire_in_the_local_s3(synth: Any) ->
         with pytest.raises(ClientError) as other_bucket:
             tea_s3.head_object(Bucket=DEST, Key="k")
         assert other_bucket.value.response["Error"]["Code"] in ("AccessDenied", "403")
-        time.sleep(1.2)
+        expires = datetime.fromisoformat(body["expiration"])
+        time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.1)
         with pytest.raises(ClientError) as expired:
             tea_s3.get_object(Bucket=SOURCE, Key="k")
         assert expired.value.response["Error"]["Code"] == "ExpiredToken"

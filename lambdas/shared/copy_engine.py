@@ -49,6 +49,9 @@ META_SOURCE_ETAG = "teacopy-source-etag"  # the source ETag exactly as S3 return
 META_SOURCE_SIZE = "teacopy-source-size"
 CHECKSUM_ALGORITHM = "CRC32"
 POLL_SECONDS = 0.25  # how often waiting loops look at the deadline and at failures
+# Results are also written while a batch runs (progress for operators, less to redo after a crash).
+FLUSH_EVERY_OBJECTS = 25
+FLUSH_EVERY_SECONDS = 10.0
 
 # S3 error codes, grouped by what the worker does about them.
 EXPIRED_CODES = frozenset({"ExpiredToken", "TokenRefreshRequired", "InvalidToken", "ExpiredTokenException"})
@@ -535,7 +538,8 @@ def copy_batch(
     Counts are for this invocation. ``done`` is False when the Lambda deadline stopped the batch early
     (invoke again with the same event). Raises CredentialsExpired (refresh, then invoke again),
     TransientCopyError (retry), DestinationAccessDenied (fatal). Whatever the exit, the objects
-    finished by this invocation are recorded first in one new result file.
+    finished by this invocation are recorded first: every FLUSH_EVERY_OBJECTS objects or
+    FLUSH_EVERY_SECONDS while running, and on every exit, each time in a new result file.
 
     Deadline: no new object starts once ``remaining_ms()`` is below the reserve (except the first);
     below half the reserve, in-flight multipart uploads are aborted (redone by the continuation) so
@@ -563,6 +567,8 @@ def copy_batch(
     errors: list[BaseException] = []
     in_flight: dict[Future[ObjectResult], ObjectSpec] = {}
     cancelled: list[ObjectSpec] = []  # objects started but cancelled (not recorded)
+    flushed = 0  # results[:flushed] are already in the result log
+    last_flush = time.monotonic()
     stop: str | None = None
     expiry_message = ""
 
@@ -601,6 +607,14 @@ def copy_batch(
             started = 0
             while pending and stop is None:
                 harvest([f for f in list(in_flight) if f.done()])
+                unflushed = len(results) - flushed
+                if unflushed >= FLUSH_EVERY_OBJECTS or (unflushed and time.monotonic() - last_flush > FLUSH_EVERY_SECONDS):
+                    progress_error = _flush(staging_s3, settings.staging_bucket, prefix, results[flushed:])
+                    if progress_error is not None:
+                        errors.append(progress_error)
+                        stop = "error"
+                        break
+                    flushed, last_flush = len(results), time.monotonic()
                 if errors:
                     stop = "error"
                     break
@@ -642,7 +656,7 @@ def copy_batch(
                 )
             cancelled.clear()
     finally:
-        flush_error = _flush(staging_s3, settings.staging_bucket, prefix, results)
+        flush_error = _flush(staging_s3, settings.staging_bucket, prefix, results[flushed:])
 
     copied = sum(1 for r in results if r.status == COPIED)
     skipped = sum(1 for r in results if r.status == SKIPPED)
