@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TEMPLATE = REPO / "cdk.out" / "TeacopyStack.template.json"
 SOURCE_BUCKET = "podaac-demo-protected"
 DEMO_TOKEN = "demo-edl-token-" + "x" * 24  # noqa: S105 — the emulator's only valid token; not a real EDL token
+INLINE_KEYS = 500  # the demo switches to a manifest beyond this many keys
 _UNITS = {"B": 1, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "KB": 1000, "MB": 1000**2}
 
 
@@ -106,7 +107,13 @@ def secrets_of(tea: TeaEmulator, token: str) -> list[str]:
 def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.stderr) -> dict[str, Any]:
     template = load_template(args.template)
     keys = demo_keys(args.objects)
-    with TeaEmulator(lifetime_seconds=args.credential_lifetime, valid_tokens={DEMO_TOKEN}) as tea:
+    # The first credentials are short-lived (as if fetched just before the job started), so that they
+    # expire mid-run even on a fast machine; later ones live --credential-lifetime seconds.
+    def after_issue(_issued: object) -> None:
+        tea.set_lifetime(args.credential_lifetime)
+
+    tea = TeaEmulator(lifetime_seconds=args.first_lifetime, valid_tokens={DEMO_TOKEN}, issue=after_issue)
+    with tea:
         overrides = {
             env_names.TEA_ENDPOINT: tea.url,
             env_names.SAFETY_MARGIN_SECONDS: str(args.safety_margin),
@@ -117,10 +124,17 @@ def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.std
             expected = seed(engine, keys, args.sizes, args.large, args.seed)
             destination = engine.deployment.destination_buckets[0]
             prefix = "demo-copy/"
-            job = {"source": {"bucket": SOURCE_BUCKET, "keys": keys}, "destination": {"bucket": destination, "prefix": prefix}}
+            source: dict[str, Any] = {"bucket": SOURCE_BUCKET, "keys": keys}
+            if len(keys) > INLINE_KEYS:  # past what fits in an execution input: a manifest in your bucket
+                engine.client("s3").put_object(
+                    Bucket=destination, Key="manifests/demo.txt", Body="\n".join(keys).encode("utf-8")
+                )
+                source = {"bucket": SOURCE_BUCKET, "manifest": f"s3://{destination}/manifests/demo.txt"}
+            job = {"source": source, "destination": {"bucket": destination, "prefix": prefix}}
             print(
                 f"teacopy demo: {len(keys)} objects, {sum(s for s, _ in expected.values()) / 1024**2:.1f} MiB, "
-                f"TEA credentials live {args.credential_lifetime:g} s (safety margin {args.safety_margin} s)",
+                f"TEA credentials live {args.first_lifetime:g} s, then {args.credential_lifetime:g} s "
+                f"(safety margin {args.safety_margin} s)",
                 file=err,
             )
             printer = ProgressPrinter(err, len(keys))
@@ -160,8 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated object sizes, cycled (default 1KiB,100KiB,700KiB,2MiB)",
     )
     parser.add_argument("--large", type=parse_size, default=parse_size("40MiB"), help="one object of this size (multipart); 0 for none")
-    parser.add_argument("--credential-lifetime", type=float, default=8.0, help="seconds TEA credentials live (default 8)")
-    parser.add_argument("--safety-margin", type=int, default=2, help="seconds before expiry a worker refreshes (default 2)")
+    parser.add_argument("--first-lifetime", type=float, default=2.0, help="seconds the first credentials live (default 2)")
+    parser.add_argument("--credential-lifetime", type=float, default=6.0, help="seconds later credentials live (default 6)")
+    parser.add_argument("--safety-margin", type=int, default=1, help="seconds before expiry a worker refreshes (default 1)")
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
     parser.add_argument("--seed", type=int, default=7)
     return parser
