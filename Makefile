@@ -31,7 +31,9 @@ demo: synth
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy app.py stacks lambdas teacopy_local
+	@# two runs: Lambda code is the package `shared` (asset root lambdas/), the CDK app imports it as `lambdas.shared`
+	$(BIN)/mypy lambdas
+	$(BIN)/mypy app.py stacks teacopy_local
 
 format: setup
 	$(BIN)/ruff format .

@@ -25,7 +25,7 @@ class DestinationConfig:
 class TeacopyConfig:
     tea_endpoint: str
     destinations: tuple[DestinationConfig, ...]
-    token_secret_name: str = "teacopy/edl-token"
+    token_secret_name: str = "teacopy/edl-token"  # noqa: S105 — the secret's name, not its value
     app_name: str = "teacopy"
     source_region: str = "us-west-2"
     manifest_buckets: tuple[str, ...] = ()  # the Plan may also read manifests from destination buckets
@@ -64,7 +64,9 @@ class TeacopyConfig:
             raise ConfigError(f"teacopy: unknown keys {unknown}; known keys are {sorted(known)}")
         endpoint = raw.get("tea_endpoint")
         if not isinstance(endpoint, str) or not re.match(r"^https?://[^/\s]+", endpoint):
-            raise ConfigError("teacopy.tea_endpoint: must be an http(s) URL such as https://archive.podaac.earthdata.nasa.gov")
+            raise ConfigError(
+                "teacopy.tea_endpoint: must be an http(s) URL such as https://archive.podaac.earthdata.nasa.gov"
+            )
         destinations = tuple(_destination(i, d) for i, d in enumerate(raw.get("destinations") or []))
         if not destinations:
             raise ConfigError("teacopy.destinations: list at least one destination bucket you own")

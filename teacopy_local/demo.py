@@ -25,7 +25,7 @@ from .tea_emulator import TeaEmulator
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TEMPLATE = REPO / "cdk.out" / "TeacopyStack.template.json"
 SOURCE_BUCKET = "podaac-demo-protected"
-DEMO_TOKEN = "demo-edl-token-" + "x" * 24  # noqa: S105 — the emulator's only valid token; not a real EDL token
+DEMO_TOKEN = "demo-edl-token-" + "x" * 24
 INLINE_KEYS = 500  # the demo switches to a manifest beyond this many keys
 _UNITS = {"B": 1, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "KB": 1000, "MB": 1000**2}
 
@@ -42,7 +42,9 @@ def demo_keys(count: int) -> list[str]:
     return [f"demo/{2020 + i % 4}/{names[i % len(names)]} {i:05d}.nc" for i in range(count)]
 
 
-def seed(engine: LocalEngine, keys: list[str], sizes: list[int], large: int, seed_value: int) -> dict[str, tuple[int, str]]:
+def seed(
+    engine: LocalEngine, keys: list[str], sizes: list[int], large: int, seed_value: int
+) -> dict[str, tuple[int, str]]:
     """Put the objects into the source bucket; return key -> (size, sha256)."""
     s3 = engine.client("s3", region="us-west-2")
     rng = random.Random(seed_value)
@@ -107,6 +109,7 @@ def secrets_of(tea: TeaEmulator, token: str) -> list[str]:
 def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.stderr) -> dict[str, Any]:
     template = load_template(args.template)
     keys = demo_keys(args.objects)
+
     # The first credentials are short-lived (as if fetched just before the job started), so that they
     # expire mid-run even on a fast machine; later ones live --credential-lifetime seconds.
     def after_issue(_issued: object) -> None:
@@ -138,7 +141,9 @@ def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.std
                 file=err,
             )
             printer = ProgressPrinter(err, len(keys))
-            result: RunResult = engine.run(job, name=f"demo-{int(time.time())}", timeout=args.timeout, on_progress=printer)
+            result: RunResult = engine.run(
+                job, name=f"demo-{int(time.time())}", timeout=args.timeout, on_progress=printer
+            )
             printer.close()
             verified = verify(engine, destination, prefix, expected)
             report = result.report or {}
@@ -173,10 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=[parse_size(x) for x in ("1KiB", "100KiB", "700KiB", "2MiB")],
         help="comma-separated object sizes, cycled (default 1KiB,100KiB,700KiB,2MiB)",
     )
-    parser.add_argument("--large", type=parse_size, default=parse_size("40MiB"), help="one object of this size (multipart); 0 for none")
-    parser.add_argument("--first-lifetime", type=float, default=2.0, help="seconds the first credentials live (default 2)")
-    parser.add_argument("--credential-lifetime", type=float, default=6.0, help="seconds later credentials live (default 6)")
-    parser.add_argument("--safety-margin", type=int, default=1, help="seconds before expiry a worker refreshes (default 1)")
+    parser.add_argument(
+        "--large", type=parse_size, default=parse_size("40MiB"), help="one object of this size (multipart); 0 for none"
+    )
+    parser.add_argument(
+        "--first-lifetime", type=float, default=2.0, help="seconds the first credentials live (default 2)"
+    )
+    parser.add_argument(
+        "--credential-lifetime", type=float, default=6.0, help="seconds later credentials live (default 6)"
+    )
+    parser.add_argument(
+        "--safety-margin", type=int, default=1, help="seconds before expiry a worker refreshes (default 1)"
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
     parser.add_argument("--seed", type=int, default=7)
     return parser

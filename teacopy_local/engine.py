@@ -21,7 +21,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,15 @@ from moto import mock_aws
 from lambdas.shared import env_names
 from stacks.template_tools import state_machine_definition
 
-from .moto_adapters import FunctionSpec, atomic_backends, LambdaRuntime, TeaKeyPolicy, fresh_handler_modules, inprocess_lambda, tea_credential_checks
+from .moto_adapters import (
+    FunctionSpec,
+    LambdaRuntime,
+    TeaKeyPolicy,
+    atomic_backends,
+    fresh_handler_modules,
+    inprocess_lambda,
+    tea_credential_checks,
+)
 from .tea_emulator import TeaEmulator
 
 logger = logging.getLogger(__name__)
@@ -112,8 +120,8 @@ class LocalEngine:
     def __enter__(self) -> LocalEngine:
         for name, value in {
             "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 — moto's fake account key
-            "AWS_SESSION_TOKEN": "testing",  # noqa: S105
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
             "AWS_DEFAULT_REGION": REGION,
         }.items():
             self._set_env(name, value)
@@ -169,7 +177,12 @@ class LocalEngine:
                 yield logical_id, resource.get("Properties", {})
 
     def resolve(self, logical_id: str, attribute: str | None) -> str:
-        pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::URLSuffix": "amazonaws.com"}
+        pseudo = {
+            "AWS::Partition": "aws",
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::URLSuffix": "amazonaws.com",
+        }
         if logical_id in pseudo:
             return pseudo[logical_id]
         try:
@@ -184,7 +197,9 @@ class LocalEngine:
 
     def deploy(self) -> Deployment:
         d = self.deployment
-        s3, sm, ddb, iam, lam, sfn = (self.client(s) for s in ("s3", "secretsmanager", "dynamodb", "iam", "lambda", "stepfunctions"))
+        s3, sm, ddb, iam, lam, sfn = (
+            self.client(s) for s in ("s3", "secretsmanager", "dynamodb", "iam", "lambda", "stepfunctions")
+        )
         for logical_id, _props in self.resources("AWS::S3::Bucket"):
             name = f"teacopy-{logical_id.lower()[:40]}"
             s3.create_bucket(Bucket=name)
@@ -263,9 +278,9 @@ class LocalEngine:
         name = name or f"run-{int(time.time() * 1000)}"
         sfn = self.client("stepfunctions")
         return str(
-            sfn.start_execution(stateMachineArn=self.deployment.state_machine_arn, name=name, input=json.dumps(job_input))[
-                "executionArn"
-            ]
+            sfn.start_execution(
+                stateMachineArn=self.deployment.state_machine_arn, name=name, input=json.dumps(job_input)
+            )["executionArn"]
         )
 
     def wait(
@@ -328,7 +343,7 @@ class LocalEngine:
                 yield item["Key"], s3.get_object(Bucket=self.deployment.staging_bucket, Key=item["Key"])["Body"].read()
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def scan_for_secrets(self, secrets: list[str], execution_arns: list[str]) -> list[str]:
         return scan_for_secrets(self, secrets, execution_arns)
@@ -340,14 +355,15 @@ class ProgressTracker:
     def __init__(self, s3: Any, bucket: str, run_id: str) -> None:
         self.s3, self.bucket, self.run_id = s3, bucket, run_id
         self.seen: set[str] = set()
-        self.counts = {"copied": 0, "skipped": 0, "failed": 0, "bytes": 0, "done": 0, "objects": None, "refreshes": 0}
+        self.counts: dict[str, int] = {"copied": 0, "skipped": 0, "failed": 0, "bytes": 0, "done": 0}
+        self.objects: int | None = None
 
     def poll(self) -> dict[str, Any]:
         prefix = f"runs/{self.run_id}/"
-        if self.counts["objects"] is None:
+        if self.objects is None:
             try:
                 plan = json.loads(self.s3.get_object(Bucket=self.bucket, Key=f"{prefix}plan.json")["Body"].read())
-                self.counts["objects"] = plan["objects"]
+                self.objects = int(plan["objects"])
             except self.s3.exceptions.NoSuchKey:
                 pass
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{prefix}results/"):
@@ -362,7 +378,7 @@ class ProgressTracker:
                         self.counts["bytes"] += int(record.get("bytes", 0))
         listing = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=f"{prefix}events/refresh/")
         self.counts["refresh_calls"] = listing.get("KeyCount", 0)
-        return dict(self.counts)
+        return {**self.counts, "objects": self.objects}
 
 
 def load_template(path: str | Path) -> dict[str, Any]:
@@ -391,4 +407,3 @@ def scan_for_secrets(engine: LocalEngine, secrets: list[str], execution_arns: li
         if _scan(line, secrets):
             found.append(f"log line {line[:60]!r}")
     return found
-

@@ -34,15 +34,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from moto.awslambda.models import LambdaFunction
 from moto.dynamodb.models import DynamoDBBackend
-from moto.secretsmanager.models import SecretsManagerBackend
 from moto.s3.exceptions import S3ClientError
 from moto.s3.responses import S3Response
+from moto.secretsmanager.models import SecretsManagerBackend
 
 logger = logging.getLogger(__name__)
 _CREDENTIAL_RE = re.compile(r"Credential=([A-Z0-9]+)/")
@@ -87,7 +87,8 @@ class LambdaRuntime:
         if str(LAMBDAS_DIR) not in sys.path:
             sys.path.insert(0, str(LAMBDAS_DIR))
         module = importlib.import_module(module_name)  # first import = cold start
-        return getattr(module, func_name)  # type: ignore[no-any-return]
+        handler: Callable[[Any, Any], Any] = getattr(module, func_name)
+        return handler
 
     def invoke(self, name: str, event: Any) -> tuple[bytes, bool]:
         spec = self.functions[name]
@@ -124,7 +125,7 @@ def inprocess_lambda(runtime: LambdaRuntime) -> Iterator[LambdaRuntime]:
             response_headers["x-amz-function-error"] = "Unhandled"
         return payload
 
-    LambdaFunction.invoke = invoke  # type: ignore[method-assign,assignment]
+    LambdaFunction.invoke = invoke  # type: ignore[method-assign]
     try:
         yield runtime
     finally:
@@ -151,7 +152,7 @@ class TeaKeyPolicy:
 
     expiration_of: Callable[[str], datetime | None]  # access key id -> expiration, None if not a TEA key
     source_buckets: set[str]
-    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     denied: list[tuple[str, str]] = field(default_factory=list)
     expired_answers: int = 0
 
@@ -175,7 +176,7 @@ def tea_credential_checks(policy: TeaKeyPolicy) -> Iterator[TeaKeyPolicy]:
                 raise TeaAccessDenied(f"TEA credentials do not cover bucket {bucket_name}")
         original(self, bucket_name=bucket_name, key_name=key_name)
 
-    S3Response._authenticate_and_authorize_s3_action = check  # type: ignore[method-assign]
+    S3Response._authenticate_and_authorize_s3_action = check  # type: ignore[method-assign,assignment]
     try:
         yield policy
     finally:

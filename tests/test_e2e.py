@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from datetime import UTC, datetime
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -31,10 +31,21 @@ DEST = "my-earthdata-copy"  # first destination of the test synth (tests/conftes
 
 
 @contextmanager
-def engine_for(synth: Any, lifetime: float = 3600, margin: int = 1, **env: str) -> Iterator[tuple[LocalEngine, TeaEmulator]]:
-    with TeaEmulator(lifetime_seconds=lifetime, valid_tokens={TOKEN}) as tea:
+def engine_for(
+    synth: Any, lifetime: float = 3600, margin: int = 1, later_lifetime: float | None = None, **env: str
+) -> Iterator[tuple[LocalEngine, TeaEmulator]]:
+    """``lifetime`` of the first credentials TEA issues; ``later_lifetime`` (if given) of the rest."""
+
+    def after_issue(_issued: object) -> None:
+        if later_lifetime is not None:
+            tea.set_lifetime(later_lifetime)
+
+    tea = TeaEmulator(lifetime_seconds=lifetime, valid_tokens={TOKEN}, issue=after_issue)
+    with tea:
         overrides = {env_names.TEA_ENDPOINT: tea.url, env_names.SAFETY_MARGIN_SECONDS: str(margin), **env}
-        with LocalEngine(synth.template, tea=tea, edl_token=TOKEN, source_buckets={SOURCE}, env_overrides=overrides) as engine:
+        with LocalEngine(
+            synth.template, tea=tea, edl_token=TOKEN, source_buckets={SOURCE}, env_overrides=overrides
+        ) as engine:
             yield engine, tea
 
 
@@ -91,18 +102,21 @@ def test_happy_path_copies_everything_byte_for_byte(synth: Any) -> None:
 
 
 def test_expiry_mid_run_refreshes_once_per_expiry_and_coalesces(synth: Any) -> None:
-    # Credentials live 3 s with a 1 s margin. CopyBatch invocations are let in one at a time,
-    # 0.1 s apart (like a Lambda concurrency limit), so the 24 children of this run span > 2.4 s:
-    # the later workers meet expired credentials mid-run, several at once, and refresh.
+    # The first credentials live 2 s with a 1 s margin (later ones 30 s). CopyBatch invocations are
+    # let in one at a time, 0.15 s apart (like a Lambda concurrency limit), so the 24 children of
+    # this run span > 3.6 s: the later workers meet expired credentials mid-run, several at once.
     keys = [f"exp/{i:03d}.nc" for i in range(48)]
     gate = threading.Lock()
 
     def staggered(name: str, event: dict[str, Any]) -> None:
         if "batch" in event:
             with gate:
-                time.sleep(0.1)
+                time.sleep(0.15)
 
-    with engine_for(synth, lifetime=3, margin=1, **{env_names.BATCH_MAX_OBJECTS: "2"}) as (engine, tea):
+    with engine_for(synth, lifetime=2, margin=1, later_lifetime=30, **{env_names.BATCH_MAX_OBJECTS: "2"}) as (
+        engine,
+        tea,
+    ):
         expected = seed(engine, keys)
         engine.runtime.fault = staggered
         result = engine.run(job(keys), name="expiry", timeout=300)
@@ -123,7 +137,7 @@ def test_expiry_mid_run_refreshes_once_per_expiry_and_coalesces(synth: Any) -> N
 
 def test_rerun_skips_objects_already_present(synth: Any) -> None:
     keys = [f"again/{i}.nc" for i in range(6)]
-    with engine_for(synth) as (engine, tea):
+    with engine_for(synth) as (engine, _tea):
         expected = seed(engine, keys)
         first = engine.run(job(keys), name="first", timeout=120)
         assert first.output is not None and first.output["copied"] == 6
@@ -157,7 +171,10 @@ def test_missing_source_key_fails_alone(synth: Any) -> None:
 @pytest.mark.parametrize(
     ("raw", "field"),
     [
-        ({"source": {"bucket": SOURCE, "keys": ["a"]}, "destination": {"bucket": "not-allowed-bucket"}}, "destination.bucket"),
+        (
+            {"source": {"bucket": SOURCE, "keys": ["a"]}, "destination": {"bucket": "not-allowed-bucket"}},
+            "destination.bucket",
+        ),
         ({"source": {"bucket": SOURCE, "keys": []}, "destination": {"bucket": DEST}}, "source.keys"),
         ({"source": {"bucket": SOURCE, "keys": ["../etc"]}, "destination": {"bucket": DEST}}, "source.keys[0]"),
         ({"destination": {"bucket": DEST}}, "source"),
@@ -211,6 +228,6 @@ def test_tea_credentials_are_read_only_and_expire_in_the_local_s3(synth: Any) ->
 def _fetch(url: str) -> str:
     import urllib.request
 
-    request = urllib.request.Request(f"{url}/s3credentials", headers={"Authorization": f"Bearer {TOKEN}"})
+    request = urllib.request.Request(f"{url}/s3credentials", headers={"Authorization": f"Bearer {TOKEN}"})  # noqa: S310
     with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 — loopback emulator
         return str(response.read().decode())

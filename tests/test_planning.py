@@ -70,11 +70,19 @@ BAD_INPUTS = [
     ("key too long", "source.keys[0]", with_("source.keys", ["é" * 600])),
     ("too many inline keys", "source.keys", with_("source.keys", [f"k{i}" for i in range(11)])),
     ("destination not allowed", "destination.bucket", with_("destination.bucket", "other")),
-    ("destination prefix not allowed", "destination.prefix", with_("destination", {"bucket": "scoped", "prefix": "x/"})),
+    (
+        "destination prefix not allowed",
+        "destination.prefix",
+        with_("destination", {"bucket": "scoped", "prefix": "x/"}),
+    ),
     ("destination prefix leading slash", "destination.prefix", with_("destination.prefix", "/x")),
     ("destination unknown field", "destination.region", with_("destination.region", "us-west-2")),
     ("bad overwrite option", "options.overwrite", {**GOOD, "options": {"overwrite": "sometimes"}}),
-    ("manifest in unreadable bucket", "source.manifest", with_("source", {"bucket": "daac-bucket", "manifest": "s3://other/m"})),
+    (
+        "manifest in unreadable bucket",
+        "source.manifest",
+        with_("source", {"bucket": "daac-bucket", "manifest": "s3://other/m"}),
+    ),
     ("manifest not a URL", "source.manifest", with_("source", {"bucket": "daac-bucket", "manifest": "m.txt"})),
 ]
 
@@ -127,7 +135,9 @@ def test_manifest_formats(body, expected):
 
 
 def test_manifest_job_reads_user_bucket(s3):
-    s3.put_object(Bucket="lists", Key="m.json", Body=json.dumps([{"key": "x/1", "size": 600}, {"key": "x/2", "size": 600}]))
+    s3.put_object(
+        Bucket="lists", Key="m.json", Body=json.dumps([{"key": "x/1", "size": 600}, {"key": "x/2", "size": 600}])
+    )
     raw = {"source": {"bucket": "daac-bucket", "manifest": "s3://lists/m.json"}, "destination": {"bucket": "dest"}}
     state = plan_job(raw, "run-m", settings=SETTINGS, s3=s3)
     assert state["objects"] == 2

@@ -75,5 +75,5 @@ def test_failures_within_threshold_succeed(s3):
 def test_map_failure_and_unattempted_objects_fail_the_job(s3):
     seed_run(s3, 3, [[rec("a", "copied", 1)]])
     outcome = {"map_failed": True, "error": "CredentialsRefreshExhausted", "cause": "expired 6 times"}
-    with pytest.raises(CopyJobFailed, match="2 objects were not attempted.*CredentialsRefreshExhausted"):
+    with pytest.raises(CopyJobFailed, match=r"2 objects were not attempted.*CredentialsRefreshExhausted"):
         summarize({"run_id": "r", "outcome": outcome}, settings=SummarySettings("staging", 100), s3=s3)

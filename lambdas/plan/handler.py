@@ -7,13 +7,14 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-
 from shared.planning import plan_job
 from shared.settings import PlanSettings
 
 logging.getLogger().setLevel(logging.INFO)
 SETTINGS = PlanSettings.from_env()
-S3 = boto3.client("s3", config=Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "max_attempts": 5}))
+S3 = boto3.client(
+    "s3", config=Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "max_attempts": 5})
+)
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

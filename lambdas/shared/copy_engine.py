@@ -608,7 +608,9 @@ def copy_batch(
             while pending and stop is None:
                 harvest([f for f in list(in_flight) if f.done()])
                 unflushed = len(results) - flushed
-                if unflushed >= FLUSH_EVERY_OBJECTS or (unflushed and time.monotonic() - last_flush > FLUSH_EVERY_SECONDS):
+                if unflushed >= FLUSH_EVERY_OBJECTS or (
+                    unflushed and time.monotonic() - last_flush > FLUSH_EVERY_SECONDS
+                ):
                     progress_error = _flush(staging_s3, settings.staging_bucket, prefix, results[flushed:])
                     if progress_error is not None:
                         errors.append(progress_error)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 STAGING_BUCKET = "TEACOPY_STAGING_BUCKET"
-TOKEN_SECRET_ID = "TEACOPY_TOKEN_SECRET_ID"  # EDL bearer token (or asf-urs cookie), read-only for us
-CREDENTIALS_SECRET_ID = "TEACOPY_CREDENTIALS_SECRET_ID"  # the TEA credentials cache
+TOKEN_SECRET_ID = "TEACOPY_TOKEN_SECRET_ID"  # noqa: S105 — a variable name, not a secret; EDL bearer token (or asf-urs cookie), read-only for us
+CREDENTIALS_SECRET_ID = "TEACOPY_CREDENTIALS_SECRET_ID"  # noqa: S105 — a name; the TEA credentials cache
 LOCK_TABLE = "TEACOPY_LOCK_TABLE"  # DynamoDB table holding the refresh lease
 TEA_ENDPOINT = "TEACOPY_TEA_ENDPOINT"  # e.g. https://archive.podaac.earthdata.nasa.gov
 APP_NAME = "TEACOPY_APP_NAME"

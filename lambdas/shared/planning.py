@@ -51,7 +51,9 @@ def _check_fields(value: Any, field: str, allowed: tuple[str, ...]) -> dict[str,
         raise InvalidInput(field, f"must be a JSON object with fields {', '.join(allowed)}")
     unknown = sorted(set(value) - set(allowed))
     if unknown:
-        raise InvalidInput(f"{field}.{unknown[0]}" if field else unknown[0], f"unknown field; allowed: {', '.join(allowed)}")
+        raise InvalidInput(
+            f"{field}.{unknown[0]}" if field else unknown[0], f"unknown field; allowed: {', '.join(allowed)}"
+        )
     return value
 
 
@@ -176,7 +178,9 @@ def parse_manifest(text: str, source_bucket: str) -> Iterator[ObjectSpec]:
         try:
             entries = json.loads(stripped)
         except json.JSONDecodeError as exc:
-            raise InvalidInput(field, f"looks like a JSON array but does not parse: {exc.msg} at line {exc.lineno}") from exc
+            raise InvalidInput(
+                field, f"looks like a JSON array but does not parse: {exc.msg} at line {exc.lineno}"
+            ) from exc
         for index, entry in enumerate(entries):
             where = f"{field}[{index}]"
             if isinstance(entry, dict):
@@ -225,7 +229,9 @@ def make_batches(
         size = obj.size or 0
         obj_json = len(json.dumps(obj.to_dict(), ensure_ascii=False).encode("utf-8")) + 1
         if current and (
-            len(current) >= max_objects or current_bytes + size > max_bytes or current_json + obj_json > MAX_BATCH_JSON_BYTES
+            len(current) >= max_objects
+            or current_bytes + size > max_bytes
+            or current_json + obj_json > MAX_BATCH_JSON_BYTES
         ):
             yield flush()
         current.append(obj)
@@ -244,7 +250,9 @@ def plan_job(raw_input: Any, run_id: str, *, settings: PlanSettings, s3: Any) ->
         objects: list[ObjectSpec] = list(request.keys)
     else:
         assert request.manifest is not None
-        objects = list(_unique(parse_manifest(_read_manifest(s3, *request.manifest), request.source_bucket), "source.manifest"))
+        objects = list(
+            _unique(parse_manifest(_read_manifest(s3, *request.manifest), request.source_bucket), "source.manifest")
+        )
         if not objects:
             raise InvalidInput("source.manifest", "lists no keys")
     for index, obj in enumerate(objects):

@@ -25,19 +25,27 @@ def _read_all(s3: Any, bucket: str, keys: list[str]) -> list[Any]:
 def collect(s3: Any, bucket: str, run_id: str) -> dict[str, Any]:
     """Read the run's plan, results and events; return the report (no secrets are ever in them)."""
     plan = staging.get_json(s3, bucket, staging.plan_key(run_id))
-    result_keys = sorted(staging.list_keys(s3, bucket, staging.results_prefix(run_id)), key=lambda k: k.rsplit("/", 1)[-1])
+    result_keys = sorted(
+        staging.list_keys(s3, bucket, staging.results_prefix(run_id)), key=lambda k: k.rsplit("/", 1)[-1]
+    )
     final: dict[str, dict[str, Any]] = {}
     for records in _read_all(s3, bucket, result_keys):
         for record in records:
             final[record["key"]] = record  # later files win (a retried object's last word)
     counts = Counter(r["status"] for r in final.values())
     tea_events = _read_all(s3, bucket, list(staging.list_keys(s3, bucket, staging.events_prefix(run_id, "tea"))))
-    refresh_events = _read_all(s3, bucket, list(staging.list_keys(s3, bucket, staging.events_prefix(run_id, "refresh"))))
+    refresh_events = _read_all(
+        s3, bucket, list(staging.list_keys(s3, bucket, staging.events_prefix(run_id, "refresh")))
+    )
     adopted = {
-        e["new_version"] for e in refresh_events if e.get("new_version") and e.get("new_version") != e.get("used_version")
+        e["new_version"]
+        for e in refresh_events
+        if e.get("new_version") and e.get("new_version") != e.get("used_version")
     }
     failures = [
-        {"key": r["key"], "reason": r.get("reason", "")} for r in sorted(final.values(), key=lambda r: r["key"]) if r["status"] == FAILED
+        {"key": r["key"], "reason": r.get("reason", "")}
+        for r in sorted(final.values(), key=lambda r: r["key"])
+        if r["status"] == FAILED
     ]
     objects = int(plan["objects"])
     return {
@@ -64,7 +72,16 @@ def _reason_class(reason: str) -> str:
     return reason.split(":", 1)[0] if reason else "unknown"
 
 
-COUNT_FIELDS = ("objects", "copied", "skipped", "failed", "not_attempted", "bytes", "tea_requests", "credential_refreshes")
+COUNT_FIELDS = (
+    "objects",
+    "copied",
+    "skipped",
+    "failed",
+    "not_attempted",
+    "bytes",
+    "tea_requests",
+    "credential_refreshes",
+)
 
 
 def summarize(event: Any, *, settings: SummarySettings, s3: Any) -> dict[str, Any]:

@@ -7,13 +7,14 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-
 from shared.settings import SummarySettings
 from shared.summary import summarize
 
 logging.getLogger().setLevel(logging.INFO)
 SETTINGS = SummarySettings.from_env()
-S3 = boto3.client("s3", config=Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "max_attempts": 5}))
+S3 = boto3.client(
+    "s3", config=Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "max_attempts": 5})
+)
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
