@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--large", type=parse_size, default=parse_size("40MiB"), help="one object of this size (multipart); 0 for none"
     )
     parser.add_argument(
-        "--first-lifetime", type=float, default=2.0, help="seconds the first credentials live (default 2)"
+        "--first-lifetime", type=float, default=1.5, help="seconds the first credentials live (default 1.5)"
     )
     parser.add_argument(
         "--credential-lifetime", type=float, default=6.0, help="seconds later credentials live (default 6)"
