@@ -7,8 +7,9 @@ Everything of one execution lives under ``runs/<run_id>/``:
 - ``results/<batch_id>/<seq>.json`` per-object outcomes, one file per CopyBatch invocation
 - ``events/tea/<seq>.json``         one file per HTTP request made to TEA on behalf of this run
 - ``events/refresh/<seq>.json``     one file per RefreshCredentials call (coalesced or not)
-- ``map/``                          the Distributed Map's ResultWriter output
 - ``report.json``                   Summarize's report
+
+(The Distributed Map's ResultWriter writes under ``map-results/<map run id>/``, outside ``runs/``.)
 
 The files are the job's durable progress log: a retried CopyBatch reads its batch's result files
 and resumes after the objects already done, and Summarize aggregates them.
@@ -44,10 +45,6 @@ def results_prefix(run_id: str, batch_id: str | None = None) -> str:
 
 def events_prefix(run_id: str, kind: str) -> str:
     return f"{run_prefix(run_id)}events/{kind}/"
-
-
-def map_results_prefix(run_id: str) -> str:
-    return f"{run_prefix(run_id)}map"
 
 
 def report_key(run_id: str) -> str:
