@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
@@ -90,6 +91,21 @@ def _retry_credentials(task: tasks.LambdaInvoke) -> None:
 
 
 class CopyWorkflow(Construct):
+    def _lambda_task(
+        self, name: str, function: lambda_.IFunction, result_path: str, payload: sfn.TaskInput | None = None
+    ) -> tasks.LambdaInvoke:
+        """A Lambda task whose state is the function's payload; retries are added explicitly per task."""
+        return tasks.LambdaInvoke(
+            self,
+            name,
+            state_name=name,
+            lambda_function=function,
+            payload=payload,
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            result_path=result_path,
+        )
+
     def __init__(
         self,
         scope: Construct,
@@ -102,43 +118,31 @@ class CopyWorkflow(Construct):
         super().__init__(scope, construct_id)
         n = StateNames
 
-        plan = tasks.LambdaInvoke(
-            self,
+        plan = self._lambda_task(
             n.PLAN,
-            state_name=n.PLAN,
-            lambda_function=functions.plan.function,
+            functions.plan.function,
+            result_path="$",
             payload=sfn.TaskInput.from_object(
                 {"input": sfn.JsonPath.entire_payload, "run_id": sfn.JsonPath.execution_name}
             ),
-            payload_response_only=True,
-            retry_on_service_exceptions=False,
-            result_path="$",
         )
         _retry_lambda_service(plan)
 
-        fetch = tasks.LambdaInvoke(
-            self,
+        fetch = self._lambda_task(
             n.FETCH_CREDENTIALS,
-            state_name=n.FETCH_CREDENTIALS,
-            lambda_function=functions.credentials.function,
-            payload=sfn.TaskInput.from_object({"action": "fetch", "run_id": sfn.JsonPath.string_at("$.run_id")}),
-            payload_response_only=True,
-            retry_on_service_exceptions=False,
+            functions.credentials.function,
             result_path="$.credentials",
+            payload=sfn.TaskInput.from_object({"action": "fetch", "run_id": sfn.JsonPath.string_at("$.run_id")}),
         )
         _retry_credentials(fetch)
 
         # --- the map child ---------------------------------------------------------------------------
-        copy_batch = tasks.LambdaInvoke(
-            self,
+        copy_batch = self._lambda_task(
             n.COPY_BATCH,
-            state_name=n.COPY_BATCH,
-            lambda_function=functions.copy_batch.function,
+            functions.copy_batch.function,
+            result_path="$.result",
             # No payload: the whole state is the event. (TaskInput.from_json_path_at("$") would render
             # `"Parameters": "$"`, which is not valid ASL with payload_response_only.)
-            payload_response_only=True,
-            retry_on_service_exceptions=False,
-            result_path="$.result",
         )
         _retry_lambda_service(copy_batch)
         copy_batch.add_retry(
@@ -166,11 +170,10 @@ class CopyWorkflow(Construct):
             error=REFRESH_EXHAUSTED_ERROR,
             cause=(f"credentials expired {config.max_refresh_rounds} times for this batch; check TEA and the clock"),
         )
-        refresh = tasks.LambdaInvoke(
-            self,
+        refresh = self._lambda_task(
             n.REFRESH_CREDENTIALS,
-            state_name=n.REFRESH_CREDENTIALS,
-            lambda_function=functions.credentials.function,
+            functions.credentials.function,
+            result_path="$.credentials",
             payload=sfn.TaskInput.from_object(
                 {
                     "action": "refresh",
@@ -178,9 +181,6 @@ class CopyWorkflow(Construct):
                     "used_version": sfn.JsonPath.string_at("$.credentials.version"),
                 }
             ),
-            payload_response_only=True,
-            retry_on_service_exceptions=False,
-            result_path="$.credentials",
         )
         _retry_credentials(refresh)
         can_refresh = (
@@ -225,17 +225,13 @@ class CopyWorkflow(Construct):
         )
         copy_objects.item_processor(child)
 
-        summarize = tasks.LambdaInvoke(
-            self,
+        summarize = self._lambda_task(
             n.SUMMARIZE,
-            state_name=n.SUMMARIZE,
-            lambda_function=functions.summarize.function,
+            functions.summarize.function,
+            result_path="$",
             payload=sfn.TaskInput.from_object(
                 {"run_id": sfn.JsonPath.string_at("$.run_id"), "outcome": sfn.JsonPath.object_at("$.outcome")}
             ),
-            payload_response_only=True,
-            retry_on_service_exceptions=False,
-            result_path="$",
         )
         _retry_lambda_service(summarize)
 
