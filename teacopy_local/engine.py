@@ -21,7 +21,6 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ import boto3
 from moto import mock_aws
 
 from lambdas.shared import env_names
-from stacks.template_tools import state_machine_definition
+from stacks.template_tools import PSEUDO_DEFAULTS, resolve_intrinsics, state_machine_definition
 
 from .moto_adapters import (
     FunctionSpec,
@@ -45,6 +44,7 @@ from .tea_emulator import TeaEmulator
 logger = logging.getLogger(__name__)
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+LOCAL_PSEUDO = {**PSEUDO_DEFAULTS, "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 
@@ -177,23 +177,12 @@ class LocalEngine:
                 yield logical_id, resource.get("Properties", {})
 
     def resolve(self, logical_id: str, attribute: str | None) -> str:
-        pseudo = {
-            "AWS::Partition": "aws",
-            "AWS::Region": REGION,
-            "AWS::AccountId": ACCOUNT,
-            "AWS::URLSuffix": "amazonaws.com",
-        }
-        if logical_id in pseudo:
-            return pseudo[logical_id]
+        if logical_id in LOCAL_PSEUDO:
+            return LOCAL_PSEUDO[logical_id]
         try:
             return self.deployment.physical[logical_id][attribute]
         except KeyError as exc:
             raise KeyError(f"local engine cannot resolve {logical_id}.{attribute or 'Ref'}") from exc
-
-    def _resolve_value(self, value: Any) -> Any:
-        from stacks.template_tools import resolve_intrinsics
-
-        return resolve_intrinsics(value, self.resolve)
 
     def deploy(self) -> Deployment:
         d = self.deployment
@@ -204,7 +193,6 @@ class LocalEngine:
             name = f"teacopy-{logical_id.lower()[:40]}"
             s3.create_bucket(Bucket=name)
             d.physical[logical_id] = {None: name, "Arn": f"arn:aws:s3:::{name}"}
-            d.staging_bucket = name
         for logical_id, props in self.resources("AWS::SecretsManager::Secret"):
             name = props.get("Name") or f"teacopy/{logical_id}"
             arn = sm.create_secret(Name=name, SecretString="placeholder-set-by-stack")["ARN"]
@@ -227,7 +215,10 @@ class LocalEngine:
             d.physical[logical_id] = {None: logical_id, "Arn": arn}
         merged: dict[str, str] = {}
         for logical_id, props in functions:
-            env = {k: str(v) for k, v in self._resolve_value(props.get("Environment", {}).get("Variables", {})).items()}
+            env = {
+                k: str(v)
+                for k, v in resolve_intrinsics(props.get("Environment", {}).get("Variables", {}), self.resolve).items()
+            }
             env.update({k: v for k, v in self.env_overrides.items() if k in env})
             for key, value in env.items():
                 if merged.get(key, value) != value:
@@ -341,9 +332,6 @@ class LocalEngine:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.deployment.staging_bucket):
             for item in page.get("Contents", []):
                 yield item["Key"], s3.get_object(Bucket=self.deployment.staging_bucket, Key=item["Key"])["Body"].read()
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
     def scan_for_secrets(self, secrets: list[str], execution_arns: list[str]) -> list[str]:
         return scan_for_secrets(self, secrets, execution_arns)
