@@ -51,17 +51,56 @@ class CredentialsRef:
         return cls(version=version, expiration=expiration)
 
 
+# Expected-checksum algorithms the copy engine verifies while streaming (CMR's spelling → hex digest size).
+CHECKSUM_ALGORITHMS: dict[str, int] = {"MD5": 32, "SHA-1": 40, "SHA-256": 64, "SHA-384": 96, "SHA-512": 128}
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """An expected checksum of a whole source object, as CMR publishes it: algorithm + hex digest."""
+
+    algorithm: str  # one of CHECKSUM_ALGORITHMS
+    value: str  # lowercase hex
+
+    def to_dict(self) -> dict[str, str]:
+        return {"algorithm": self.algorithm, "value": self.value}
+
+    @classmethod
+    def from_dict(cls, data: Any, field_name: str = "checksum") -> Checksum:
+        if not isinstance(data, dict) or set(data) != {"algorithm", "value"}:
+            raise InvalidInput(field_name, "must be an object with exactly 'algorithm' and 'value'")
+        algorithm, value = data["algorithm"], data["value"]
+        if not isinstance(algorithm, str):
+            raise InvalidInput(f"{field_name}.algorithm", f"must be one of {', '.join(CHECKSUM_ALGORITHMS)}")
+        canonical = algorithm.upper().replace("_", "-")
+        canonical = {"SHA1": "SHA-1", "SHA256": "SHA-256", "SHA384": "SHA-384", "SHA512": "SHA-512"}.get(
+            canonical, canonical
+        )
+        if canonical not in CHECKSUM_ALGORITHMS:
+            raise InvalidInput(f"{field_name}.algorithm", f"must be one of {', '.join(CHECKSUM_ALGORITHMS)}")
+        digits = CHECKSUM_ALGORITHMS[canonical]
+        if not isinstance(value, str) or len(value) != digits or any(c not in HEX_DIGITS for c in value.lower()):
+            raise InvalidInput(f"{field_name}.value", f"must be a {digits}-digit hex {canonical} digest")
+        return cls(algorithm=canonical, value=value.lower())
+
+
+HEX_DIGITS = frozenset("0123456789abcdef")
+
+
 @dataclass(frozen=True)
 class ObjectSpec:
-    """One source object. ``size`` is known when the plan had it (manifest), else None."""
+    """One source object. ``size`` and ``checksum`` are known when the plan had them (manifest, CMR)."""
 
     key: str
     size: int | None = None
+    checksum: Checksum | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"key": self.key}
         if self.size is not None:
             out["size"] = self.size
+        if self.checksum is not None:
+            out["checksum"] = self.checksum.to_dict()
         return out
 
     @classmethod
@@ -69,9 +108,11 @@ class ObjectSpec:
         if not isinstance(data, dict) or not isinstance(data.get("key"), str):
             raise InvalidInput("batch.objects", "each item must be an object with a string 'key'")
         size = data.get("size")
-        if size is not None and (not isinstance(size, int) or size < 0):
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
             raise InvalidInput("batch.objects.size", "must be a non-negative integer")
-        return cls(key=data["key"], size=size)
+        raw_checksum = data.get("checksum")
+        checksum = None if raw_checksum is None else Checksum.from_dict(raw_checksum, "batch.objects.checksum")
+        return cls(key=data["key"], size=size, checksum=checksum)
 
 
 @dataclass(frozen=True)
