@@ -6,6 +6,7 @@ staging buckets in us-east-1. Multipart tests use 5 MiB parts and ~12 MiB object
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import random
 import sys
@@ -22,10 +23,12 @@ import pytest
 from botocore.exceptions import ClientError, ResponseStreamingError
 from moto import mock_aws
 from shared import staging
-from shared.copy_engine import META_SOURCE_ETAG, META_SOURCE_SIZE, copy_batch, part_size_for
+from shared.copy_engine import META_SOURCE_ETAG, META_SOURCE_SIZE, META_VERIFIED, copy_batch, part_size_for
+from shared.digests import crc64nvme, crc64nvme_b64
 from shared.errors import CredentialsExpired, DestinationAccessDenied, TransientCopyError
 from shared.models import (
     Batch,
+    Checksum,
     CopyBatchEvent,
     CopyOptions,
     CredentialsRef,
@@ -95,11 +98,18 @@ class Env:
         self.admin.put_object(Bucket=SRC, Key=key, Body=data, **extra)
 
     def event(
-        self, keys: list[str], *, run_id: str = "run-1", batch_id: str = "b0001", overwrite: str = "skip-if-identical"
+        self,
+        keys: list[str],
+        *,
+        run_id: str = "run-1",
+        batch_id: str = "b0001",
+        overwrite: str = "skip-if-identical",
+        checksums: dict[str, Checksum] | None = None,
     ) -> CopyBatchEvent:
+        specs = tuple(ObjectSpec(key=k, checksum=(checksums or {}).get(k)) for k in keys)
         return CopyBatchEvent(
             run_id=run_id,
-            batch=Batch(batch_id=batch_id, source_bucket=SRC, objects=tuple(ObjectSpec(key=k) for k in keys)),
+            batch=Batch(batch_id=batch_id, source_bucket=SRC, objects=specs),
             destination=Destination(bucket=DEST, prefix=PREFIX),
             credentials=CredentialsRef(version="v1", expiration=(NOW + timedelta(hours=1)).isoformat()),
             options=CopyOptions(overwrite=overwrite),
@@ -197,13 +207,22 @@ class FailingBody:
 # --- copies -----------------------------------------------------------------------------------------
 
 
-def test_small_copy_is_identical_with_metadata_and_crc32(env: Env) -> None:
+def test_small_copy_is_identical_with_metadata_and_crc64nvme(env: Env) -> None:
     for i in range(3):
         env.put_source(f"g/{i}.nc", blob(1000 + i, i), ContentType="application/x-netcdf")
 
     out = env.run(env.event(["g/0.nc", "g/1.nc", "g/2.nc"]))
 
-    assert out == {"batch_id": "b0001", "done": True, "copied": 3, "skipped": 0, "failed": 0, "bytes": 3003}
+    assert out == {
+        "batch_id": "b0001",
+        "done": True,
+        "copied": 3,
+        "skipped": 0,
+        "failed": 0,
+        "bytes": 3003,
+        "parts": 0,
+        "refresh": False,
+    }
     for i in range(3):
         key = f"g/{i}.nc"
         assert env.dest_body(key) == env.data[key]
@@ -211,7 +230,8 @@ def test_small_copy_is_identical_with_metadata_and_crc32(env: Env) -> None:
         source_etag = env.admin.head_object(Bucket=SRC, Key=key)["ETag"]
         assert head["Metadata"] == {META_SOURCE_ETAG: source_etag, META_SOURCE_SIZE: str(1000 + i)}
         assert source_etag.startswith('"')  # recorded exactly as S3 returns it
-        assert head["ChecksumCRC32"]
+        # S3 stores (and verified) the full-object CRC64NVME the engine computed while streaming
+        assert head["ChecksumCRC64NVME"] == crc64nvme_b64(crc64nvme(env.data[key]))
         assert head["ContentType"] == "application/x-netcdf"
     # HEAD dest (404) + GET + PUT per small object
     assert env.dest_calls == {"HeadObject": 3, "PutObject": 3}
@@ -280,9 +300,10 @@ def test_expiry_wins_over_a_sibling_transient_error(env: Env) -> None:
             raise client_error("ServiceUnavailable", 503, "GetObject")
         return env.source.get_object(**kw)
 
-    with pytest.raises(CredentialsExpired):
-        env.run(env.event(["a", "b", "c"]), source=Wrapped(env.source, get_object=get_object), clock=clock)
+    out = env.run(env.event(["a", "b", "c"]), source=Wrapped(env.source, get_object=get_object), clock=clock)
 
+    # progress was made (a): ask for fresh credentials without spending a counted refresh round
+    assert out["refresh"] is True and out["done"] is False and out["copied"] == 1
     assert sorted(env.results()) == ["a"]
 
 
@@ -305,7 +326,16 @@ def test_rerun_of_the_same_run_does_nothing(env: Env) -> None:
 
     out = env.run(env.event(["a"]))
 
-    assert out == {"batch_id": "b0001", "done": True, "copied": 0, "skipped": 0, "failed": 0, "bytes": 0}
+    assert out == {
+        "batch_id": "b0001",
+        "done": True,
+        "copied": 0,
+        "skipped": 0,
+        "failed": 0,
+        "bytes": 0,
+        "parts": 0,
+        "refresh": False,
+    }
     assert env.dest_calls == {}
     assert len(env.result_files()) == 1  # never an empty result file
 
@@ -319,7 +349,16 @@ def test_new_run_skips_identical_objects_without_transfer(env: Env) -> None:
 
     out = env.run(env.event(["a", "big"], run_id="run-2"))
 
-    assert out == {"batch_id": "b0001", "done": True, "copied": 0, "skipped": 2, "failed": 0, "bytes": 0}
+    assert out == {
+        "batch_id": "b0001",
+        "done": True,
+        "copied": 0,
+        "skipped": 2,
+        "failed": 0,
+        "bytes": 0,
+        "parts": 0,
+        "refresh": False,
+    }
     assert env.dest_calls == {"HeadObject": 2}  # no PutObject, no multipart
     assert env.source_calls == {"GetObject": 2}  # conditional GETs answered 304
     results = env.results("run-2")
@@ -381,7 +420,16 @@ def test_missing_source_key_fails_that_object_only(env: Env) -> None:
 
     out = env.run(env.event(["a", "missing", "c"]))
 
-    assert out == {"batch_id": "b0001", "done": True, "copied": 2, "skipped": 0, "failed": 1, "bytes": 2}
+    assert out == {
+        "batch_id": "b0001",
+        "done": True,
+        "copied": 2,
+        "skipped": 0,
+        "failed": 1,
+        "bytes": 2,
+        "parts": 0,
+        "refresh": False,
+    }
     failed = env.results()["missing"]
     assert failed["status"] == "failed"
     assert failed["reason"] == f"source NoSuchKey: s3://{SRC}/missing does not exist"
@@ -444,9 +492,9 @@ def test_credentials_expiring_mid_batch_keep_finished_objects(env: Env) -> None:
     def clock() -> datetime:  # 30 minutes per object started: the 3rd sees 0 s left
         return NOW + timedelta(minutes=30 * next(ticks))
 
-    with pytest.raises(CredentialsExpired):
-        env.run(env.event(keys), clock=clock)
+    out = env.run(env.event(keys), clock=clock)
 
+    assert out["refresh"] is True and out["done"] is False
     assert sorted(env.results()) == ["k0", "k1"]
     out = env.run(env.event(keys), credentials=creds(timedelta(hours=1)))
     assert out["copied"] == 2 and out["done"]
@@ -465,16 +513,28 @@ def test_expired_token_from_s3_then_resume_with_fresh_credentials(env: Env) -> N
             raise client_error("ExpiredToken", 400, "GetObject")
         return env.source.get_object(**kw)
 
+    first = env.run(env.event(keys), settings=SERIAL, source=Wrapped(env.source, get_object=get_object))
+
+    assert first["refresh"] is True and first["copied"] == 2
+    assert sorted(env.results()) == ["k0", "k1"]
+    # without progress, S3's ExpiredToken is raised: a counted refresh round of the state machine
     with pytest.raises(CredentialsExpired) as info:
         env.run(env.event(keys), settings=SERIAL, source=Wrapped(env.source, get_object=get_object))
-
     assert "ExpiredToken" in str(info.value) and f"s3://{SRC}/k2" in str(info.value)
-    assert sorted(env.results()) == ["k0", "k1"]
     env.source_calls.clear()
 
     out = env.run(env.event(keys))
 
-    assert out == {"batch_id": "b0001", "done": True, "copied": 3, "skipped": 0, "failed": 0, "bytes": 60}
+    assert out == {
+        "batch_id": "b0001",
+        "done": True,
+        "copied": 3,
+        "skipped": 0,
+        "failed": 0,
+        "bytes": 60,
+        "parts": 0,
+        "refresh": False,
+    }
     assert env.source_calls == {"GetObject": 3}
     assert sorted(env.results()) == keys
     assert len(env.result_files()) == 2
@@ -497,65 +557,259 @@ def test_deadline_returns_not_done_then_continuation_finishes(env: Env) -> None:
     assert sorted(env.results()) == keys
 
 
-def test_hard_deadline_aborts_in_flight_multipart_and_never_loops(env: Env) -> None:
+def test_hard_deadline_with_no_part_done_fails_the_object_and_never_loops(env: Env) -> None:
     env.put_source("big", blob(12 * MIB, 1))
 
-    def slow_upload_part(**kw: Any) -> Any:
+    def failing_upload_part(**kw: Any) -> Any:
         time.sleep(0.4)
-        return env.dest.upload_part(**kw)
+        raise client_error("RequestTimeout", 400, "UploadPart")
 
     out = env.run(
         env.event(["big"]),
-        dest=Wrapped(env.dest, upload_part=slow_upload_part),
+        dest=Wrapped(env.dest, upload_part=failing_upload_part),
         remaining_ms=lambda: 1_000,
     )
 
-    # Nothing could finish in a whole invocation: a continuation would only start over, forever.
+    # Not one part could finish in a whole invocation: a continuation would only start over, forever.
     # The object is reported failed (bounded loop) and the upload is aborted: nothing half-written.
-    assert out == {"batch_id": "b0001", "done": True, "copied": 0, "skipped": 0, "failed": 1, "bytes": 0}
-    assert env.dest_calls["AbortMultipartUpload"] == 1
+    assert out["done"] is True and out["failed"] == 1 and out["parts"] == 0
     assert env.uploads() == []
     assert not env.dest_exists("big")
     assert "too large for one invocation" in env.results()["big"]["reason"]
 
 
+# --- objects spanning invocations (checkpointed multipart uploads) ---------------------------------
+
+PART = 5 * MIB
+BIG = 23 * MIB + 17  # 5 parts of 5 MiB: 5 + 5 + 5 + 5 + 3
+
+
+def checkpoints(env: Env) -> list[dict[str, Any]]:
+    prefix = staging.uploads_prefix("run-1")
+    return [staging.get_json(env.staging, STAGING, k) for k in staging.list_keys(env.staging, STAGING, prefix)]
+
+
+def counting_get(env: Env, ranges: list[str | None]) -> Callable[..., Any]:
+    def get_object(**kw: Any) -> Any:
+        ranges.append(kw.get("Range"))
+        return env.source.get_object(**kw)
+
+    return get_object
+
+
+def test_object_too_large_for_one_invocation_continues_from_its_checkpoint(env: Env) -> None:
+    data = blob(BIG, 11)
+    env.put_source("huge.nc", data)
+    ranges: list[str | None] = []
+    source = Wrapped(env.source, get_object=counting_get(env, ranges))
+
+    def slow_upload_part(**kw: Any) -> Any:
+        time.sleep(0.15)
+        return env.dest.upload_part(**kw)
+
+    dest = Wrapped(env.dest, upload_part=slow_upload_part)
+    outs = []
+    for _ in range(10):  # bounded: each invocation may upload ~2 parts before its (shrunken) deadline
+        budget = env.dest_calls["UploadPart"] + 2
+        out = env.run(
+            env.event(["huge.nc"]),
+            source=source,
+            dest=dest,
+            remaining_ms=lambda b=budget: 900_000 if env.dest_calls["UploadPart"] < b else 1_000,  # type: ignore[misc]
+        )
+        outs.append(out)
+        if out["done"]:
+            break
+        # between invocations the upload stays open and its checkpoint names the parts done so far
+        (checkpoint,) = checkpoints(env)
+        assert len(env.uploads()) == 1 and not env.dest_exists("huge.nc")
+        assert [p["PartNumber"] for p in checkpoint["parts"]] == list(range(1, len(checkpoint["parts"]) + 1))
+
+    assert len(outs) >= 2, "the test must really span invocations"
+    assert all(not o["done"] and o["parts"] > 0 for o in outs[:-1])
+    assert outs[-1]["copied"] == 1 and outs[-1]["bytes"] == BIG
+    assert env.dest_body("huge.nc") == data
+    head = env.admin.head_object(Bucket=DEST, Key=PREFIX + "huge.nc", ChecksumMode="ENABLED")
+    assert head["ETag"].endswith('-5"')
+    assert head["ChecksumCRC64NVME"] == crc64nvme_b64(crc64nvme(data))  # the running CRC survived the pauses
+    # every part uploaded once, every byte downloaded once: each invocation resumed where the last stopped
+    assert env.dest_calls["UploadPart"] == 5 and env.dest_calls["CreateMultipartUpload"] == 1
+    assert ranges[0] is None and all(r is not None and r.startswith("bytes=") for r in ranges[1:])
+    assert [int(r[6:-1]) % PART for r in ranges[1:] if r] == [0] * (len(ranges) - 1)
+    assert env.uploads() == [] and checkpoints(env) == []
+    assert env.results()["huge.nc"]["status"] == "copied"
+
+
+def test_expiry_in_the_middle_of_an_object_resumes_from_the_last_part(env: Env) -> None:
+    data = blob(BIG, 12)
+    env.put_source("huge.nc", data)
+    ranges: list[str | None] = []
+    source = Wrapped(env.source, get_object=counting_get(env, ranges))
+
+    def clock() -> datetime:  # the credentials near expiry once two parts are uploaded
+        return NOW + (timedelta(minutes=56) if env.dest_calls["UploadPart"] >= 2 else timedelta(0))
+
+    first = env.run(env.event(["huge.nc"]), settings=SERIAL, source=source, clock=clock)
+
+    assert first["refresh"] is True and first["done"] is False and first["parts"] >= 2
+    (checkpoint,) = checkpoints(env)
+    done_parts = len(checkpoint["parts"])
+    assert done_parts >= 2 and len(env.uploads()) == 1
+
+    second = env.run(env.event(["huge.nc"]), settings=SERIAL, source=source, credentials=creds(timedelta(hours=2)))
+
+    assert second["done"] is True and second["copied"] == 1
+    assert ranges[-1] == f"bytes={done_parts * PART}-"  # from the last completed part, not from zero
+    assert env.dest_calls["UploadPart"] == 5
+    assert env.dest_body("huge.nc") == data
+    assert env.uploads() == [] and checkpoints(env) == []
+
+
+def test_expected_checksum_is_verified_across_invocations(env: Env) -> None:
+    data = blob(BIG, 13)
+    env.put_source("huge.nc", data)
+    expected = Checksum("SHA-512", hashlib.sha512(data).hexdigest())
+    event = env.event(["huge.nc"], checksums={"huge.nc": expected})
+
+    def clock() -> datetime:
+        return NOW + (timedelta(minutes=56) if env.dest_calls["UploadPart"] == 2 else timedelta(0))
+
+    assert env.run(event, settings=SERIAL, clock=clock)["refresh"] is True
+    out = env.run(event, settings=SERIAL)
+
+    assert out["copied"] == 1
+    head = env.admin.head_object(Bucket=DEST, Key=PREFIX + "huge.nc")
+    assert head["Metadata"][META_VERIFIED] == f"SHA-512:{expected.value}"
+
+
+@pytest.mark.parametrize("size", [1000, BIG], ids=["single-put", "multipart"])
+def test_checksum_mismatch_aborts_and_reports_the_object_failed(env: Env, size: int) -> None:
+    data = blob(size, 14)
+    env.put_source("bad.nc", data)
+    env.put_source("good.nc", b"fine")
+    wrong = Checksum("MD5", hashlib.md5(data + b"!", usedforsecurity=False).hexdigest())
+    right = Checksum("SHA-256", hashlib.sha256(b"fine").hexdigest())
+
+    out = env.run(env.event(["bad.nc", "good.nc"], checksums={"bad.nc": wrong, "good.nc": right}))
+
+    assert out["failed"] == 1 and out["copied"] == 1
+    reason = env.results()["bad.nc"]["reason"]
+    assert "checksum mismatch" in reason and wrong.value in reason and "MD5" in reason
+    assert not env.dest_exists("bad.nc")  # nothing at the destination key
+    assert env.uploads() == [] and checkpoints(env) == []
+    assert env.admin.head_object(Bucket=DEST, Key=PREFIX + "good.nc")["Metadata"][META_VERIFIED] == (
+        f"SHA-256:{right.value}"
+    )
+
+
+def test_planned_size_mismatch_fails_the_object(env: Env) -> None:
+    env.put_source("a.nc", b"12345")
+    event = env.event(["a.nc"])
+    event = CopyBatchEvent(
+        run_id=event.run_id,
+        batch=Batch("b0001", SRC, (ObjectSpec("a.nc", size=6),)),
+        destination=event.destination,
+        credentials=event.credentials,
+    )
+
+    out = env.run(event)
+
+    assert out["failed"] == 1
+    assert "size mismatch: the plan says 6 bytes, the source has 5" in env.results()["a.nc"]["reason"]
+    assert not env.dest_exists("a.nc")
+
+
+def test_source_changed_between_invocations_restarts_the_object(env: Env) -> None:
+    env.put_source("huge.nc", blob(BIG, 15))
+
+    def clock() -> datetime:
+        return NOW + (timedelta(minutes=56) if env.dest_calls["UploadPart"] >= 2 else timedelta(0))
+
+    assert env.run(env.event(["huge.nc"]), settings=SERIAL, clock=clock)["refresh"] is True
+    new = blob(BIG - 1, 16)
+    env.put_source("huge.nc", new)  # the DAAC reprocessed the granule meanwhile
+
+    out = env.run(env.event(["huge.nc"]), settings=SERIAL)
+
+    assert out["copied"] == 1 and out["bytes"] == BIG - 1
+    assert env.dest_body("huge.nc") == new
+    assert env.uploads() == [] and checkpoints(env) == []
+
+
 # --- multipart failures -----------------------------------------------------------------------------
 
 
-def test_source_stream_failure_mid_multipart_aborts_upload(env: Env) -> None:
-    env.put_source("a", b"small first")
-    env.put_source("big", blob(12 * MIB, 2))
+def test_broken_source_stream_is_reopened_at_the_current_part(env: Env) -> None:
+    data = blob(12 * MIB, 2)
+    env.put_source("big", data)
+    ranges: list[str | None] = []
 
     def get_object(**kw: Any) -> Any:
+        ranges.append(kw.get("Range"))
         response = env.source.get_object(**kw)
-        if kw["Key"] == "big":
-            response["Body"] = FailingBody(response["Body"], 7 * MIB)
+        if len(ranges) == 1:
+            response["Body"] = FailingBody(response["Body"], 7 * MIB)  # connection reset inside part 2
         return response
 
+    out = env.run(env.event(["big"]), source=Wrapped(env.source, get_object=get_object))
+
+    assert out["copied"] == 1
+    assert ranges == [None, f"bytes={5 * MIB}-"]
+    assert env.dest_body("big") == data
+    assert env.dest_calls["UploadPart"] == 3 and env.dest_calls["AbortMultipartUpload"] == 0
+
+
+def test_part_upload_failure_pauses_and_the_retry_resumes(env: Env) -> None:
+    data = blob(12 * MIB, 4)
+    env.put_source("big", data)
+    fail = {"on": True}
+
+    def upload_part(**kw: Any) -> Any:
+        if fail["on"] and kw["PartNumber"] == 2:
+            raise client_error("InternalError", 500, "UploadPart")
+        return env.dest.upload_part(**kw)
+
     with pytest.raises(TransientCopyError):
-        env.run(env.event(["a", "big"]), settings=SERIAL, source=Wrapped(env.source, get_object=get_object))
+        env.run(env.event(["big"]), settings=SERIAL, dest=Wrapped(env.dest, upload_part=upload_part))
 
-    assert env.dest_calls["AbortMultipartUpload"] == 1
-    assert env.dest_calls["CompleteMultipartUpload"] == 0
-    assert env.uploads() == []
-    assert not env.dest_exists("big")
-    assert sorted(env.results()) == ["a"]  # finished work is recorded before raising
+    # kept for the retry Step Functions makes: the upload with part 1, and its checkpoint
+    assert len(env.uploads()) == 1 and not env.dest_exists("big")
+    (checkpoint,) = checkpoints(env)
+    assert [p["PartNumber"] for p in checkpoint["parts"]] == [1]
+    assert env.result_files() == []
+
+    fail["on"] = False
+    env.dest_calls.clear()
+    out = env.run(env.event(["big"]), settings=SERIAL, dest=Wrapped(env.dest, upload_part=upload_part))
+
+    assert out["copied"] == 1 and env.dest_calls["UploadPart"] == 2  # parts 2 and 3 only
+    assert env.dest_body("big") == data
+    assert env.uploads() == [] and checkpoints(env) == []
 
 
-def test_part_upload_failure_aborts_upload(env: Env) -> None:
-    env.put_source("big", blob(12 * MIB, 4))
+def test_part_that_never_uploads_fails_the_object_after_bounded_invocations(env: Env) -> None:
+    env.put_source("big", blob(12 * MIB, 5))
+    env.put_source("small", b"ok")
 
     def upload_part(**kw: Any) -> Any:
         if kw["PartNumber"] == 2:
             raise client_error("InternalError", 500, "UploadPart")
         return env.dest.upload_part(**kw)
 
-    with pytest.raises(TransientCopyError):
-        env.run(env.event(["big"]), dest=Wrapped(env.dest, upload_part=upload_part))
+    dest = Wrapped(env.dest, upload_part=upload_part)
+    attempts = 0
+    while attempts < 10:  # what Step Functions' bounded retries would do
+        attempts += 1
+        try:
+            out = env.run(env.event(["big", "small"]), settings=SERIAL, dest=dest)
+            break
+        except TransientCopyError:
+            continue
 
-    assert env.uploads() == []
-    assert not env.dest_exists("big")
-    assert env.result_files() == []
+    assert attempts == 4  # progress once (part 1), then 3 invocations without a new part
+    assert out["failed"] == 1 and out["copied"] == 1
+    assert "no part of 5242880 bytes completed in 3 consecutive invocations" in env.results()["big"]["reason"]
+    assert env.uploads() == [] and checkpoints(env) == [] and not env.dest_exists("big")
 
 
 def test_truncated_small_body_is_transient(env: Env) -> None:
@@ -648,7 +902,16 @@ def test_handler_wires_settings_credentials_and_clients(env: Env, monkeypatch: p
 
     out = handler.lambda_handler(payload, Context())
 
-    assert out == {"batch_id": "b0001", "done": True, "copied": 1, "skipped": 0, "failed": 0, "bytes": 3}
+    assert out == {
+        "batch_id": "b0001",
+        "done": True,
+        "copied": 1,
+        "skipped": 0,
+        "failed": 0,
+        "bytes": 3,
+        "parts": 0,
+        "refresh": False,
+    }
     assert requested == ["v1"]
     assert env.dest_body("a") == b"abc"
     assert handler._SOURCE_CLIENTS["v1"].meta.region_name == "us-west-2"

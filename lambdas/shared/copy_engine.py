@@ -4,9 +4,9 @@ Every AWS client is injected, so the whole engine runs against moto (or fakes) w
 
 - ``source_s3`` carries the temporary TEA credentials (GetObject only);
 - ``dest_s3`` writes the destination (the Lambda role);
-- ``staging_s3`` reads and writes the run's result log in the staging bucket.
+- ``staging_s3`` reads and writes the run's result log and upload checkpoints in the staging bucket.
 
-Progress is durable in the staging bucket: each invocation writes ONE result file
+Progress is durable in the staging bucket: each invocation writes result files
 (``runs/<run_id>/results/<batch_id>/<seq>.json``, a JSON list of ``ObjectResult.to_dict()``) with the
 objects it finished, and the next invocation of the same batch skips every key already recorded there.
 So a retry after ``CredentialsExpired``, ``TransientCopyError``, a deadline continuation or a crash
@@ -15,9 +15,20 @@ resumes without re-reporting anything.
 Per object (``skip-if-identical``, the default): HEAD destination (404) + GET source + PUT destination.
 A destination written by teacopy records the source ETag and size in its metadata; the GET then
 carries ``IfNoneMatch=<recorded ETag>`` so an unchanged source answers 304 and nothing is transferred.
-Objects at or above the multipart threshold are uploaded in parts with bounded memory
-(``inflight_parts`` parts in flight); any failure aborts the multipart upload, so the destination
-never shows a truncated object and no incomplete upload is left behind.
+
+Integrity: while streaming, the engine computes the object's full-object CRC64NVME (S3's own) and,
+when the plan carries one, the expected MD5/SHA digest. The CRC64NVME goes with the PutObject /
+CompleteMultipartUpload, so S3 itself rejects bytes that differ from what was read; the expected
+digest is compared before the object is completed. Sizes are always checked. On any mismatch the
+upload is aborted: the destination never shows a truncated or corrupt object.
+
+Large objects are uploaded in parts, pipelined and with bounded memory (``inflight_parts`` parts
+buffered or uploading). An object that cannot finish in one invocation (Lambda deadline, TEA
+credentials near expiry, a transient error) is *paused*, not aborted: the upload id, the completed
+parts and the running checksums are saved in a checkpoint (``runs/<run>/uploads/<batch>/…``) and the
+next invocation continues from the last completed part with a ranged GET (``IfMatch`` the source ETag,
+so a source that changed meanwhile restarts the object from zero). Summarize aborts the uploads of
+checkpoints a failed run leaves behind.
 """
 
 from __future__ import annotations
@@ -28,13 +39,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, FlexibleChecksumError, IncompleteReadError
 
 from . import staging
+from .digests import NotResumable, StreamDigest, crc64nvme, crc64nvme_b64
 from .errors import CredentialsExpired, DestinationAccessDenied, TeacopyError, TransientCopyError
 from .models import COPIED, FAILED, SKIPPED, CopyBatchEvent, ObjectResult, ObjectSpec, TeaCredentials
 from .settings import CopySettings
@@ -47,17 +59,22 @@ MAX_PARTS = 10_000  # S3's maximum number of parts per upload
 MAX_PUT_BYTES = 5 * 1024**3  # S3's maximum single PutObject
 META_SOURCE_ETAG = "teacopy-source-etag"  # the source ETag exactly as S3 returned it (quotes included)
 META_SOURCE_SIZE = "teacopy-source-size"
-CHECKSUM_ALGORITHM = "CRC32"
+META_VERIFIED = "teacopy-verified"  # "<algorithm>:<hex>" of the expected checksum the bytes matched
+CHECKSUM_ALGORITHM = "CRC64NVME"  # S3's full-object checksum, computed by us while streaming
 POLL_SECONDS = 0.25  # how often waiting loops look at the deadline and at failures
 # Results are also written while a batch runs (progress for operators, less to redo after a crash).
 FLUSH_EVERY_OBJECTS = 25
 FLUSH_EVERY_SECONDS = 10.0
+MAX_STREAM_REOPENS = 3  # ranged re-GETs of one source object after its stream broke (per invocation)
+MAX_STALLED_INVOCATIONS = 3  # consecutive invocations without a completed part before an object fails
+CHECKPOINT_EVERY_SECONDS = 30.0  # also saved on every pause; a crash redoes at most this much
 
 # S3 error codes, grouped by what the worker does about them.
 EXPIRED_CODES = frozenset({"ExpiredToken", "TokenRefreshRequired", "InvalidToken", "ExpiredTokenException"})
 NOT_MODIFIED_CODES = frozenset({"304", "NotModified"})
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
 DENIED_CODES = frozenset({"AccessDenied", "403", "Forbidden", "AllAccessDisabled"})
+CHANGED_CODES = frozenset({"PreconditionFailed", "412"})
 TRANSIENT_CODES = frozenset(
     {
         "SlowDown",
@@ -91,11 +108,33 @@ class _ObjectFailed(Exception):
 
 
 class _IntegrityError(_ObjectFailed):
-    """Bytes read or written do not match (size/checksum). Retried once, then recorded FAILED."""
+    """Bytes read or written do not match (size/checksum/changed source). Retried once from zero."""
 
 
 class _Cancelled(Exception):
     """The coordinator asked in-flight work to stop (hard deadline or a batch-level error)."""
+
+
+class _Paused(_Cancelled):
+    """A multipart upload stopped at the deadline and was checkpointed: the next invocation continues it."""
+
+
+class _Stop:
+    """The coordinator's stop signal for in-flight objects, with why (the first reason wins)."""
+
+    DEADLINE, FATAL = "deadline", "fatal"
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def set(self, reason: str) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
 
 
 # --- small helpers ----------------------------------------------------------------------------------
@@ -150,17 +189,6 @@ def _read_exact(body: Any, amount: int, url: str) -> bytes:
         raise TransientCopyError(f"reading {url} failed: {type(exc).__name__}") from exc
 
 
-def _expect_end(body: Any, size: int, url: str) -> None:
-    """After ``size`` bytes the stream must be at its end (this also runs botocore's checksum check)."""
-    extra = _read_exact(body, 1, url)
-    if extra:
-        raise _IntegrityError(f"size mismatch: {url} returned more than its ContentLength ({size} bytes)")
-
-
-def _truncated(url: str, got: int, size: int) -> TransientCopyError:
-    return TransientCopyError(f"source stream of {url} ended after {got} of {size} bytes")
-
-
 def _passthrough_headers(response: dict[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name in ("ContentType", "ContentEncoding", "ContentDisposition", "CacheControl"):
@@ -168,6 +196,16 @@ def _passthrough_headers(response: dict[str, Any]) -> dict[str, str]:
         if isinstance(value, str) and value:
             out[name] = value
     return out
+
+
+def _total_size(response: dict[str, Any]) -> int | None:
+    """The whole object's size from a ranged GET's ``Content-Range: bytes a-b/total``."""
+    content_range = response.get("ContentRange")
+    if isinstance(content_range, str) and "/" in content_range:
+        total = content_range.rsplit("/", 1)[1]
+        if total.isdigit():
+            return int(total)
+    return None
 
 
 # --- resume -------------------------------------------------------------------------------------
@@ -197,11 +235,142 @@ def load_recorded_keys(staging_s3: Any, bucket: str, prefix: str) -> set[str]:
     return recorded
 
 
+def _list_checkpoints(staging_s3: Any, bucket: str, prefix: str) -> set[str]:
+    """Staging keys of the batch's upload checkpoints (one LIST; usually empty)."""
+    try:
+        return set(staging.list_keys(staging_s3, bucket, prefix))
+    except (ClientError, BotoCoreError) as exc:
+        raise TransientCopyError(f"could not list upload checkpoints s3://{bucket}/{prefix}") from exc
+
+
 def _unique(objects: Iterable[ObjectSpec]) -> list[ObjectSpec]:
     seen: dict[str, ObjectSpec] = {}
     for spec in objects:
         seen.setdefault(spec.key, spec)
     return list(seen.values())
+
+
+@dataclass
+class _Checkpoint:
+    """A paused multipart upload: parts 1..len(parts) are uploaded, ``digest`` covers exactly their bytes."""
+
+    key: str
+    dest_key: str
+    upload_id: str
+    source_etag: str
+    size: int
+    part_size: int
+    parts: list[dict[str, Any]]
+    digest: dict[str, Any]
+    stalled: int = 0
+
+    @property
+    def offset(self) -> int:
+        return len(self.parts) * self.part_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "dest_key": self.dest_key,
+            "upload_id": self.upload_id,
+            "source_etag": self.source_etag,
+            "size": self.size,
+            "part_size": self.part_size,
+            "parts": self.parts,
+            "digest": self.digest,
+            "stalled": self.stalled,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> _Checkpoint:
+        if not isinstance(data, dict):
+            raise ValueError("checkpoint is not an object")
+        parts = data["parts"]
+        if not isinstance(parts, list) or [p.get("PartNumber") for p in parts] != list(range(1, len(parts) + 1)):
+            raise ValueError("checkpoint parts are not 1..n")
+        checkpoint = cls(
+            key=str(data["key"]),
+            dest_key=str(data["dest_key"]),
+            upload_id=str(data["upload_id"]),
+            source_etag=str(data["source_etag"]),
+            size=int(data["size"]),
+            part_size=int(data["part_size"]),
+            parts=parts,
+            digest=dict(data["digest"]),
+            stalled=int(data.get("stalled", 0)),
+        )
+        if checkpoint.part_size < MIN_PART_BYTES or not 0 < checkpoint.offset < checkpoint.size:
+            raise ValueError("checkpoint sizes are inconsistent")
+        return checkpoint
+
+
+@dataclass
+class _Upload:
+    """A multipart upload in progress (shared by the reading thread and the part uploaders)."""
+
+    checkpoint: _Checkpoint
+    digest: StreamDigest
+    # digest state after each part read in this invocation, to checkpoint at any completed-part boundary
+    boundary: dict[int, dict[str, Any] | None] = field(default_factory=dict)
+    done: dict[int, dict[str, Any]] = field(default_factory=dict)  # parts uploaded in this invocation
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def contiguous(self) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """Completed parts 1..n with no gap, and the digest state after part n (None if unknown)."""
+        with self.lock:
+            parts = list(self.checkpoint.parts)
+            state: dict[str, Any] | None = self.checkpoint.digest
+            while len(parts) + 1 in self.done:
+                number = len(parts) + 1
+                parts.append(self.done[number])
+                state = self.boundary.get(number)
+        return parts, state
+
+
+class _SourceStream:
+    """The source body from ``offset`` on; a broken stream is re-opened with a ranged GET (bounded)."""
+
+    def __init__(self, copier: _ObjectCopier, key: str, body: Any, etag: str, offset: int) -> None:
+        self._copier, self._key, self._body, self._etag = copier, key, body, etag
+        self.offset = offset
+        self.reopens = 0
+        self.url = _s3_url(copier.source_bucket, key)
+
+    def read_exact(self, amount: int, total: int) -> bytes:
+        """Exactly ``amount`` bytes (the object is ``total`` bytes long), or raise."""
+        while True:
+            try:
+                data = _read_exact(self._body, amount, self.url)
+                if len(data) < amount:
+                    raise TransientCopyError(
+                        f"source stream of {self.url} ended after {self.offset + len(data)} of {total} bytes"
+                    )
+            except TransientCopyError:
+                if self.reopens >= MAX_STREAM_REOPENS or not self._etag:
+                    raise
+                self.reopens += 1
+                logger.warning("source stream of %s broke at byte %d: re-opening it", self.url, self.offset)
+                self._reopen()
+                continue
+            self.offset += len(data)
+            return data
+
+    def expect_end(self, size: int) -> None:
+        """After ``size`` bytes the stream must be at its end (this also runs botocore's checksum check)."""
+        if _read_exact(self._body, 1, self.url):
+            raise _IntegrityError(f"size mismatch: {self.url} returned more than its ContentLength ({size} bytes)")
+
+    def _reopen(self) -> None:
+        self.close()
+        response = self._copier.get_source(self._key, Range=f"bytes={self.offset}-", IfMatch=self._etag)
+        assert response is not None  # no IfNoneMatch: never 304
+        self._body = response["Body"]
+
+    def close(self) -> None:
+        try:
+            self._body.close()
+        except (BotoCoreError, OSError) as exc:
+            logger.debug("closing the source stream of %s: %s", self.url, type(exc).__name__)
 
 
 # --- one object ---------------------------------------------------------------------------------
@@ -213,6 +382,13 @@ class _ObjectCopier:
     settings: CopySettings
     source_s3: Any
     dest_s3: Any
+    staging_s3: Any
+    credentials: TeaCredentials
+    clock: Callable[[], datetime]
+    checkpoint_keys: set[str]  # staging keys of this batch's upload checkpoints
+    parts_done: int = 0  # parts uploaded by this invocation (progress, across objects)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _known: dict[str, _Checkpoint] = field(default_factory=dict)  # source key -> checkpoint read or written
 
     @property
     def source_bucket(self) -> str:
@@ -222,18 +398,19 @@ class _ObjectCopier:
     def dest_bucket(self) -> str:
         return self.event.destination.bucket
 
-    def copy(self, spec: ObjectSpec, cancel: threading.Event) -> ObjectResult:
+    def copy(self, spec: ObjectSpec, stop: _Stop) -> ObjectResult:
         """Copy one object. Returns its final result or raises a batch-level error (or _Cancelled)."""
         dest_key = self.event.destination.key_for(spec.key)
         started = time.monotonic()
         result: ObjectResult | None = None
         for attempt in (1, 2):
-            if cancel.is_set():
+            if stop.is_set():
                 raise _Cancelled(spec.key)
             try:
-                result = self._attempt(spec, dest_key, cancel)
+                result = self._attempt(spec, dest_key, stop)
                 break
             except _IntegrityError as exc:
+                self._discard_checkpoint(spec.key)  # the retry starts from zero
                 if attempt == 2:
                     result = ObjectResult(spec.key, dest_key, FAILED, reason=exc.reason)
                 else:
@@ -242,6 +419,7 @@ class _ObjectCopier:
                 result = ObjectResult(spec.key, dest_key, FAILED, reason=exc.reason)
                 break
         assert result is not None
+        self._discard_checkpoint(spec.key)  # final: a leftover checkpoint (and its upload) is obsolete
         log = logger.warning if result.status == FAILED else logger.info
         log(
             "%s %s -> %s bytes=%d %.2fs%s",
@@ -254,44 +432,80 @@ class _ObjectCopier:
         )
         return result
 
-    def _attempt(self, spec: ObjectSpec, dest_key: str, cancel: threading.Event) -> ObjectResult:
+    def _attempt(self, spec: ObjectSpec, dest_key: str, stop: _Stop) -> ObjectResult:
         policy = self.event.options.overwrite
         existing = None if policy == OVERWRITE_ALWAYS else self._head_dest(dest_key)
         if policy == OVERWRITE_NEVER and existing is not None:
             return ObjectResult(spec.key, dest_key, SKIPPED, reason="exists")
         recorded_etag = self._recorded_etag(spec, existing) if policy == SKIP_IDENTICAL else None
 
-        url = _s3_url(self.source_bucket, spec.key)
-        params: dict[str, Any] = {"Bucket": self.source_bucket, "Key": spec.key}
-        if recorded_etag is not None:
-            params["IfNoneMatch"] = recorded_etag
+        checkpoint = self._load_checkpoint(spec.key, dest_key)
+        if checkpoint is not None and recorded_etag is None:
+            return self._resume(spec, checkpoint, stop)
+        if checkpoint is not None:
+            self._discard_checkpoint(spec.key)
+
+        params: dict[str, Any] = {"IfNoneMatch": recorded_etag} if recorded_etag is not None else {}
+        response = self.get_source(spec.key, **params)
+        if response is None:
+            return ObjectResult(spec.key, dest_key, SKIPPED, reason="identical")
+        size = int(response["ContentLength"])
+        etag = str(response.get("ETag", ""))
+        stream = _SourceStream(self, spec.key, response["Body"], etag, 0)
         try:
-            response = self.source_s3.get_object(**params)
+            if spec.size is not None and spec.size != size:
+                raise _ObjectFailed(f"size mismatch: the plan says {spec.size} bytes, the source has {size}")
+            metadata = {META_SOURCE_ETAG: etag, META_SOURCE_SIZE: str(size)}
+            if spec.checksum is not None:
+                metadata[META_VERIFIED] = f"{spec.checksum.algorithm}:{spec.checksum.value}"
+            extra: dict[str, Any] = {"Metadata": metadata, **_passthrough_headers(response)}
+            if size < min(self.settings.multipart_threshold_bytes, MAX_PUT_BYTES):
+                self._put_small(stream, size, dest_key, extra, spec)
+            else:
+                self._put_multipart(stream, spec, dest_key, stop, size=size, etag=etag, extra=extra)
+        finally:
+            stream.close()
+        return ObjectResult(spec.key, dest_key, COPIED, bytes=size)
+
+    def _resume(self, spec: ObjectSpec, checkpoint: _Checkpoint, stop: _Stop) -> ObjectResult:
+        """Continue a paused multipart upload from its last completed part."""
+        url = _s3_url(self.source_bucket, spec.key)
+        logger.info(
+            "resuming %s at part %d (byte %d of %d, upload %s)",
+            url,
+            len(checkpoint.parts) + 1,
+            checkpoint.offset,
+            checkpoint.size,
+            checkpoint.upload_id,
+        )
+        response = self.get_source(spec.key, Range=f"bytes={checkpoint.offset}-", IfMatch=checkpoint.source_etag)
+        assert response is not None  # no IfNoneMatch: never 304
+        stream = _SourceStream(self, spec.key, response["Body"], checkpoint.source_etag, checkpoint.offset)
+        try:
+            if _total_size(response) != checkpoint.size:
+                raise _IntegrityError(f"{url} changed size while being copied")
+            self._put_multipart(stream, spec, checkpoint.dest_key, stop, checkpoint=checkpoint)
+        finally:
+            stream.close()
+        return ObjectResult(spec.key, checkpoint.dest_key, COPIED, bytes=checkpoint.size)
+
+    def get_source(self, key: str, **params: Any) -> dict[str, Any] | None:
+        """GetObject on the source; None when ``IfNoneMatch`` matched (304). Errors are classified."""
+        url = _s3_url(self.source_bucket, key)
+        try:
+            response: dict[str, Any] = self.source_s3.get_object(Bucket=self.source_bucket, Key=key, **params)
+            return response
         except ClientError as exc:
             code, status = _error_code(exc)
-            if recorded_etag is not None and (code in NOT_MODIFIED_CODES or status == 304):
-                return ObjectResult(spec.key, dest_key, SKIPPED, reason="identical")
+            if "IfNoneMatch" in params and (code in NOT_MODIFIED_CODES or status == 304):
+                return None
+            if "IfMatch" in params and (code in CHANGED_CODES or status == 412):
+                raise _IntegrityError(
+                    f"{url} changed while being copied (its ETag is no longer {params['IfMatch']})"
+                ) from exc
             raise self._source_error(exc, url) from exc
         except BotoCoreError as exc:
             raise TransientCopyError(f"GetObject {url} failed: {type(exc).__name__}") from exc
-
-        body = response["Body"]
-        try:
-            size = int(response["ContentLength"])
-            etag = str(response.get("ETag", ""))
-            if spec.size is not None and spec.size != size:
-                logger.info("%s is %d bytes now (planned %d)", url, size, spec.size)
-            extra: dict[str, Any] = {
-                "Metadata": {META_SOURCE_ETAG: etag, META_SOURCE_SIZE: str(size)},
-                **_passthrough_headers(response),
-            }
-            if size < min(self.settings.multipart_threshold_bytes, MAX_PUT_BYTES):
-                self._put_small(body, size, url, dest_key, extra)
-            else:
-                self._put_multipart(body, size, url, dest_key, extra, cancel)
-        finally:
-            body.close()
-        return ObjectResult(spec.key, dest_key, COPIED, bytes=size)
 
     # -- destination checks
 
@@ -319,6 +533,9 @@ class _ObjectCopier:
             return None
         if spec.size is not None and spec.size != length:
             return None  # the plan already says the source differs: no need to ask
+        expected = spec.checksum
+        if expected is not None and metadata.get(META_VERIFIED) != f"{expected.algorithm}:{expected.value}":
+            return None  # not verified against this expected checksum: copy (and verify) again
         return str(etag)
 
     # -- error classification
@@ -346,6 +563,8 @@ class _ObjectCopier:
             return DestinationAccessDenied(f"destination bucket {self.dest_bucket} does not exist ({operation})")
         if code in INTEGRITY_CODES:
             return _IntegrityError(f"destination rejected the bytes of {_s3_url(self.dest_bucket, dest_key)} ({code})")
+        if code == "NoSuchUpload":  # aborted under us (lifecycle rule, operator): start the object over
+            return _IntegrityError(f"the multipart upload of {_s3_url(self.dest_bucket, dest_key)} vanished")
         if _is_transient(code, status):
             return TransientCopyError(f"destination {code} (HTTP {status}) on {operation}")
         return _ObjectFailed(
@@ -362,11 +581,16 @@ class _ObjectCopier:
 
     # -- single PUT
 
-    def _put_small(self, body: Any, size: int, url: str, dest_key: str, extra: dict[str, Any]) -> None:
-        data = _read_exact(body, size, url)  # size < threshold: bounded
-        if len(data) < size:
-            raise _truncated(url, len(data), size)
-        _expect_end(body, size, url)
+    def _put_small(
+        self, stream: _SourceStream, size: int, dest_key: str, extra: dict[str, Any], spec: ObjectSpec
+    ) -> None:
+        data = stream.read_exact(size, size)  # size < threshold: bounded
+        stream.expect_end(size)
+        digest = StreamDigest(spec.checksum)
+        digest.update(data)
+        mismatch = digest.mismatch()
+        if mismatch:
+            raise _IntegrityError(f"{mismatch} ({stream.url})")
         self._dest_call(
             "PutObject",
             dest_key,
@@ -375,130 +599,312 @@ class _ObjectCopier:
             Key=dest_key,
             Body=data,
             ChecksumAlgorithm=CHECKSUM_ALGORITHM,
+            ChecksumCRC64NVME=digest.crc_b64(),  # S3 verifies the bytes it stores against what we read
             **extra,
         )
 
     # -- multipart
 
     def _put_multipart(
-        self, body: Any, size: int, url: str, dest_key: str, extra: dict[str, Any], cancel: threading.Event
+        self,
+        stream: _SourceStream,
+        spec: ObjectSpec,
+        dest_key: str,
+        stop: _Stop,
+        *,
+        checkpoint: _Checkpoint | None = None,
+        size: int = 0,
+        etag: str = "",
+        extra: dict[str, Any] | None = None,
     ) -> None:
-        part_size = part_size_for(size, self.settings.part_size_bytes)
-        created = self._dest_call(
-            "CreateMultipartUpload",
-            dest_key,
-            self.dest_s3.create_multipart_upload,
-            Bucket=self.dest_bucket,
-            Key=dest_key,
-            ChecksumAlgorithm=CHECKSUM_ALGORITHM,
-            **extra,
-        )
-        upload_id = str(created["UploadId"])
+        if checkpoint is None:
+            digest = StreamDigest(spec.checksum)
+            created = self._dest_call(
+                "CreateMultipartUpload",
+                dest_key,
+                self.dest_s3.create_multipart_upload,
+                Bucket=self.dest_bucket,
+                Key=dest_key,
+                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
+                ChecksumType="FULL_OBJECT",
+                **(extra or {}),
+            )
+            checkpoint = _Checkpoint(
+                key=spec.key,
+                dest_key=dest_key,
+                upload_id=str(created["UploadId"]),
+                source_etag=etag,
+                size=size,
+                part_size=part_size_for(size, self.settings.part_size_bytes),
+                parts=[],
+                digest=_saved_state(digest) or {},
+            )
+        else:
+            try:
+                digest = StreamDigest.resume(spec.checksum, checkpoint.digest)
+            except (ValueError, NotResumable) as exc:
+                raise _IntegrityError(f"cannot resume the checksums of {stream.url}: {exc}") from exc
+        upload = _Upload(checkpoint=checkpoint, digest=digest)
         logger.info(
-            "multipart %s -> %s: %d bytes in parts of %d (upload %s)",
-            url,
+            "multipart %s -> %s: %d bytes in parts of %d from part %d (upload %s)",
+            stream.url,
             _s3_url(self.dest_bucket, dest_key),
-            size,
-            part_size,
-            upload_id,
+            checkpoint.size,
+            checkpoint.part_size,
+            len(checkpoint.parts) + 1,
+            checkpoint.upload_id,
         )
-        completed = False
+        outcome = "abort"
         try:
-            parts = self._upload_parts(body, size, part_size, url, dest_key, upload_id, cancel)
-            self._dest_call(
+            parts = self._upload_parts(stream, upload, stop)
+            mismatch = digest.mismatch()
+            if mismatch:
+                raise _IntegrityError(f"{mismatch} ({stream.url})")
+            crc = digest.crc_b64()
+            response = self._dest_call(
                 "CompleteMultipartUpload",
                 dest_key,
                 self.dest_s3.complete_multipart_upload,
                 Bucket=self.dest_bucket,
                 Key=dest_key,
-                UploadId=upload_id,
+                UploadId=checkpoint.upload_id,
                 MultipartUpload={"Parts": parts},
+                ChecksumCRC64NVME=crc,  # S3 rejects the completion if the stored bytes differ
+                ChecksumType="FULL_OBJECT",
             )
-            completed = True
+            outcome = "completed"
+            stored = response.get("ChecksumCRC64NVME")
+            if stored and stored != crc:  # defence in depth: S3 has already verified it
+                self._delete_dest(dest_key)
+                raise _IntegrityError(f"destination CRC64NVME {stored} differs from the streamed {crc}")
+        except _Paused:
+            outcome = "paused"
+            raise
+        except (_Cancelled, CredentialsExpired, TransientCopyError) as exc:
+            if isinstance(exc, _Cancelled) and stop.reason != _Stop.DEADLINE:
+                raise  # a fatal batch error: abort (finally)
+            if self._pause(upload, stalled_if_idle=not isinstance(exc, CredentialsExpired)):
+                outcome = "paused"
+                if isinstance(exc, _Cancelled):
+                    raise _Paused(spec.key) from exc
+            raise
         finally:
-            if not completed:
-                self._abort(dest_key, upload_id)
+            if outcome == "abort":
+                self._abort(dest_key, checkpoint.upload_id)
+                self._forget_checkpoint(spec.key)
+            elif outcome == "completed":
+                self._forget_checkpoint(spec.key)
 
-    def _upload_parts(
-        self,
-        body: Any,
-        size: int,
-        part_size: int,
-        url: str,
-        dest_key: str,
-        upload_id: str,
-        cancel: threading.Event,
-    ) -> list[dict[str, Any]]:
+    def _upload_parts(self, stream: _SourceStream, upload: _Upload, stop: _Stop) -> list[dict[str, Any]]:
         """Read the body part by part; at most ``inflight_parts`` parts are buffered or uploading."""
+        checkpoint, digest = upload.checkpoint, upload.digest
+        size, part_size = checkpoint.size, checkpoint.part_size
         inflight = max(1, self.settings.inflight_parts)
         slots = threading.BoundedSemaphore(inflight)
         futures: list[Future[dict[str, Any]]] = []
         pool = ThreadPoolExecutor(max_workers=inflight, thread_name_prefix="part")
+        last_save = time.monotonic()
         try:
-            read_total = 0
-            part_number = 0
+            read_total = checkpoint.offset
+            part_number = len(checkpoint.parts)
             while read_total < size:
                 while not slots.acquire(timeout=POLL_SECONDS):
-                    self._check_parts(futures, cancel)
-                self._check_parts(futures, cancel)
+                    self._check_parts(futures, stop)
+                self._check_parts(futures, stop)
+                self._check_credentials(stream.url, part_number + 1)
+                if time.monotonic() - last_save > CHECKPOINT_EVERY_SECONDS:
+                    self._save_progress(upload)
+                    last_save = time.monotonic()
                 want = min(part_size, size - read_total)
-                chunk = _read_exact(body, want, url)
-                if len(chunk) < want:
-                    raise _truncated(url, read_total + len(chunk), size)
+                chunk = stream.read_exact(want, size)
+                digest.update(chunk)
                 read_total += want
                 part_number += 1
-                future = pool.submit(self._upload_part, dest_key, upload_id, part_number, chunk)
+                upload.boundary[part_number] = _saved_state(digest)
+                future = pool.submit(self._upload_part, upload, part_number, chunk)
                 future.add_done_callback(lambda _f: slots.release())
                 futures.append(future)
                 del chunk
-            _expect_end(body, size, url)
-            if read_total != size:
-                raise _IntegrityError(f"size mismatch: read {read_total} of {size} bytes from {url}")
+            stream.expect_end(size)
             wait(futures)  # every byte is read: finish (and complete) even if cancelled meanwhile
-            return [f.result() for f in futures]
+            return [*checkpoint.parts, *(f.result() for f in futures)]
         finally:
-            # On failure: drop queued parts and let running ones finish before the caller aborts.
+            # On failure: drop queued parts and let running ones finish (they count for the checkpoint).
             pool.shutdown(wait=True, cancel_futures=True)
 
     @staticmethod
-    def _check_parts(futures: list[Future[dict[str, Any]]], cancel: threading.Event) -> None:
-        """Re-raise the first failed part (in part order) in the reading thread; honor cancellation."""
+    def _check_parts(futures: list[Future[dict[str, Any]]], stop: _Stop) -> None:
+        """Re-raise the first failed part (in part order) in the reading thread; honor the stop signal."""
         for future in futures:
             if future.done() and not future.cancelled():
                 error = future.exception()
                 if error is not None:
                     raise error
-        if cancel.is_set():
-            raise _Cancelled("multipart upload cancelled")
+        if stop.is_set():
+            raise _Cancelled("multipart upload stopped")
 
-    def _upload_part(self, dest_key: str, upload_id: str, part_number: int, data: bytes) -> dict[str, Any]:
+    def _check_credentials(self, url: str, next_part: int) -> None:
+        seconds_left = self.credentials.seconds_left(self.clock())
+        if seconds_left <= self.settings.safety_margin_seconds:
+            raise CredentialsExpired(
+                f"TEA credentials expire in {seconds_left:.0f} s (safety margin "
+                f"{self.settings.safety_margin_seconds} s): pausing {url} before part {next_part}"
+            )
+
+    def _upload_part(self, upload: _Upload, part_number: int, data: bytes) -> dict[str, Any]:
+        checkpoint = upload.checkpoint
+        checksum = crc64nvme_b64(crc64nvme(data))
         response = self._dest_call(
             "UploadPart",
-            dest_key,
+            checkpoint.dest_key,
             self.dest_s3.upload_part,
             Bucket=self.dest_bucket,
-            Key=dest_key,
-            UploadId=upload_id,
+            Key=checkpoint.dest_key,
+            UploadId=checkpoint.upload_id,
             PartNumber=part_number,
             Body=data,
             ChecksumAlgorithm=CHECKSUM_ALGORITHM,
+            ChecksumCRC64NVME=checksum,
         )
-        part: dict[str, Any] = {"PartNumber": part_number, "ETag": response["ETag"]}
-        if response.get("ChecksumCRC32"):
-            part["ChecksumCRC32"] = response["ChecksumCRC32"]
+        part: dict[str, Any] = {"PartNumber": part_number, "ETag": response["ETag"], "ChecksumCRC64NVME": checksum}
+        with upload.lock:
+            upload.done[part_number] = part
+        with self._lock:
+            self.parts_done += 1
         return part
 
     def _abort(self, dest_key: str, upload_id: str) -> None:
         try:
             self.dest_s3.abort_multipart_upload(Bucket=self.dest_bucket, Key=dest_key, UploadId=upload_id)
             logger.info("aborted multipart upload %s of %s", upload_id, _s3_url(self.dest_bucket, dest_key))
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if _error_code(exc)[0] == "NoSuchUpload":
+                return  # already completed or aborted
             logger.error(
-                "could not abort multipart upload %s of %s (%s); the bucket's lifecycle rule must clean it up",
+                "could not abort multipart upload %s of %s (%s); Summarize retries, a lifecycle rule is the backstop",
                 upload_id,
                 _s3_url(self.dest_bucket, dest_key),
-                type(exc).__name__,
+                _error_code(exc)[0],
             )
+        except BotoCoreError as exc:
+            logger.error("could not abort multipart upload %s (%s)", upload_id, type(exc).__name__)
+
+    def _delete_dest(self, dest_key: str) -> None:
+        try:
+            self.dest_s3.delete_object(Bucket=self.dest_bucket, Key=dest_key)
+        except (ClientError, BotoCoreError) as exc:
+            logger.error("could not delete %s: %s", _s3_url(self.dest_bucket, dest_key), type(exc).__name__)
+
+    # -- checkpoints (paused multipart uploads)
+
+    def _checkpoint_key(self, key: str) -> str:
+        return staging.upload_checkpoint_key(self.event.run_id, self.event.batch.batch_id, key)
+
+    def _load_checkpoint(self, key: str, dest_key: str) -> _Checkpoint | None:
+        staging_key = self._checkpoint_key(key)
+        if staging_key not in self.checkpoint_keys:
+            return None
+        known = self._known.get(key)
+        if known is not None:
+            return known
+        try:
+            raw = staging.get_json(self.staging_s3, self.settings.staging_bucket, staging_key)
+            checkpoint = _Checkpoint.from_dict(raw)
+        except (ClientError, BotoCoreError) as exc:
+            raise TransientCopyError(f"could not read the upload checkpoint of {key}") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("ignoring a malformed upload checkpoint for %s: %s", key, exc)
+            self._forget_checkpoint(key)
+            return None
+        if checkpoint.key != key or checkpoint.dest_key != dest_key:
+            logger.warning("ignoring an upload checkpoint for %s that names another object", key)
+            self._forget_checkpoint(key)
+            return None
+        self._known[key] = checkpoint
+        return checkpoint
+
+    def _save_checkpoint(self, checkpoint: _Checkpoint) -> bool:
+        staging_key = self._checkpoint_key(checkpoint.key)
+        try:
+            staging.put_json(self.staging_s3, self.settings.staging_bucket, staging_key, checkpoint.to_dict())
+        except (ClientError, BotoCoreError) as exc:
+            logger.error("could not save the upload checkpoint of %s: %s", checkpoint.key, type(exc).__name__)
+            return False
+        self.checkpoint_keys.add(staging_key)
+        self._known[checkpoint.key] = checkpoint
+        return True
+
+    def _save_progress(self, upload: _Upload) -> None:
+        """Periodic checkpoint while uploading: a crash then redoes at most CHECKPOINT_EVERY_SECONDS."""
+        parts, state = upload.contiguous()
+        if state is not None and parts and len(parts) > len(upload.checkpoint.parts):
+            self._save_checkpoint(_replace(upload.checkpoint, parts=parts, digest=state, stalled=0))
+
+    def _pause(self, upload: _Upload, *, stalled_if_idle: bool) -> bool:
+        """Checkpoint the completed parts and keep the upload open. False: nothing worth keeping (abort).
+
+        An invocation that completes no part (deadline or transient errors; not credential expiry,
+        which the refresh fixes) counts as stalled; MAX_STALLED_INVOCATIONS in a row fail the object,
+        so a part that can never be uploaded cannot hold its batch in a loop.
+        """
+        checkpoint = upload.checkpoint
+        parts, state = upload.contiguous()
+        if state is None or not parts:
+            return False
+        progressed = len(parts) > len(checkpoint.parts)
+        stalled = 0 if progressed else checkpoint.stalled + (1 if stalled_if_idle else 0)
+        if stalled >= MAX_STALLED_INVOCATIONS:
+            raise _ObjectFailed(
+                f"no part of {checkpoint.part_size} bytes completed in {stalled} consecutive invocations "
+                "(persistent errors, or a time budget too small for one part)"
+            )
+        if not self._save_checkpoint(_replace(checkpoint, parts=parts, digest=state, stalled=stalled)):
+            return False
+        logger.info(
+            "paused %s at part %d of %d (upload %s kept open)",
+            _s3_url(self.source_bucket, checkpoint.key),
+            len(parts),
+            -(-checkpoint.size // checkpoint.part_size),
+            checkpoint.upload_id,
+        )
+        return True
+
+    def _forget_checkpoint(self, key: str) -> None:
+        """Delete the checkpoint file (its upload was completed or aborted)."""
+        staging_key = self._checkpoint_key(key)
+        self._known.pop(key, None)
+        if staging_key not in self.checkpoint_keys:
+            return
+        self.checkpoint_keys.discard(staging_key)
+        try:
+            staging.delete_key(self.staging_s3, self.settings.staging_bucket, staging_key)
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("could not delete the checkpoint of %s: %s", key, type(exc).__name__)
+
+    def _discard_checkpoint(self, key: str) -> None:
+        """Abort a checkpoint's upload and delete it (the object is final or starts over)."""
+        if self._checkpoint_key(key) not in self.checkpoint_keys:
+            return
+        checkpoint = self._known.get(key)
+        if checkpoint is None:
+            try:
+                checkpoint = self._load_checkpoint(key, self.event.destination.key_for(key))
+            except TransientCopyError:
+                checkpoint = None
+        if checkpoint is not None:
+            self._abort(checkpoint.dest_key, checkpoint.upload_id)
+        self._forget_checkpoint(key)
+
+
+def _saved_state(digest: StreamDigest) -> dict[str, Any] | None:
+    try:
+        return digest.state()
+    except NotResumable:
+        return None
+
+
+def _replace(checkpoint: _Checkpoint, **changes: Any) -> _Checkpoint:
+    return _Checkpoint(**{**checkpoint.to_dict(), **changes})
 
 
 # --- the batch ----------------------------------------------------------------------------------
@@ -533,17 +939,21 @@ def copy_batch(
     clock: Callable[[], datetime],
     remaining_ms: Callable[[], int],
 ) -> dict[str, Any]:
-    """Copy (the rest of) one batch. Returns ``{"batch_id", "done", "copied", "skipped", "failed", "bytes"}``.
+    """Copy (the rest of) one batch.
 
-    Counts are for this invocation. ``done`` is False when the Lambda deadline stopped the batch early
-    (invoke again with the same event). Raises CredentialsExpired (refresh, then invoke again),
-    TransientCopyError (retry), DestinationAccessDenied (fatal). Whatever the exit, the objects
-    finished by this invocation are recorded first: every FLUSH_EVERY_OBJECTS objects or
-    FLUSH_EVERY_SECONDS while running, and on every exit, each time in a new result file.
+    Returns ``{"batch_id", "done", "refresh", "copied", "skipped", "failed", "bytes", "parts"}`` with
+    counts for this invocation. ``done`` is False when the batch must be invoked again with the same
+    event: after the Lambda deadline, or — ``refresh`` True — when the TEA credentials neared expiry
+    *after this invocation made progress* (refresh, then invoke again; progress means the refresh
+    budget of the state machine is not spent). Raises CredentialsExpired when credentials expired
+    before any progress (a counted refresh round), TransientCopyError (retry), DestinationAccessDenied
+    (fatal). Whatever the exit, the objects finished by this invocation are recorded first: every
+    FLUSH_EVERY_OBJECTS objects or FLUSH_EVERY_SECONDS while running, and on every exit, each time in
+    a new result file; paused multipart uploads are checkpointed.
 
     Deadline: no new object starts once ``remaining_ms()`` is below the reserve (except the first);
-    below half the reserve, in-flight multipart uploads are aborted (redone by the continuation) so
-    the results of finished objects are always flushed before the Lambda timeout.
+    below half the reserve, in-flight multipart uploads are paused at their last completed part (the
+    continuation resumes them), so the results of finished objects are always flushed in time.
     """
     batch = event.batch
     prefix = staging.results_prefix(event.run_id, batch.batch_id)
@@ -558,15 +968,28 @@ def copy_batch(
         len(pending),
     )
 
-    copier = _ObjectCopier(event=event, settings=settings, source_s3=source_s3, dest_s3=dest_s3)
+    checkpoints = _list_checkpoints(
+        staging_s3, settings.staging_bucket, staging.uploads_prefix(event.run_id, batch.batch_id)
+    )
+    copier = _ObjectCopier(
+        event=event,
+        settings=settings,
+        source_s3=source_s3,
+        dest_s3=dest_s3,
+        staging_s3=staging_s3,
+        credentials=credentials,
+        clock=clock,
+        checkpoint_keys=checkpoints,
+    )
     concurrency = max(1, settings.object_concurrency)
     reserve_ms = settings.deadline_reserve_seconds * 1000
-    hard_floor_ms = reserve_ms // 2  # below this, in-flight multipart uploads are aborted and redone later
-    cancel = threading.Event()
+    hard_floor_ms = reserve_ms // 2  # below this, in-flight multipart uploads pause (checkpointed)
+    cancel = _Stop()
     results: list[ObjectResult] = []
     errors: list[BaseException] = []
     in_flight: dict[Future[ObjectResult], ObjectSpec] = {}
-    cancelled: list[ObjectSpec] = []  # objects started but cancelled (not recorded)
+    cancelled: list[ObjectSpec] = []  # objects started but cancelled before any kept progress (not recorded)
+    paused: list[ObjectSpec] = []  # multipart uploads checkpointed for the next invocation (not recorded)
     flushed = 0  # results[:flushed] are already in the result log
     last_flush = time.monotonic()
     stop: str | None = None
@@ -584,22 +1007,24 @@ def copy_batch(
             error = future.exception()
             if error is None:
                 results.append(future.result())
+            elif isinstance(error, _Paused):
+                paused.append(spec)
             elif isinstance(error, _Cancelled):
                 cancelled.append(spec)
             else:
                 logger.warning("object %s stopped the batch: %s: %s", spec.key, type(error).__name__, error)
                 errors.append(error)
                 if _is_fatal(error):
-                    cancel.set()
+                    cancel.set(_Stop.FATAL)
 
     def wait_some() -> None:
         nonlocal stop
         done, _ = wait(list(in_flight), timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
         harvest(done)
         if in_flight and not cancel.is_set() and remaining_ms() < hard_floor_ms:
-            logger.warning("deadline: cancelling %d in-flight objects", len(in_flight))
+            logger.warning("deadline: stopping %d in-flight objects", len(in_flight))
             stop = stop or "deadline"
-            cancel.set()
+            cancel.set(_Stop.DEADLINE)
 
     pool = ThreadPoolExecutor(max_workers=min(concurrency, max(1, len(pending))), thread_name_prefix="object")
     try:
@@ -641,19 +1066,20 @@ def copy_batch(
                 wait_some()
         finally:
             if in_flight:  # the coordinator itself failed: stop the workers, keep what finished
-                cancel.set()
+                cancel.set(_Stop.FATAL)
             pool.shutdown(wait=True)
             harvest(list(in_flight))
-        if stop == "deadline" and cancelled and not results:
-            # Nothing finished in a whole invocation: the continuation would only start over and
-            # loop. Report those objects failed instead (copies spanning invocations: issue #3).
+        if stop == "deadline" and cancelled and not results and not copier.parts_done:
+            # Nothing finished and no part kept in a whole invocation: the continuation would only
+            # start over and loop. Report those objects failed instead. (Multipart uploads that made
+            # progress were paused and continue; a paused one that stalls fails in the copier.)
             for spec in cancelled:
                 results.append(
                     ObjectResult(
                         key=spec.key,
                         dest_key=event.destination.key_for(spec.key),
                         status=FAILED,
-                        reason="too large for one invocation: the copy did not finish before the Lambda deadline",
+                        reason=("too large for one invocation: not even one part finished before the Lambda deadline"),
                     )
                 )
             cancelled.clear()
@@ -664,12 +1090,14 @@ def copy_batch(
     skipped = sum(1 for r in results if r.status == SKIPPED)
     failed = sum(1 for r in results if r.status == FAILED)
     logger.info(
-        "batch %s: copied=%d skipped=%d failed=%d bytes=%d stop=%s",
+        "batch %s: copied=%d skipped=%d failed=%d bytes=%d parts=%d paused=%d stop=%s",
         batch.batch_id,
         copied,
         skipped,
         failed,
         sum(r.bytes for r in results if r.status == COPIED),
+        copier.parts_done,
+        len(paused),
         stop,
     )
     if stop == "error" and pending and not any(isinstance(e, CredentialsExpired) for e in errors):
@@ -681,18 +1109,24 @@ def copy_batch(
             expiry_message = expiry_note(seconds_left)
     if stop == "expired":
         errors.append(CredentialsExpired(f"{expiry_message}; {len(results)} objects recorded by this invocation"))
-    if errors:  # the most telling one: e.g. CredentialsExpired (refresh) rather than a sibling's throttling
-        raise min(errors, key=_error_rank)
-    if flush_error is not None:
-        raise flush_error
-    return {
+    counts = {
         "batch_id": batch.batch_id,
-        "done": not pending and not cancelled,
         "copied": copied,
         "skipped": skipped,
         "failed": failed,
         "bytes": sum(r.bytes for r in results if r.status == COPIED),
+        "parts": copier.parts_done,
     }
+    if errors:  # the most telling one: e.g. CredentialsExpired (refresh) rather than a sibling's throttling
+        top = min(errors, key=_error_rank)
+        if isinstance(top, CredentialsExpired) and (results or copier.parts_done) and flush_error is None:
+            # Progress was made and kept: refresh without spending a refresh round of the state machine.
+            logger.info("batch %s needs fresh credentials after progress: %s", batch.batch_id, top)
+            return {**counts, "done": False, "refresh": True}
+        raise top
+    if flush_error is not None:
+        raise flush_error
+    return {**counts, "done": not pending and not cancelled and not paused, "refresh": False}
 
 
 def _flush(staging_s3: Any, bucket: str, prefix: str, results: list[ObjectResult]) -> TransientCopyError | None:

@@ -5,6 +5,9 @@ Everything of one execution lives under ``runs/<run_id>/``:
 - ``manifest.json``                 the pre-batched manifest the Distributed Map reads
 - ``plan.json``                     what Plan resolved (counts, destination), no secrets
 - ``results/<batch_id>/<seq>.json`` per-object outcomes, one file per CopyBatch invocation
+- ``uploads/<batch_id>/<h>.json``   checkpoint of a multipart upload that continues in a later
+                                    invocation (upload id, completed parts, running checksums);
+                                    deleted when the object is recorded
 - ``events/tea/<seq>.json``         one file per HTTP request made to TEA on behalf of this run
 - ``events/refresh/<seq>.json``     one file per RefreshCredentials call (coalesced or not)
 - ``report.json``                   Summarize's report
@@ -17,6 +20,7 @@ and resumes after the objects already done, and Summarize aggregates them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -41,6 +45,17 @@ def plan_key(run_id: str) -> str:
 def results_prefix(run_id: str, batch_id: str | None = None) -> str:
     base = f"{run_prefix(run_id)}results/"
     return base if batch_id is None else f"{base}{batch_id}/"
+
+
+def uploads_prefix(run_id: str, batch_id: str | None = None) -> str:
+    base = f"{run_prefix(run_id)}uploads/"
+    return base if batch_id is None else f"{base}{batch_id}/"
+
+
+def upload_checkpoint_key(run_id: str, batch_id: str, source_key: str) -> str:
+    """One checkpoint per source object of a batch (keys can be long and odd: the name is a hash)."""
+    digest = hashlib.sha256(source_key.encode("utf-8")).hexdigest()[:40]
+    return f"{uploads_prefix(run_id, batch_id)}{digest}.json"
 
 
 def events_prefix(run_id: str, kind: str) -> str:
@@ -70,6 +85,10 @@ def list_keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             yield item["Key"]
+
+
+def delete_key(s3: Any, bucket: str, key: str) -> None:
+    s3.delete_object(Bucket=bucket, Key=key)
 
 
 def record_event(s3: Any, bucket: str, run_id: str | None, kind: str, detail: dict[str, Any]) -> None:
