@@ -16,11 +16,20 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# The CopyBatch Lambda layer: arm64 / CPython 3.12 wheels of requirements-layer.txt (pip only, no Docker).
+LAYER_DIR := build/lambda-layer
+$(LAYER_DIR)/.installed: requirements-layer.txt | $(BIN)/python
+	rm -rf $(LAYER_DIR)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --only-binary=:all: \
+		--platform manylinux2014_aarch64 --implementation cp --python-version 3.12 \
+		--target $(LAYER_DIR)/python -r requirements-layer.txt
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed $(LAYER_DIR)/.installed
 
 synth: setup
 	npx --no-install cdk synth -q

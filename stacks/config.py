@@ -41,6 +41,7 @@ class TeacopyConfig:
     copy_memory_mb: int = 1024
     copy_timeout_seconds: int = 900
     part_size_mb: int = 16
+    multipart_threshold_mb: int = 16  # smaller objects go in one PutObject (buffered: memory per object)
     inflight_parts: int = 4
     object_concurrency: int = 4
     log_retention_days: int = 30
@@ -96,6 +97,7 @@ class TeacopyConfig:
             "copy_memory_mb": (256, 10_240),
             "copy_timeout_seconds": (60, 900),
             "part_size_mb": (5, 5_120),
+            "multipart_threshold_mb": (5, 5_120),
             "inflight_parts": (1, 32),
             "object_concurrency": (1, 64),
             "log_retention_days": (1, 3_653),

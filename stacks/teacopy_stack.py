@@ -17,7 +17,7 @@ from lambdas.shared import env_names
 from lambdas.shared.staging import RUNS_PREFIX
 
 from .config import MIB, TeacopyConfig
-from .constructs.function import TeacopyFunction
+from .constructs.function import TeacopyFunction, dependencies_layer, s3_object_arn
 from .constructs.storage import MAP_RESULTS_PREFIX, Storage
 from .constructs.workflow import MAP_LABEL, CopyWorkflow, WorkflowFunctions
 
@@ -140,6 +140,7 @@ class TeacopyStack(Stack):
             description="teacopy CopyBatch: stream one batch of source objects into the destination bucket",
             memory_mb=config.copy_memory_mb,
             timeout=Duration.seconds(config.copy_timeout_seconds),
+            layers=[dependencies_layer(self, "DependenciesLayer")],
             log_retention_days=config.log_retention_days,
             environment={
                 **staging_env,
@@ -147,14 +148,15 @@ class TeacopyStack(Stack):
                 env_names.SOURCE_REGION: config.source_region,
                 env_names.SAFETY_MARGIN_SECONDS: str(config.safety_margin_seconds),
                 env_names.PART_SIZE_BYTES: str(part_size),
-                env_names.MULTIPART_THRESHOLD_BYTES: str(part_size),
+                env_names.MULTIPART_THRESHOLD_BYTES: str(config.multipart_threshold_mb * MIB),
                 env_names.INFLIGHT_PARTS: str(config.inflight_parts),
                 env_names.OBJECT_CONCURRENCY: str(config.object_concurrency),
                 env_names.DEADLINE_RESERVE_SECONDS: str(DEADLINE_RESERVE_SECONDS),
             },
         )
         self.copy_batch.grant_secret_read(storage.credentials_cache)
-        self.copy_batch.grant_objects(["s3:GetObject", "s3:PutObject"], staging, RUNS_PREFIX)
+        # results and upload checkpoints (a checkpoint is deleted when its object is final)
+        self.copy_batch.grant_objects(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], staging, RUNS_PREFIX)
         self.copy_batch.grant_list_prefix(staging, RUNS_PREFIX)
         for destination in config.destinations:
             self.copy_batch.grant_destination(destination.bucket, destination.prefix)
@@ -175,9 +177,17 @@ class TeacopyStack(Stack):
             log_retention_days=config.log_retention_days,
             environment={**staging_env, env_names.MAX_FAILED_PERCENT: str(config.max_failed_percent)},
         )
-        self.summarize.grant_objects(["s3:GetObject", "s3:PutObject"], staging, RUNS_PREFIX)
+        self.summarize.grant_objects(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], staging, RUNS_PREFIX)
         self.summarize.grant_list_prefix(staging, RUNS_PREFIX)
         self.summarize.acknowledge_object_wildcards([runs_objects], STAGING_OBJECTS_REASON)
+        # aborts the multipart uploads that paused objects of a failed run left open (nothing else there)
+        destination_objects = sorted({s3_object_arn(d.bucket, d.prefix) for d in config.destinations})
+        self.summarize.allow(["s3:AbortMultipartUpload"], destination_objects)
+        self.summarize.acknowledge_object_wildcards(
+            sorted({f"arn:<AWS::Partition>:s3:::{d.bucket}/{d.prefix}*" for d in config.destinations}),
+            "Summarize may only abort multipart uploads under the configured destination prefixes; upload keys "
+            "are the copied objects' keys, known at run time only.",
+        )
 
         # --- the state machine ------------------------------------------------------------------------
         self.workflow = CopyWorkflow(

@@ -7,6 +7,7 @@ writes) into a fresh local engine with the TEA emulator.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import random
 import threading
@@ -32,7 +33,12 @@ DEST = "my-earthdata-copy"  # first destination of the test synth (tests/conftes
 
 @contextmanager
 def engine_for(
-    synth: Any, lifetime: float = 3600, margin: int = 1, later_lifetime: float | None = None, **env: str
+    synth: Any,
+    lifetime: float = 3600,
+    margin: int = 1,
+    later_lifetime: float | None = None,
+    function_timeouts: dict[str, float] | None = None,
+    **env: str,
 ) -> Iterator[tuple[LocalEngine, TeaEmulator]]:
     """``lifetime`` of the first credentials TEA issues; ``later_lifetime`` (if given) of the rest."""
 
@@ -44,7 +50,12 @@ def engine_for(
     with tea:
         overrides = {env_names.TEA_ENDPOINT: tea.url, env_names.SAFETY_MARGIN_SECONDS: str(margin), **env}
         with LocalEngine(
-            synth.template, tea=tea, edl_token=TOKEN, source_buckets={SOURCE}, env_overrides=overrides
+            synth.template,
+            tea=tea,
+            edl_token=TOKEN,
+            source_buckets={SOURCE},
+            env_overrides=overrides,
+            function_timeouts=function_timeouts,
         ) as engine:
             yield engine, tea
 
@@ -231,3 +242,38 @@ def _fetch(url: str) -> str:
     request = urllib.request.Request(f"{url}/s3credentials", headers={"Authorization": f"Bearer {TOKEN}"})  # noqa: S310
     with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 — loopback emulator
         return str(response.read().decode())
+
+
+def test_object_larger_than_one_invocation_copies_across_invocations(synth: Any) -> None:
+    # CopyBatch gets 2 s (1 s reserve: it pauses at 0.5 s left), one 5 MiB part in flight, and each
+    # UploadPart takes 0.3 s: a 38 MiB object (8 parts) needs several invocations of the same batch.
+    mib = 1024**2
+    data = random.Random(7).randbytes(38 * mib)
+    env = {
+        env_names.PART_SIZE_BYTES: str(5 * mib),
+        env_names.MULTIPART_THRESHOLD_BYTES: str(5 * mib),
+        env_names.INFLIGHT_PARTS: "1",
+        env_names.DEADLINE_RESERVE_SECONDS: "1",
+    }
+    with engine_for(synth, function_timeouts={"copy_batch.": 2}, **env) as (engine, tea):
+        engine.client("s3", region="us-west-2").put_object(Bucket=SOURCE, Key="big/granule.h5", Body=data)
+        handler = importlib.import_module("copy_batch.handler")
+        parts: list[int] = []
+
+        def slow_part(params: dict[str, Any], **_: Any) -> None:
+            parts.append(params["PartNumber"])
+            time.sleep(0.3)
+
+        handler.S3.meta.events.register("before-parameter-build.s3.UploadPart", slow_part)
+        result = engine.run(job(["big/granule.h5"]), name="big", timeout=120)
+
+        assert result.status == "SUCCEEDED", (result.error, result.cause)
+        assert result.output is not None and result.output["copied"] == 1
+        assert engine.runtime.invocations["CopyBatchFunction"] >= 2  # really spanned invocations
+        assert sorted(parts) == list(range(1, 9))  # each part uploaded exactly once: resumed, not redone
+        s3 = engine.client("s3")
+        head = s3.head_object(Bucket=DEST, Key="copy/big/granule.h5", ChecksumMode="ENABLED")
+        assert head["ETag"].endswith('-8"')
+        assert s3.get_object(Bucket=DEST, Key="copy/big/granule.h5")["Body"].read() == data
+        assert s3.list_multipart_uploads(Bucket=DEST).get("Uploads", []) == []
+        assert_no_secrets(engine, tea, result)

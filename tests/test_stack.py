@@ -289,10 +289,30 @@ def test_batch_continues_until_done(synth: Any) -> None:
     assert states["CopyBatch"]["Next"] == "BatchDone"
     assert states["BatchDone"] == {
         "Type": "Choice",
-        "Choices": [{"Variable": "$.result.done", "BooleanEquals": True, "Next": "BatchCopied"}],
+        "Choices": [
+            {"Variable": "$.result.done", "BooleanEquals": True, "Next": "BatchCopied"},
+            {
+                "And": [
+                    {"Variable": "$.result.refresh", "IsPresent": True},
+                    {"Variable": "$.result.refresh", "BooleanEquals": True},
+                ],
+                "Next": "ResetRefreshRound",
+            },
+        ],
         "Default": "CopyBatch",
     }
     assert states["BatchCopied"] == {"Type": "Succeed"}
+
+
+def test_refresh_after_progress_resets_the_round_budget(synth: Any) -> None:
+    states = state_machine_definition(synth.template)["States"]["CopyObjects"]["ItemProcessor"]["States"]
+    reset = states["ResetRefreshRound"]
+    assert reset["Type"] == "Pass" and reset["Next"] == "RefreshCredentials"
+    assert reset["Parameters"]["refresh_round"] == 0
+    counted = states["CountRefreshRound"]["Parameters"]
+    assert counted["refresh_round.$"] == "States.MathAdd($.refresh_round, 1)"
+    same_event = {k: v for k, v in counted.items() if k != "refresh_round.$"}
+    assert reset["Parameters"] == {**same_event, "refresh_round": 0}
 
 
 # --- IAM ------------------------------------------------------------------------------------------------

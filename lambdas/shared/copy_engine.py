@@ -255,6 +255,7 @@ class _Checkpoint:
     """A paused multipart upload: parts 1..len(parts) are uploaded, ``digest`` covers exactly their bytes."""
 
     key: str
+    dest_bucket: str
     dest_key: str
     upload_id: str
     source_etag: str
@@ -271,6 +272,7 @@ class _Checkpoint:
     def to_dict(self) -> dict[str, Any]:
         return {
             "key": self.key,
+            "dest_bucket": self.dest_bucket,
             "dest_key": self.dest_key,
             "upload_id": self.upload_id,
             "source_etag": self.source_etag,
@@ -290,6 +292,7 @@ class _Checkpoint:
             raise ValueError("checkpoint parts are not 1..n")
         checkpoint = cls(
             key=str(data["key"]),
+            dest_bucket=str(data["dest_bucket"]),
             dest_key=str(data["dest_key"]),
             upload_id=str(data["upload_id"]),
             source_etag=str(data["source_etag"]),
@@ -631,6 +634,7 @@ class _ObjectCopier:
             )
             checkpoint = _Checkpoint(
                 key=spec.key,
+                dest_bucket=self.dest_bucket,
                 dest_key=dest_key,
                 upload_id=str(created["UploadId"]),
                 source_etag=etag,
@@ -661,7 +665,7 @@ class _ObjectCopier:
             if mismatch:
                 raise _IntegrityError(f"{mismatch} ({stream.url})")
             crc = digest.crc_b64()
-            response = self._dest_call(
+            self._dest_call(
                 "CompleteMultipartUpload",
                 dest_key,
                 self.dest_s3.complete_multipart_upload,
@@ -673,10 +677,6 @@ class _ObjectCopier:
                 ChecksumType="FULL_OBJECT",
             )
             outcome = "completed"
-            stored = response.get("ChecksumCRC64NVME")
-            if stored and stored != crc:  # defence in depth: S3 has already verified it
-                self._delete_dest(dest_key)
-                raise _IntegrityError(f"destination CRC64NVME {stored} differs from the streamed {crc}")
         except _Paused:
             outcome = "paused"
             raise
@@ -789,12 +789,6 @@ class _ObjectCopier:
         except BotoCoreError as exc:
             logger.error("could not abort multipart upload %s (%s)", upload_id, type(exc).__name__)
 
-    def _delete_dest(self, dest_key: str) -> None:
-        try:
-            self.dest_s3.delete_object(Bucket=self.dest_bucket, Key=dest_key)
-        except (ClientError, BotoCoreError) as exc:
-            logger.error("could not delete %s: %s", _s3_url(self.dest_bucket, dest_key), type(exc).__name__)
-
     # -- checkpoints (paused multipart uploads)
 
     def _checkpoint_key(self, key: str) -> str:
@@ -816,7 +810,7 @@ class _ObjectCopier:
             logger.warning("ignoring a malformed upload checkpoint for %s: %s", key, exc)
             self._forget_checkpoint(key)
             return None
-        if checkpoint.key != key or checkpoint.dest_key != dest_key:
+        if checkpoint.key != key or checkpoint.dest_key != dest_key or checkpoint.dest_bucket != self.dest_bucket:
             logger.warning("ignoring an upload checkpoint for %s that names another object", key)
             self._forget_checkpoint(key)
             return None

@@ -8,6 +8,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from . import staging
 from .errors import CopyJobFailed, InvalidInput
 from .models import COPIED, FAILED, SKIPPED
@@ -20,6 +22,32 @@ MAX_LISTED_FAILURES = 1000
 def _read_all(s3: Any, bucket: str, keys: list[str]) -> list[Any]:
     with ThreadPoolExecutor(max_workers=16) as pool:
         return list(pool.map(lambda key: staging.get_json(s3, bucket, key), keys))
+
+
+def abort_leftover_uploads(s3: Any, bucket: str, run_id: str) -> int:
+    """Abort the multipart uploads that paused objects of this run left open (their checkpoints).
+
+    A run that ends with paused objects (a batch failed, refresh rounds ran out) must not leave
+    incomplete uploads in the user's bucket, billed and invisible. Returns how many were aborted.
+    """
+    aborted = 0
+    for key in list(staging.list_keys(s3, bucket, staging.uploads_prefix(run_id))):
+        try:
+            checkpoint = staging.get_json(s3, bucket, key)
+            dest_bucket, dest_key = checkpoint["dest_bucket"], checkpoint["dest_key"]
+            upload_id = checkpoint["upload_id"]
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("ignoring a malformed upload checkpoint s3://%s/%s: %s", bucket, key, exc)
+            continue
+        try:
+            s3.abort_multipart_upload(Bucket=dest_bucket, Key=dest_key, UploadId=upload_id)
+            aborted += 1
+            logger.info("aborted the leftover upload %s of s3://%s/%s", upload_id, dest_bucket, dest_key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise
+        staging.delete_key(s3, bucket, key)
+    return aborted
 
 
 def collect(s3: Any, bucket: str, run_id: str) -> dict[str, Any]:
@@ -89,7 +117,9 @@ def summarize(event: Any, *, settings: SummarySettings, s3: Any) -> dict[str, An
         raise InvalidInput("run_id", "must be a string")
     run_id = event["run_id"]
     outcome = event.get("outcome") or {}
+    uploads_aborted = abort_leftover_uploads(s3, settings.staging_bucket, run_id)
     report = collect(s3, settings.staging_bucket, run_id)
+    report["uploads_aborted"] = uploads_aborted
     report["map_failed"] = bool(outcome.get("map_failed"))
     if report["map_failed"]:
         report["map_error"] = {"error": outcome.get("error"), "cause": _short(outcome.get("cause"))}

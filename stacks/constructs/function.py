@@ -17,6 +17,8 @@ from constructs import Construct
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAMBDAS_DIR = REPO_ROOT / "lambdas"
+# Third-party wheels for the Lambdas (arm64, python3.12), installed by `make setup` from requirements-layer.txt.
+LAYER_DIR = REPO_ROOT / "build" / "lambda-layer"
 ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_cache"]
 
 _RETENTION = {
@@ -62,6 +64,23 @@ def s3_bucket_arn(bucket: str) -> str:
     return f"arn:{Aws.PARTITION}:s3:::{bucket}"
 
 
+def dependencies_layer(scope: Construct, construct_id: str) -> lambda_.LayerVersion:
+    """The layer with ``requirements-layer.txt`` (awscrt for CRC64NVME), built by ``make setup`` (no Docker)."""
+    if not (LAYER_DIR / "python" / "awscrt").is_dir():
+        raise FileNotFoundError(
+            f"{LAYER_DIR} is missing or incomplete: run `make setup` (it pip-installs the arm64 wheels of "
+            "requirements-layer.txt there) before synthesizing"
+        )
+    return lambda_.LayerVersion(
+        scope,
+        construct_id,
+        code=lambda_.Code.from_asset(str(LAYER_DIR), exclude=[*ASSET_EXCLUDES, ".installed"]),
+        compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
+        compatible_architectures=[lambda_.Architecture.ARM_64],
+        description="teacopy: awscrt (CRC64NVME checksums)",
+    )
+
+
 class TeacopyFunction(Construct):
     """A Python 3.12 arm64 Lambda built from ``lambdas/``, with its own role and log group.
 
@@ -78,6 +97,7 @@ class TeacopyFunction(Construct):
         description: str,
         memory_mb: int,
         timeout: Duration,
+        layers: Sequence[lambda_.ILayerVersion] = (),
         environment: Mapping[str, str],
         log_retention_days: int,
     ) -> None:
@@ -101,6 +121,7 @@ class TeacopyFunction(Construct):
             architecture=lambda_.Architecture.ARM_64,
             code=lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=ASSET_EXCLUDES),
             handler=handler,
+            layers=list(layers),
             description=description,
             memory_size=memory_mb,
             timeout=timeout,

@@ -17,6 +17,7 @@ after the objects already recorded in the staging bucket); the refresh loop is b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
@@ -60,6 +61,7 @@ class StateNames:
     REFRESH_ROUNDS_EXHAUSTED = "RefreshRoundsExhausted"
     REFRESH_CREDENTIALS = "RefreshCredentials"
     BATCH_DONE = "BatchDone"
+    RESET_REFRESH_ROUND = "ResetRefreshRound"
     BATCH_COPIED = "BatchCopied"
 
 
@@ -150,19 +152,27 @@ class CopyWorkflow(Construct):
         )
         copy_batch.add_retry(errors=list(CRASH_ERRORS), interval=Duration.seconds(5), backoff_rate=2, max_attempts=2)
 
-        count_round = sfn.Pass(
-            self,
-            n.COUNT_REFRESH_ROUND,
-            state_name=n.COUNT_REFRESH_ROUND,
-            parameters={
+        def child_state(refresh_round: Any) -> dict[str, Any]:
+            """The child's state for the next CopyBatch: the event fields plus the refresh round."""
+            return {
                 "run_id": sfn.JsonPath.string_at("$.run_id"),
                 "batch": sfn.JsonPath.object_at("$.batch"),
                 "destination": sfn.JsonPath.object_at("$.destination"),
                 "options": sfn.JsonPath.object_at("$.options"),
                 "credentials": sfn.JsonPath.object_at("$.credentials"),
-                "refresh_round": sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.refresh_round"), 1),
-            },
+                "refresh_round": refresh_round,
+            }
+
+        # Expiry before any progress (CopyBatch raised CredentialsExpired): a counted round, bounded.
+        count_round = sfn.Pass(
+            self,
+            n.COUNT_REFRESH_ROUND,
+            state_name=n.COUNT_REFRESH_ROUND,
+            parameters=child_state(sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.refresh_round"), 1)),
         )
+        # Expiry after progress (CopyBatch returned refresh=true): the budget starts again, since a
+        # batch that keeps making progress may legitimately outlive many one-hour credentials.
+        reset_round = sfn.Pass(self, n.RESET_REFRESH_ROUND, state_name=n.RESET_REFRESH_ROUND, parameters=child_state(0))
         exhausted = sfn.Fail(
             self,
             n.REFRESH_ROUNDS_EXHAUSTED,
@@ -190,12 +200,20 @@ class CopyWorkflow(Construct):
         )
         copy_batch.add_catch(count_round, errors=list(errors.REFRESH_ERRORS), result_path="$.expired")
         count_round.next(can_refresh)
+        reset_round.next(refresh)
         refresh.next(copy_batch)
 
         batch_copied = sfn.Succeed(self, n.BATCH_COPIED, state_name=n.BATCH_COPIED)
         batch_done = (
             sfn.Choice(self, n.BATCH_DONE, state_name=n.BATCH_DONE)
             .when(sfn.Condition.boolean_equals("$.result.done", True), batch_copied)
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.is_present("$.result.refresh"),
+                    sfn.Condition.boolean_equals("$.result.refresh", True),
+                ),
+                reset_round,
+            )
             .otherwise(copy_batch)
         )
         child = copy_batch.next(batch_done)
