@@ -915,3 +915,45 @@ def test_handler_wires_settings_credentials_and_clients(env: Env, monkeypatch: p
     assert requested == ["v1"]
     assert env.dest_body("a") == b"abc"
     assert handler._SOURCE_CLIENTS["v1"].meta.region_name == "us-west-2"
+
+
+# --- dry run ------------------------------------------------------------------------------------------
+
+
+def test_dry_run_heads_only_and_writes_nothing_to_the_destination(env: Env) -> None:
+    env.put_source("new.nc", b"new data")
+    env.put_source("same.nc", b"same")
+    env.put_source("changed.nc", b"v1")
+    env.put_source("gone-wrong.nc", b"12345")
+    env.run(env.event(["same.nc", "changed.nc"], run_id="earlier"))
+    env.put_source("changed.nc", b"v2 is longer")
+    env.dest_calls.clear()
+    env.source_calls.clear()
+    event = env.event(["new.nc", "same.nc", "changed.nc", "gone-wrong.nc", "missing.nc"])
+    specs = tuple(ObjectSpec(o.key, size=6 if o.key == "gone-wrong.nc" else None) for o in event.batch.objects)
+    event = CopyBatchEvent(
+        run_id="dry",
+        batch=Batch("b0001", SRC, specs),
+        destination=event.destination,
+        credentials=event.credentials,
+        options=CopyOptions(dry_run=True),
+    )
+
+    out = env.run(event)
+
+    assert (out["would_copy"], out["would_skip"], out["failed"], out["copied"]) == (2, 1, 2, 0)
+    assert out["bytes_to_copy"] == len(b"new data") + len(b"v2 is longer")
+    results = env.results("dry")
+    assert {k: r["status"] for k, r in results.items()} == {
+        "new.nc": "would_copy",
+        "same.nc": "would_skip",
+        "changed.nc": "would_copy",
+        "gone-wrong.nc": "failed",
+        "missing.nc": "failed",
+    }
+    assert "size mismatch" in results["gone-wrong.nc"]["reason"]
+    assert "does not exist" in results["missing.nc"]["reason"]
+    # only HEADs: nothing read, nothing written
+    assert set(env.dest_calls) == {"HeadObject"} and set(env.source_calls) == {"HeadObject"}
+    assert env.admin.get_object(Bucket=DEST, Key=PREFIX + "changed.nc")["Body"].read() == b"v1"
+    assert not env.dest_exists("new.nc")

@@ -48,7 +48,18 @@ from botocore.exceptions import BotoCoreError, ClientError, FlexibleChecksumErro
 from . import staging
 from .digests import NotResumable, StreamDigest, crc64nvme, crc64nvme_b64
 from .errors import CredentialsExpired, DestinationAccessDenied, TeacopyError, TransientCopyError
-from .models import COPIED, FAILED, SKIPPED, CopyBatchEvent, ObjectResult, ObjectSpec, TeaCredentials
+from .models import (
+    COPIED,
+    FAILED,
+    FINAL_STATUSES,
+    SKIPPED,
+    WOULD_COPY,
+    WOULD_SKIP,
+    CopyBatchEvent,
+    ObjectResult,
+    ObjectSpec,
+    TeaCredentials,
+)
 from .settings import CopySettings
 
 logger = logging.getLogger(__name__)
@@ -225,7 +236,7 @@ def load_recorded_keys(staging_s3: Any, bucket: str, prefix: str) -> set[str]:
                 if (
                     isinstance(entry, dict)
                     and isinstance(entry.get("key"), str)
-                    and entry.get("status") in (COPIED, SKIPPED, FAILED)
+                    and entry.get("status") in FINAL_STATUSES
                 ):
                     recorded.add(entry["key"])
     except (ClientError, BotoCoreError) as exc:
@@ -439,8 +450,12 @@ class _ObjectCopier:
         policy = self.event.options.overwrite
         existing = None if policy == OVERWRITE_ALWAYS else self._head_dest(dest_key)
         if policy == OVERWRITE_NEVER and existing is not None:
-            return ObjectResult(spec.key, dest_key, SKIPPED, reason="exists")
+            return ObjectResult(
+                spec.key, dest_key, WOULD_SKIP if self.event.options.dry_run else SKIPPED, reason="exists"
+            )
         recorded_etag = self._recorded_etag(spec, existing) if policy == SKIP_IDENTICAL else None
+        if self.event.options.dry_run:
+            return self._dry_run(spec, dest_key, recorded_etag)
 
         checkpoint = self._load_checkpoint(spec.key, dest_key)
         if checkpoint is not None and recorded_etag is None:
@@ -469,6 +484,22 @@ class _ObjectCopier:
         finally:
             stream.close()
         return ObjectResult(spec.key, dest_key, COPIED, bytes=size)
+
+    def _dry_run(self, spec: ObjectSpec, dest_key: str, recorded_etag: str | None) -> ObjectResult:
+        """What a real run would do with this object: HEAD the source (TEA credentials), write nothing."""
+        url = _s3_url(self.source_bucket, spec.key)
+        try:
+            head = self.source_s3.head_object(Bucket=self.source_bucket, Key=spec.key)
+        except ClientError as exc:
+            raise self._source_error(exc, url) from exc
+        except BotoCoreError as exc:
+            raise TransientCopyError(f"HeadObject {url} failed: {type(exc).__name__}") from exc
+        size = int(head.get("ContentLength", 0))
+        if spec.size is not None and spec.size != size:
+            raise _ObjectFailed(f"size mismatch: the plan says {spec.size} bytes, the source has {size}")
+        if recorded_etag is not None and recorded_etag == head.get("ETag"):
+            return ObjectResult(spec.key, dest_key, WOULD_SKIP, reason="identical")
+        return ObjectResult(spec.key, dest_key, WOULD_COPY, bytes=size)
 
     def _resume(self, spec: ObjectSpec, checkpoint: _Checkpoint, stop: _Stop) -> ObjectResult:
         """Continue a paused multipart upload from its last completed part."""
@@ -1111,6 +1142,10 @@ def copy_batch(
         "bytes": sum(r.bytes for r in results if r.status == COPIED),
         "parts": copier.parts_done,
     }
+    if event.options.dry_run:
+        counts["would_copy"] = sum(1 for r in results if r.status == WOULD_COPY)
+        counts["would_skip"] = sum(1 for r in results if r.status == WOULD_SKIP)
+        counts["bytes_to_copy"] = sum(r.bytes for r in results if r.status == WOULD_COPY)
     if errors:  # the most telling one: e.g. CredentialsExpired (refresh) rather than a sibling's throttling
         top = min(errors, key=_error_rank)
         if isinstance(top, CredentialsExpired) and (results or copier.parts_done) and flush_error is None:

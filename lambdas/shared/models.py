@@ -142,6 +142,7 @@ OVERWRITE_POLICIES = ("skip-if-identical", "always", "never")
 @dataclass(frozen=True)
 class CopyOptions:
     overwrite: str = "skip-if-identical"
+    dry_run: bool = False  # HEAD sources and destinations, record what would be copied; write nothing
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,10 +153,18 @@ class CopyOptions:
             return cls()
         if not isinstance(data, dict):
             raise InvalidInput("options", "must be an object")
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise InvalidInput(
+                f"options.{unknown[0]}", f"unknown field; allowed: {', '.join(cls.__dataclass_fields__)}"
+            )
         overwrite = data.get("overwrite", "skip-if-identical")
         if overwrite not in OVERWRITE_POLICIES:
             raise InvalidInput("options.overwrite", f"must be one of {', '.join(OVERWRITE_POLICIES)}")
-        return cls(overwrite=overwrite)
+        dry_run = data.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise InvalidInput("options.dry_run", "must be true or false")
+        return cls(overwrite=overwrite, dry_run=dry_run)
 
 
 @dataclass(frozen=True)
@@ -211,6 +220,8 @@ class CopyBatchEvent:
 
 # Per-object outcome statuses written to the staging bucket and aggregated by Summarize.
 COPIED, SKIPPED, FAILED = "copied", "skipped", "failed"
+WOULD_COPY, WOULD_SKIP = "would_copy", "would_skip"  # dry runs only
+FINAL_STATUSES = (COPIED, SKIPPED, FAILED, WOULD_COPY, WOULD_SKIP)
 
 
 @dataclass(frozen=True)

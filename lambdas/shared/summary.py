@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from . import staging
 from .errors import CopyJobFailed, InvalidInput
-from .models import COPIED, FAILED, SKIPPED
+from .models import COPIED, FAILED, SKIPPED, WOULD_COPY, WOULD_SKIP
 from .settings import SummarySettings
 
 logger = logging.getLogger(__name__)
@@ -84,6 +84,10 @@ def collect(s3: Any, bucket: str, run_id: str) -> dict[str, Any]:
         "failed": counts.get(FAILED, 0),
         "not_attempted": max(0, objects - len(final)),
         "bytes": sum(int(r.get("bytes", 0)) for r in final.values() if r["status"] == COPIED),
+        "dry_run": bool((plan.get("options") or {}).get("dry_run")),
+        "would_copy": counts.get(WOULD_COPY, 0),
+        "would_skip": counts.get(WOULD_SKIP, 0),
+        "bytes_to_copy": sum(int(r.get("bytes", 0)) for r in final.values() if r["status"] == WOULD_COPY),
         "tea_requests": len(tea_events),
         "tea_errors": sum(1 for e in tea_events if e.get("outcome") != "ok"),
         "credential_refreshes": len(adopted),
@@ -127,6 +131,8 @@ def summarize(event: Any, *, settings: SummarySettings, s3: Any) -> dict[str, An
     staging.put_json(s3, settings.staging_bucket, report_key, report)
     location = f"s3://{settings.staging_bucket}/{report_key}"
     summary = {name: report[name] for name in COUNT_FIELDS}
+    if report["dry_run"]:
+        summary.update({name: report[name] for name in ("dry_run", "would_copy", "would_skip", "bytes_to_copy")})
     summary["report"] = location
     logger.info("run %s summary: %s", run_id, json.dumps(summary))
     too_many = report["failed"] * 100 > settings.max_failed_percent * report["objects"]
