@@ -7,13 +7,15 @@ export CDK_DISABLE_VERSION_CHECK := true
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint format synth bench clean
+.PHONY: setup demo test test-fast lint format synth bench clean chromium chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-layer.txt | $(BIN)/python
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-layer.txt pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@# the `teacopy` console script (editable: it runs this checkout)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
 # The CopyBatch Lambda layer: arm64 / CPython 3.12 wheels of requirements-layer.txt (pip only, no Docker).
@@ -37,22 +39,47 @@ synth: setup
 demo: synth
 	$(BIN)/python -m teacopy_local.demo $(DEMO_ARGS)
 
+# `make chaos`: every fault scenario, the bad-input matrix and the 10,000-object load run; a table, then
+# as the last line {"scenarios", "passed", "lost", "corrupt", "leaked", "orphan_uploads"} (see teacopy_local/chaos/).
+CHAOS_ARGS ?=
+chaos: synth
+	$(BIN)/python -m teacopy_local.chaos $(CHAOS_ARGS)
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	@# two runs: Lambda code is the package `shared` (asset root lambdas/), the CDK app imports it as `lambdas.shared`
 	$(BIN)/mypy lambdas
-	$(BIN)/mypy app.py stacks teacopy_local
+	$(BIN)/mypy app.py stacks teacopy_local teacopy_cli
 
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+# Headless Chromium renders the HTML run report in tests/test_report.py: the Debian package, installed
+# when missing (as root, or with sudo).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: lint chromium
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: setup chromium
 	$(BIN)/pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+
+# `make bench`: teacopy vs the naive TEA-docs loop vs the AWS CLI pipe on a local moto S3 (see bench/).
+# The AWS CLI v1 pins its own botocore, so it lives in its own venv (installed once).
+BENCH_ARGS ?=
+AWSCLI_VENV := build/venv-awscli
+$(AWSCLI_VENV)/.installed:
+	$(PYTHON) -m venv $(AWSCLI_VENV)
+	$(AWSCLI_VENV)/bin/python -m pip install -q --disable-pip-version-check awscli==1.46.3
+	touch $@
+
+bench: setup | $(AWSCLI_VENV)/.installed
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,8 @@ from typing import Any
 _BUCKET_RE = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _APP_NAME_RE = re.compile(r"^[\w+=,.@-]{1,64}$")
 MIB = 1024**2
+_TOPIC_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class ConfigError(ValueError):
@@ -19,6 +21,24 @@ class ConfigError(ValueError):
 class DestinationConfig:
     bucket: str
     prefix: str = ""  # empty: the whole bucket
+
+
+_SCHEDULE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_SCHEDULE_EXPRESSION_RE = re.compile(r"^(cron|rate|at)\(.+\)$")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """One EventBridge Scheduler schedule: when, and the execution input it starts."""
+
+    name: str
+    expression: str  # cron(...), rate(...) or at(...)
+    input: dict[str, Any]
+    incremental: bool = False  # CMR sources: only what changed since the last successful run
+    enabled: bool = True
+    timezone: str | None = None
+    retry_attempts: int = 5  # delivery retries by Scheduler (then the dead-letter queue)
+    max_event_age_hours: int = 6
 
 
 @dataclass(frozen=True)
@@ -46,6 +66,9 @@ class TeacopyConfig:
     object_concurrency: int = 4
     log_retention_days: int = 30
     staging_retention_days: int = 30
+    alarm_topic_arn: str = ""  # an existing SNS topic the alarms notify (stacks/constructs/observability.py)
+    alarm_email: str = ""  # or: an email address; the stack creates a topic and subscribes it
+    schedules: tuple[ScheduleConfig, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -77,6 +100,14 @@ class TeacopyConfig:
                 if not isinstance(raw[name], str) or not raw[name]:
                     raise ConfigError(f"teacopy.{name}: must be a non-empty string")
                 values[name] = raw[name]
+        for name, pattern, example in (
+            ("alarm_topic_arn", _TOPIC_ARN_RE, "arn:aws:sns:us-west-2:123456789012:ops-alerts"),
+            ("alarm_email", _EMAIL_RE, "ops@example.org"),
+        ):
+            if name in raw:
+                if not isinstance(raw[name], str) or (raw[name] and not pattern.match(raw[name])):
+                    raise ConfigError(f"teacopy.{name}: must be empty or like {example}")
+                values[name] = raw[name]
         if not _APP_NAME_RE.match(values.get("app_name", "teacopy")):
             raise ConfigError("teacopy.app_name: only letters, digits and +=,.@-_ (at most 64 characters)")
         if "manifest_buckets" in raw:
@@ -84,6 +115,14 @@ class TeacopyConfig:
             if not isinstance(buckets, list) or not all(isinstance(b, str) and _BUCKET_RE.match(b) for b in buckets):
                 raise ConfigError("teacopy.manifest_buckets: must be a list of bucket names")
             values["manifest_buckets"] = tuple(buckets)
+        if "schedules" in raw:
+            entries = raw["schedules"]
+            if not isinstance(entries, list):
+                raise ConfigError("teacopy.schedules: must be a list of {name, expression, input}")
+            values["schedules"] = tuple(_schedule(i, e) for i, e in enumerate(entries))
+            names = [s.name for s in values["schedules"]]
+            if len(set(names)) != len(names):
+                raise ConfigError("teacopy.schedules: names must be unique")
         limits = {
             "max_concurrency": (1, 10_000),
             "batch_max_objects": (1, 1_000),
@@ -124,3 +163,39 @@ def _destination(index: int, raw: Any) -> DestinationConfig:
     if not isinstance(prefix, str) or prefix.startswith("/") or (prefix and not prefix.endswith("/")):
         raise ConfigError(f"{where}.prefix: must be empty or end with '/' and not start with '/'")
     return DestinationConfig(bucket=bucket, prefix=prefix)
+
+
+def _schedule(index: int, raw: Any) -> ScheduleConfig:
+    where = f"teacopy.schedules[{index}]"
+    allowed = set(ScheduleConfig.__dataclass_fields__)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be an object with name, expression and input")
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; known keys are {sorted(allowed)}")
+    name, expression, job = raw.get("name"), raw.get("expression"), raw.get("input")
+    if not isinstance(name, str) or not _SCHEDULE_NAME_RE.match(name):
+        raise ConfigError(f"{where}.name: 1-40 characters of letters, digits, '-' and '_'")
+    if not isinstance(expression, str) or not _SCHEDULE_EXPRESSION_RE.match(expression):
+        raise ConfigError(f"{where}.expression: must be cron(...), rate(...) or at(...), e.g. 'cron(0 3 * * ? *)'")
+    if not isinstance(job, dict) or "schedule" in job:
+        raise ConfigError(f"{where}.input: must be an execution input object (without 'schedule': teacopy adds it)")
+    values: dict[str, Any] = {"name": name, "expression": expression, "input": job}
+    for flag in ("incremental", "enabled"):
+        if flag in raw:
+            if not isinstance(raw[flag], bool):
+                raise ConfigError(f"{where}.{flag}: must be true or false")
+            values[flag] = raw[flag]
+    if "timezone" in raw:
+        if not isinstance(raw["timezone"], str) or not raw["timezone"]:
+            raise ConfigError(f"{where}.timezone: must be an IANA time zone name such as 'UTC'")
+        values["timezone"] = raw["timezone"]
+    for name_, (low, high) in {"retry_attempts": (0, 185), "max_event_age_hours": (1, 24)}.items():
+        if name_ in raw:
+            value = raw[name_]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigError(f"{where}.{name_}: must be an integer from {low} to {high}")
+            values[name_] = value
+    if values.get("incremental") and not (isinstance(job.get("source"), dict) and "cmr" in job["source"]):
+        raise ConfigError(f"{where}.incremental: only a 'cmr' source can be narrowed to what changed")
+    return ScheduleConfig(**values)

@@ -14,10 +14,14 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from lambdas.shared import env_names
+from lambdas.shared.cmr import DEFAULT_CMR_URL
+from lambdas.shared.cmr import MAX_PAGE_SIZE as CMR_MAX_PAGE_SIZE
 from lambdas.shared.staging import RUNS_PREFIX
 
 from .config import MIB, TeacopyConfig
 from .constructs.function import TeacopyFunction, dependencies_layer, s3_object_arn
+from .constructs.observability import Observability
+from .constructs.schedules import Schedules, schedule_state_parameter_arn, schedule_state_prefix
 from .constructs.storage import MAP_RESULTS_PREFIX, Storage
 from .constructs.workflow import MAP_LABEL, CopyWorkflow, WorkflowFunctions
 
@@ -84,7 +88,7 @@ class TeacopyStack(Stack):
             handler="plan.handler.lambda_handler",
             description="teacopy Plan: validate the request and stage the batched manifest",
             memory_mb=512,
-            timeout=Duration.minutes(5),
+            timeout=Duration.minutes(15),  # a prefix listing or CMR query of millions of objects
             log_retention_days=config.log_retention_days,
             environment={
                 **staging_env,
@@ -95,17 +99,27 @@ class TeacopyStack(Stack):
                 env_names.BATCH_MAX_OBJECTS: str(config.batch_max_objects),
                 env_names.BATCH_MAX_BYTES: str(config.batch_max_bytes),
                 env_names.MAX_INLINE_KEYS: str(config.max_inline_keys),
+                # Source modes: prefix listings read TEA credentials from the cache (the Credentials
+                # function is added below, once it exists); CMR queries.
+                env_names.CREDENTIALS_SECRET_ID: storage.credentials_cache.secret_arn,
+                env_names.SOURCE_REGION: config.source_region,
+                env_names.CMR_URL: DEFAULT_CMR_URL,
+                env_names.CMR_PAGE_SIZE: str(CMR_MAX_PAGE_SIZE),
             },
         )
         for bucket in config.readable_buckets:
             self.plan.allow(["s3:GetObject"], [f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}/*"])
-        self.plan.grant_objects(["s3:PutObject"], staging, RUNS_PREFIX)
+        # The staged manifest is a multipart upload when it is large.
+        self.plan.grant_objects(["s3:PutObject", "s3:AbortMultipartUpload"], staging, RUNS_PREFIX)
+        self.plan.grant_secret_read(storage.credentials_cache)
         self.plan.acknowledge_object_wildcards([runs_objects], STAGING_OBJECTS_REASON)
         self.plan.acknowledge_object_wildcards(
             [f"arn:<AWS::Partition>:s3:::{bucket}/*" for bucket in config.readable_buckets], MANIFEST_OBJECTS_REASON
         )
 
         # --- Credentials (FetchCredentials and RefreshCredentials) -----------------------------------
+        # awscrt (CopyBatch) and aws-lambda-powertools (EMF metrics: CopyBatch, Credentials)
+        self.dependencies_layer = dependencies_layer(self, "DependenciesLayer")
         self.credentials = TeacopyFunction(
             self,
             "Credentials",
@@ -113,6 +127,7 @@ class TeacopyStack(Stack):
             description="teacopy credentials: fetch/refresh TEA S3 credentials into the cache secret",
             memory_mb=256,
             timeout=Duration.minutes(2),
+            layers=[self.dependencies_layer],
             log_retention_days=config.log_retention_days,
             environment={
                 **staging_env,
@@ -130,6 +145,10 @@ class TeacopyStack(Stack):
         self.credentials.grant_lease_table(storage.lease_table)
         self.credentials.grant_objects(["s3:PutObject"], staging, RUNS_PREFIX)
         self.credentials.acknowledge_object_wildcards([runs_objects], STAGING_OBJECTS_REASON)
+        # Plan lists a prefix source with TEA credentials: it asks this function for them (coalesced, same
+        # cache), so only this function ever reads the EDL token or calls TEA.
+        self.plan.function.add_environment(env_names.CREDENTIALS_FUNCTION, self.credentials.function.function_name)
+        self.plan.allow(["lambda:InvokeFunction"], [self.credentials.function.function_arn])
 
         # --- CopyBatch --------------------------------------------------------------------------------
         part_size = config.part_size_mb * MIB
@@ -140,7 +159,7 @@ class TeacopyStack(Stack):
             description="teacopy CopyBatch: stream one batch of source objects into the destination bucket",
             memory_mb=config.copy_memory_mb,
             timeout=Duration.seconds(config.copy_timeout_seconds),
-            layers=[dependencies_layer(self, "DependenciesLayer")],
+            layers=[self.dependencies_layer],
             log_retention_days=config.log_retention_days,
             environment={
                 **staging_env,
@@ -201,6 +220,23 @@ class TeacopyStack(Stack):
         )
         self.state_machine = self.workflow.state_machine
 
+        # --- schedules (EventBridge Scheduler), incremental state in SSM ------------------------------
+        self.schedules = (
+            Schedules(self, "Schedules", config=config, state_machine=self.state_machine) if config.schedules else None
+        )
+        if any(s.incremental for s in config.schedules):
+            state_prefix = schedule_state_prefix(config.app_name)
+            state_arn = schedule_state_parameter_arn(config.app_name)
+            self.plan.function.add_environment(env_names.SCHEDULE_STATE_PREFIX, state_prefix)
+            self.plan.allow(["ssm:GetParameter"], [state_arn])
+            self.summarize.function.add_environment(env_names.SCHEDULE_STATE_PREFIX, state_prefix)
+            self.summarize.allow(["ssm:PutParameter"], [state_arn])
+            for function in (self.plan, self.summarize):
+                function.acknowledge_object_wildcards(
+                    [f"arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/{state_prefix.lstrip('/')}*"],
+                    "One SSM parameter per configured incremental schedule, under this app's own path.",
+                )
+
         for key, construct in (
             ("staging_bucket", staging),
             ("token_secret", storage.token_secret),
@@ -215,6 +251,21 @@ class TeacopyStack(Stack):
             _override_logical_id(construct, LOGICAL_IDS[key])
 
         self._acknowledge_stack_findings()
+
+        # --- dashboard, alarms (failed executions, expired EDL token), optional SNS notifications -----
+        self.observability = Observability(
+            self,
+            "Observability",
+            config=config,
+            state_machine=self.state_machine,
+            functions=[
+                ("Plan", self.plan.function),
+                ("Credentials", self.credentials.function),
+                ("CopyBatch", self.copy_batch.function),
+                ("Summarize", self.summarize.function),
+            ],
+        )
+        CfnOutput(self, "DashboardName", value=self.observability.dashboard.dashboard_name)
 
         CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
         CfnOutput(self, "StagingBucketName", value=staging.bucket_name)

@@ -8,17 +8,21 @@ summary as the last line of stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import random
 import re
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from lambdas.shared import env_names
+from lambdas.shared.report import save_local_report
 
+from .cmr_emulator import CmrEmulator, EmulatedFile
 from .engine import LocalEngine, RunResult, load_template
 from .tea_emulator import TeaEmulator
 
@@ -106,9 +110,94 @@ def secrets_of(tea: TeaEmulator, token: str) -> list[str]:
     return found
 
 
+SOURCE_MODES = ("keys", "manifest", "prefix", "cmr")
+DEMO_PREFIX = "demo/"
+CMR_PAGE_SIZE = 40  # small pages so the demo shows CMR paging (CMR itself allows 2000)
+
+
+def seed_noise(engine: LocalEngine, keys: list[str]) -> int:
+    """Objects a prefix listing finds but the job's include/exclude patterns leave out."""
+    s3 = engine.client("s3", region="us-west-2")
+    noise = [f"{k}.md5" for k in keys[::10]] + [f"{DEMO_PREFIX}README.txt", f"{DEMO_PREFIX}2020/"]
+    for key in noise:
+        s3.put_object(Bucket=SOURCE_BUCKET, Key=key, Body=b"" if key.endswith("/") else b"not copied")
+    return len(noise)
+
+
+def demo_source(
+    mode: str,
+    engine: LocalEngine,
+    keys: list[str],
+    expected: dict[str, tuple[int, str]],
+    destination: str,
+    cmr: CmrEmulator | None,
+) -> tuple[dict[str, Any], str]:
+    """The execution input's ``source`` for one mode (and a line describing it), after staging what it needs."""
+    s3 = engine.client("s3")
+    if mode == "manifest":
+        lines = ["key,size,checksum,checksum_algorithm"]
+        lines += [f'"{k}",{expected[k][0]},{expected[k][1]},SHA-256' for k in keys]
+        s3.put_object(Bucket=destination, Key="manifests/demo.csv", Body="\n".join(lines).encode("utf-8"))
+        return (
+            {"bucket": SOURCE_BUCKET, "manifest": f"s3://{destination}/manifests/demo.csv"},
+            "a CSV manifest in your bucket (size + SHA-256 per object, verified by the copy)",
+        )
+    if mode == "prefix":
+        noise = seed_noise(engine, keys)
+        return (
+            {"bucket": SOURCE_BUCKET, "prefix": DEMO_PREFIX, "include": ["*.nc", "*.txt"], "exclude": ["README*"]},
+            f"a listing of s3://{SOURCE_BUCKET}/{DEMO_PREFIX} with TEA credentials "
+            f"({noise} other objects there are filtered out)",
+        )
+    if mode == "cmr":
+        assert cmr is not None
+        concept = cmr.add_collection("TEACOPY-DEMO-L4", "1.0")
+        start = datetime(2024, 1, 1, tzinfo=UTC)
+        for index, key in enumerate(keys):
+            size, sha256 = expected[key]
+            cmr.add_granule(
+                concept,
+                f"demo-granule-{index:05d}",
+                [EmulatedFile(SOURCE_BUCKET, key, size, ("SHA-256", sha256))],
+                begin=start + timedelta(hours=index),
+            )
+        cmr.throttle(times=1, retry_after=0.5, at_request=2)  # CMR asks us to slow down once
+        return (
+            {"cmr": {"collection_concept_id": concept, "temporal": {"start": "2024-01-01T00:00:00Z"}}},
+            f"a CMR query ({len(keys)} granules, {CMR_PAGE_SIZE} per page, one 429; sizes and SHA-256 from UMM-G)",
+        )
+    if len(keys) > INLINE_KEYS:  # past what fits in an execution input: a manifest in your bucket
+        s3.put_object(Bucket=destination, Key="manifests/demo.txt", Body="\n".join(keys).encode("utf-8"))
+        return {"bucket": SOURCE_BUCKET, "manifest": f"s3://{destination}/manifests/demo.txt"}, "a key list manifest"
+    return {"bucket": SOURCE_BUCKET, "keys": keys}, "inline keys"
+
+
+def plan_note(engine: LocalEngine, result: RunResult) -> str:
+    """What Plan resolved (from its plan.json in the staging bucket), for the operator watching the demo."""
+    run_id = result.execution_arn.rsplit(":", 1)[-1]
+    try:
+        body = engine.client("s3").get_object(Bucket=engine.deployment.staging_bucket, Key=f"runs/{run_id}/plan.json")
+    except engine.client("s3").exceptions.NoSuchKey:
+        return "no plan was staged"
+    plan = json.loads(body["Body"].read())
+    stats = plan.get("source_stats") or {}
+    note = f"{plan['objects']} objects in {plan['batches']} batches from {plan['source']['mode']}"
+    if "listed" in stats:
+        note += (
+            f": {stats['listed']} objects listed in {stats['pages']} page(s), {stats['kept']} kept by include/exclude"
+        )
+    if "hits" in stats:
+        note += (
+            f", CMR: {stats['hits']} granules in {stats['pages']} pages, {stats['requests']} requests "
+            f"({stats['throttled']} answered 429, waited {stats['waited_seconds']} s)"
+        )
+    return note
+
+
 def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.stderr) -> dict[str, Any]:
     template = load_template(args.template)
     keys = demo_keys(args.objects)
+    mode = getattr(args, "source", "keys")
 
     # The first credentials are short-lived (as if fetched just before the job started), so that they
     # expire mid-run even on a fast machine; later ones live --credential-lifetime seconds.
@@ -116,23 +205,22 @@ def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.std
         tea.set_lifetime(args.credential_lifetime)
 
     tea = TeaEmulator(lifetime_seconds=args.first_lifetime, valid_tokens={DEMO_TOKEN}, issue=after_issue)
-    with tea:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(tea)
+        cmr = stack.enter_context(CmrEmulator()) if mode == "cmr" else None
         overrides = {
             env_names.TEA_ENDPOINT: tea.url,
             env_names.SAFETY_MARGIN_SECONDS: str(args.safety_margin),
         }
+        if cmr is not None:
+            overrides |= {env_names.CMR_URL: cmr.url, env_names.CMR_PAGE_SIZE: str(CMR_PAGE_SIZE)}
         with LocalEngine(
             template, tea=tea, edl_token=DEMO_TOKEN, source_buckets={SOURCE_BUCKET}, env_overrides=overrides
         ) as engine:
             expected = seed(engine, keys, args.sizes, args.large, args.seed)
             destination = engine.deployment.destination_buckets[0]
             prefix = "demo-copy/"
-            source: dict[str, Any] = {"bucket": SOURCE_BUCKET, "keys": keys}
-            if len(keys) > INLINE_KEYS:  # past what fits in an execution input: a manifest in your bucket
-                engine.client("s3").put_object(
-                    Bucket=destination, Key="manifests/demo.txt", Body="\n".join(keys).encode("utf-8")
-                )
-                source = {"bucket": SOURCE_BUCKET, "manifest": f"s3://{destination}/manifests/demo.txt"}
+            source, described = demo_source(mode, engine, keys, expected, destination, cmr)
             job = {"source": source, "destination": {"bucket": destination, "prefix": prefix}}
             print(
                 f"teacopy demo: {len(keys)} objects, {sum(s for s, _ in expected.values()) / 1024**2:.1f} MiB, "
@@ -140,11 +228,15 @@ def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.std
                 f"(safety margin {args.safety_margin} s)",
                 file=err,
             )
+            if mode != "keys":
+                print(f"source: {described}", file=err)
             printer = ProgressPrinter(err, len(keys))
             result: RunResult = engine.run(
                 job, name=f"demo-{int(time.time())}", timeout=args.timeout, on_progress=printer
             )
             printer.close()
+            if mode != "keys":
+                print(f"plan: {plan_note(engine, result)}", file=err)
             verified = verify(engine, destination, prefix, expected)
             report = result.report or {}
             leaks = engine.scan_for_secrets(secrets_of(tea, DEMO_TOKEN), [result.execution_arn])
@@ -161,6 +253,7 @@ def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.std
                 "status": result.status,
                 "expired_token_answers": engine.policy.expired_answers,
                 "leaked_secrets": len(leaks),
+                "report": save_local_report(report, REPO / "artifacts" / "reports") if report else None,
             }
             if result.status != "SUCCEEDED":
                 print(f"execution {result.status}: {result.error}: {result.cause}", file=err)
@@ -192,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--source",
+        choices=SOURCE_MODES,
+        default="keys",
+        help="how the job names its objects: inline keys (default), a CSV manifest with checksums, a prefix "
+        "listing with include/exclude patterns, or a CMR query served by the local CMR emulator",
+    )
     return parser
 
 

@@ -20,6 +20,28 @@ SYNTH_CONTEXT_OVERRIDES: dict[str, Any] = {
         {"bucket": "teacopy-archive", "prefix": "podaac/"},
     ],
     "manifest_buckets": ["teacopy-manifests"],
+    # one incremental (CMR) and one plain schedule: the template tests check both
+    "schedules": [
+        {
+            "name": "nightly-mur",
+            "expression": "cron(0 3 * * ? *)",
+            "timezone": "UTC",
+            "incremental": True,
+            "input": {
+                "source": {"cmr": {"collection_concept_id": "C1996881146-POCLOUD"}},
+                "destination": {"bucket": "my-earthdata-copy", "prefix": "mur/"},
+            },
+        },
+        {
+            "name": "weekly-list",
+            "expression": "rate(7 days)",
+            "enabled": False,
+            "input": {
+                "source": {"bucket": "podaac-ops-cumulus-protected", "manifest": "s3://teacopy-manifests/weekly.txt"},
+                "destination": {"bucket": "teacopy-archive", "prefix": "podaac/weekly/"},
+            },
+        },
+    ],
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,8 @@ def test_demo_run_meets_the_bar_and_leaks_no_secret(synth: Any) -> None:
     # the scan covers execution input/output/history, every staging object and every log line
     assert summary["leaked_secrets"] == 0
     assert "120/120 objects" in err.getvalue()  # live progress was shown
+    report = Path(summary["report"])  # the local HTML report the summary points to
+    assert report.is_file() and "120" in report.read_text(encoding="utf-8")
 
 
 def test_lambda_errors_surface_as_named_function_errors(synth: Any) -> None:

@@ -106,6 +106,8 @@ def test_happy_path_copies_everything_byte_for_byte(synth: Any) -> None:
             "tea_requests": 1,
             "credential_refreshes": 0,
             "report": f"s3://{engine.deployment.staging_bucket}/runs/happy/report.json",
+            "report_csv": f"s3://{engine.deployment.staging_bucket}/runs/happy/report.csv",
+            "report_html": f"s3://{engine.deployment.staging_bucket}/runs/happy/report.html",
         }
         assert dest_digests(engine, "copy/") == expected
         assert tea.requests == 1

@@ -51,7 +51,8 @@ BAD_INPUTS = [
     ("missing source", "source", with_("source", KeyError)),
     ("missing destination", "destination", with_("destination", KeyError)),
     ("unknown top-level field", "colour", {**GOOD, "colour": "red"}),
-    ("unknown source field", "source.prefix", with_("source.prefix", "x/")),
+    ("unknown source field", "source.colour", with_("source.colour", "red")),
+    ("keys and prefix", "source", with_("source.prefix", "x/")),
     ("source not an object", "source", with_("source", "daac-bucket")),
     ("bucket wrong type", "source.bucket", with_("source.bucket", 5)),
     ("bucket invalid name", "source.bucket", with_("source.bucket", "Bad_Bucket")),
@@ -106,7 +107,7 @@ def test_plan_stages_batches_and_returns_small_state(s3):
         "run_id": "run-7",
         "manifest": {"bucket": "staging", "key": "runs/run-7/manifest.json"},
         "destination": {"bucket": "dest", "prefix": ""},
-        "options": {"overwrite": "skip-if-identical"},
+        "options": {"overwrite": "skip-if-identical", "dry_run": False},
         "objects": 7,
         "batches": 3,
     }

@@ -35,6 +35,12 @@ EXPECTED_ENV = {
         env_names.BATCH_MAX_OBJECTS,
         env_names.BATCH_MAX_BYTES,
         env_names.MAX_INLINE_KEYS,
+        env_names.CREDENTIALS_SECRET_ID,
+        env_names.SOURCE_REGION,
+        env_names.CMR_URL,
+        env_names.CMR_PAGE_SIZE,
+        env_names.CREDENTIALS_FUNCTION,
+        env_names.SCHEDULE_STATE_PREFIX,  # the test synth has an incremental schedule
     },
     "credentials": {
         env_names.STAGING_BUCKET,
@@ -57,7 +63,7 @@ EXPECTED_ENV = {
         env_names.OBJECT_CONCURRENCY,
         env_names.DEADLINE_RESERVE_SECONDS,
     },
-    "summarize": {env_names.STAGING_BUCKET, env_names.MAX_FAILED_PERCENT},
+    "summarize": {env_names.STAGING_BUCKET, env_names.MAX_FAILED_PERCENT, env_names.SCHEDULE_STATE_PREFIX},
 }
 
 
@@ -232,7 +238,11 @@ def test_top_level_flow(synth: Any) -> None:
         "cause.$": "$.map_error.Cause",
     }
     assert states["MapFailed"]["Next"] == "Summarize"
-    assert states["Summarize"]["Parameters"] == {"run_id.$": "$.run_id", "outcome.$": "$.outcome"}
+    assert states["Summarize"]["Parameters"] == {
+        "run_id.$": "$.run_id",
+        "outcome.$": "$.outcome",
+        "execution_started.$": "$$.Execution.StartTime",
+    }
     assert states["Summarize"]["End"] is True
 
 

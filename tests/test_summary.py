@@ -52,6 +52,8 @@ def test_counts_and_report(s3):
         "tea_requests": 2,
         "credential_refreshes": 1,
         "report": "s3://staging/runs/r/report.json",
+        "report_csv": "s3://staging/runs/r/report.csv",
+        "report_html": "s3://staging/runs/r/report.html",
     }
     report = staging.get_json(s3, "staging", "runs/r/report.json")
     assert report["failures"] == []

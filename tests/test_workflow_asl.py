@@ -23,9 +23,11 @@ ASL_VALIDATOR = REPO_ROOT / "node_modules" / ".bin" / "asl-validator"
 
 # Where each retryable error can be raised: the task states invoking the Lambda that raises it.
 RETRYABLE_WHERE = {
-    "TeaUnavailable": ("FetchCredentials", "RefreshCredentials"),
-    "RefreshInProgress": ("FetchCredentials", "RefreshCredentials"),
-    "TransientCopyError": ("CopyBatch",),
+    # Plan asks the credentials function for TEA credentials to list a prefix source
+    "TeaUnavailable": ("Plan", "FetchCredentials", "RefreshCredentials"),
+    "RefreshInProgress": ("Plan", "FetchCredentials", "RefreshCredentials"),
+    "TransientCopyError": ("Plan", "CopyBatch"),
+    "CmrUnavailable": ("Plan",),
 }
 # Catch-all error names: a Retry on them would retry the fatal errors too.
 CATCH_ALL = {"States.ALL", "States.TaskFailed"}

@@ -12,6 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared.copy_engine import copy_batch
 from shared.credentials import CredentialCache
 from shared.errors import TransientCopyError
+from shared.metrics import SERVICE_COPY, for_lambda, observed, record_copy_result
 from shared.models import CopyBatchEvent, TeaCredentials
 from shared.settings import CopySettings
 
@@ -60,15 +61,18 @@ def _source_client(version: str) -> tuple[Any, TeaCredentials]:
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    request = CopyBatchEvent.from_dict(event)
-    source_s3, credentials = _source_client(request.credentials.version)
-    return copy_batch(
-        request,
-        settings=SETTINGS,
-        source_s3=source_s3,
-        dest_s3=S3,
-        staging_s3=S3,
-        credentials=credentials,
-        clock=lambda: datetime.now(UTC),
-        remaining_ms=context.get_remaining_time_in_millis,
-    )
+    with observed(for_lambda(SERVICE_COPY)) as metrics:
+        request = CopyBatchEvent.from_dict(event)
+        source_s3, credentials = _source_client(request.credentials.version)
+        result = copy_batch(
+            request,
+            settings=SETTINGS,
+            source_s3=source_s3,
+            dest_s3=S3,
+            staging_s3=S3,
+            credentials=credentials,
+            clock=lambda: datetime.now(UTC),
+            remaining_ms=context.get_remaining_time_in_millis,
+        )
+        record_copy_result(metrics, result)
+        return result

@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from shared.credentials import CredentialDeps, handle_credentials_request
+from shared.metrics import SERVICE_CREDENTIALS, for_lambda, observed
 from shared.settings import CredentialSettings
 
 # Level and JSON format come from the function's logging config (set by the stack), not from code.
@@ -47,4 +48,5 @@ def lambda_handler(event: Any, context: Any) -> dict[str, str]:
     if callable(remaining_ms):
         budget = remaining_ms() / 1000.0 - _RETURN_RESERVE_SECONDS
         wait_seconds = max(0.0, min(wait_seconds, budget))
-    return handle_credentials_request(event, deps, wait_seconds=wait_seconds)
+    with observed(for_lambda(SERVICE_CREDENTIALS)) as metrics:
+        return handle_credentials_request(event, deps, wait_seconds=wait_seconds, metrics=metrics)

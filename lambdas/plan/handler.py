@@ -1,4 +1,4 @@
-"""Plan Lambda: parse the event, call the planning logic. No logic here."""
+"""Plan Lambda: parse the event, build the source-mode clients, call the planning logic. No logic here."""
 
 from __future__ import annotations
 
@@ -7,15 +7,54 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from shared.planning import plan_job
+from shared.cmr import CmrClient
+from shared.credentials import CredentialCache
+from shared.models import TeaCredentials
+from shared.planning import SourceDeps, plan_job
+from shared.schedule_state import read_last_success
 from shared.settings import PlanSettings
+from shared.sources import InvokedCredentials
 
 logging.getLogger().setLevel(logging.INFO)
+# botocore at DEBUG would log request headers, including the TEA session token: never below INFO.
+for _name in ("botocore", "boto3", "urllib3"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
 SETTINGS = PlanSettings.from_env()
 S3 = boto3.client(
     "s3", config=Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "max_attempts": 5})
 )
+# The Credentials function may wait for TEA (bounded retries) and for a concurrent refresher's lease.
+LAMBDA = boto3.client("lambda", config=Config(connect_timeout=5, read_timeout=150, retries={"max_attempts": 2}))
+CACHE = CredentialCache(boto3.client("secretsmanager"), SETTINGS.credentials_secret_id)
+SSM = boto3.client("ssm", config=Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard"}))
+
+
+def _source_client(credentials: TeaCredentials) -> Any:
+    return boto3.client(
+        "s3",
+        region_name=SETTINGS.source_region,
+        aws_access_key_id=credentials.access_key_id,
+        aws_secret_access_key=credentials.secret_access_key,
+        aws_session_token=credentials.session_token,
+        config=Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "max_attempts": 5}),
+    )
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return plan_job(event.get("input"), event.get("run_id", ""), settings=SETTINGS, s3=S3)
+    run_id = event.get("run_id", "")
+    deps = SourceDeps(
+        clients=(
+            InvokedCredentials(LAMBDA, SETTINGS.credentials_function, CACHE, _source_client, run_id)
+            if SETTINGS.credentials_function
+            else None
+        ),
+        cmr=CmrClient(SETTINGS.cmr_url, page_size=SETTINGS.cmr_page_size, max_granules=SETTINGS.cmr_max_granules),
+        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
+        schedule_state=(
+            (lambda name: read_last_success(SSM, SETTINGS.schedule_state_prefix, name))
+            if SETTINGS.schedule_state_prefix
+            else None
+        ),
+    )
+    return plan_job(event.get("input"), run_id, settings=SETTINGS, s3=S3, deps=deps)

@@ -414,7 +414,7 @@ class _ObjectCopier:
 
     def copy(self, spec: ObjectSpec, stop: _Stop) -> ObjectResult:
         """Copy one object. Returns its final result or raises a batch-level error (or _Cancelled)."""
-        dest_key = self.event.destination.key_for(spec.key)
+        dest_key = self.event.destination.key_for_object(spec)
         started = time.monotonic()
         result: ObjectResult | None = None
         for attempt in (1, 2):
@@ -424,7 +424,7 @@ class _ObjectCopier:
                 result = self._attempt(spec, dest_key, stop)
                 break
             except _IntegrityError as exc:
-                self._discard_checkpoint(spec.key)  # the retry starts from zero
+                self._discard_checkpoint(spec)  # the retry starts from zero
                 if attempt == 2:
                     result = ObjectResult(spec.key, dest_key, FAILED, reason=exc.reason)
                 else:
@@ -433,7 +433,7 @@ class _ObjectCopier:
                 result = ObjectResult(spec.key, dest_key, FAILED, reason=exc.reason)
                 break
         assert result is not None
-        self._discard_checkpoint(spec.key)  # final: a leftover checkpoint (and its upload) is obsolete
+        self._discard_checkpoint(spec)  # final: a leftover checkpoint (and its upload) is obsolete
         log = logger.warning if result.status == FAILED else logger.info
         log(
             "%s %s -> %s bytes=%d %.2fs%s",
@@ -461,7 +461,7 @@ class _ObjectCopier:
         if checkpoint is not None and recorded_etag is None:
             return self._resume(spec, checkpoint, stop)
         if checkpoint is not None:
-            self._discard_checkpoint(spec.key)
+            self._discard_checkpoint(spec)
 
         params: dict[str, Any] = {"IfNoneMatch": recorded_etag} if recorded_etag is not None else {}
         response = self.get_source(spec.key, **params)
@@ -906,14 +906,15 @@ class _ObjectCopier:
         except (ClientError, BotoCoreError) as exc:
             logger.warning("could not delete the checkpoint of %s: %s", key, type(exc).__name__)
 
-    def _discard_checkpoint(self, key: str) -> None:
+    def _discard_checkpoint(self, spec: ObjectSpec) -> None:
         """Abort a checkpoint's upload and delete it (the object is final or starts over)."""
+        key = spec.key
         if self._checkpoint_key(key) not in self.checkpoint_keys:
             return
         checkpoint = self._known.get(key)
         if checkpoint is None:
             try:
-                checkpoint = self._load_checkpoint(key, self.event.destination.key_for(key))
+                checkpoint = self._load_checkpoint(key, self.event.destination.key_for_object(spec))
             except TransientCopyError:
                 checkpoint = None
         if checkpoint is not None:
@@ -1102,7 +1103,7 @@ def copy_batch(
                 results.append(
                     ObjectResult(
                         key=spec.key,
-                        dest_key=event.destination.key_for(spec.key),
+                        dest_key=event.destination.key_for_object(spec),
                         status=FAILED,
                         reason=("too large for one invocation: not even one part finished before the Lambda deadline"),
                     )

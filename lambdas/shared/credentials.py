@@ -50,6 +50,7 @@ from .errors import (
     InvalidInput,
     RefreshInProgress,
 )
+from .metrics import MetricsSink, record_refresh, record_tea_request
 from .models import CredentialsRef, TeaCredentials, format_time
 from .settings import CredentialSettings
 from .staging import record_event
@@ -430,8 +431,13 @@ class CredentialsRequest:
         return cls(action=action, run_id=run_id, used_version=used_version)
 
 
-def handle_credentials_request(event: Any, deps: CredentialDeps, wait_seconds: float | None = None) -> dict[str, str]:
-    """Serve one fetch/refresh call and return only ``{"version", "expiration"}`` (never secrets)."""
+def handle_credentials_request(
+    event: Any, deps: CredentialDeps, wait_seconds: float | None = None, metrics: MetricsSink | None = None
+) -> dict[str, str]:
+    """Serve one fetch/refresh call and return only ``{"version", "expiration"}`` (never secrets).
+
+    ``metrics`` (optional) records each TEA request (count, latency, errors) and each refresh.
+    """
     request = CredentialsRequest.from_event(event)
     settings = deps.settings
     tea = deps.tea
@@ -445,6 +451,8 @@ def handle_credentials_request(event: Any, deps: CredentialDeps, wait_seconds: f
             logger.warning("could not record a %s event for run %s: %s", kind, request.run_id, type(exc).__name__)
 
     def on_tea_request(detail: dict[str, Any]) -> None:
+        if metrics is not None:
+            record_tea_request(metrics, detail)
         record(
             "tea",
             {
@@ -479,5 +487,7 @@ def handle_credentials_request(event: Any, deps: CredentialDeps, wait_seconds: f
         fetched,
     )
     if request.action == "refresh":
+        if metrics is not None:
+            record_refresh(metrics, fetched)
         record("refresh", {"fetched": fetched, "used_version": request.used_version, "new_version": ref.version})
     return ref.to_dict()

@@ -22,5 +22,11 @@ MULTIPART_THRESHOLD_BYTES = "TEACOPY_MULTIPART_THRESHOLD_BYTES"
 INFLIGHT_PARTS = "TEACOPY_INFLIGHT_PARTS"
 OBJECT_CONCURRENCY = "TEACOPY_OBJECT_CONCURRENCY"
 DEADLINE_RESERVE_SECONDS = "TEACOPY_DEADLINE_RESERVE_SECONDS"
+# SSM parameter path prefix where incremental schedules keep their last successful run time.
+SCHEDULE_STATE_PREFIX = "TEACOPY_SCHEDULE_STATE_PREFIX"
+CREDENTIALS_FUNCTION = "TEACOPY_CREDENTIALS_FUNCTION"  # Plan invokes it for TEA credentials (prefix listings)
+CMR_URL = "TEACOPY_CMR_URL"  # e.g. https://cmr.earthdata.nasa.gov (https; http only to a loopback address)
+CMR_PAGE_SIZE = "TEACOPY_CMR_PAGE_SIZE"  # granules per CMR page, 1..2000
+CMR_MAX_GRANULES = "TEACOPY_CMR_MAX_GRANULES"  # a CMR source matching more granules is refused
 # Local engine only: where S3 / Secrets Manager / DynamoDB live (unset on AWS).
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"

@@ -74,6 +74,10 @@ class TransientCopyError(TeacopyError):
     """S3 kept failing (throttling, 5xx, connection resets) past the SDK's retries. Retried."""
 
 
+class CmrUnavailable(TeacopyError):
+    """CMR kept answering 429/5xx/partial results, or did not finish paging, within the bounded retries."""
+
+
 class CopyJobFailed(TeacopyError):
     """Raised by Summarize when failures exceed the tolerated threshold (the report is written)."""
 
@@ -81,7 +85,7 @@ class CopyJobFailed(TeacopyError):
 # Errors the map child routes to RefreshCredentials.
 REFRESH_ERRORS: tuple[str, ...] = ("CredentialsExpired",)
 # Errors Step Functions retries with backoff (besides the Lambda service errors).
-RETRYABLE_ERRORS: tuple[str, ...] = ("TeaUnavailable", "RefreshInProgress", "TransientCopyError")
+RETRYABLE_ERRORS: tuple[str, ...] = ("TeaUnavailable", "RefreshInProgress", "TransientCopyError", "CmrUnavailable")
 # Errors that must fail fast: retrying cannot help, the operator must act.
 FATAL_ERRORS: tuple[str, ...] = (
     "InvalidInput",

@@ -94,6 +94,7 @@ class ObjectSpec:
     key: str
     size: int | None = None
     checksum: Checksum | None = None
+    dest_key: str | None = None  # the full destination key Plan mapped (key_mapping); None: prefix + key
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"key": self.key}
@@ -101,6 +102,8 @@ class ObjectSpec:
             out["size"] = self.size
         if self.checksum is not None:
             out["checksum"] = self.checksum.to_dict()
+        if self.dest_key is not None:
+            out["dest_key"] = self.dest_key
         return out
 
     @classmethod
@@ -112,7 +115,10 @@ class ObjectSpec:
             raise InvalidInput("batch.objects.size", "must be a non-negative integer")
         raw_checksum = data.get("checksum")
         checksum = None if raw_checksum is None else Checksum.from_dict(raw_checksum, "batch.objects.checksum")
-        return cls(key=data["key"], size=size, checksum=checksum)
+        dest_key = data.get("dest_key")
+        if dest_key is not None and (not isinstance(dest_key, str) or not dest_key):
+            raise InvalidInput("batch.objects.dest_key", "must be a non-empty string")
+        return cls(key=data["key"], size=size, checksum=checksum, dest_key=dest_key)
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,14 @@ class Destination:
 
     def key_for(self, source_key: str) -> str:
         return f"{self.prefix}{source_key}"
+
+    def key_for_object(self, spec: ObjectSpec) -> str:
+        """The object's mapped destination key (Plan's key_mapping), else prefix + source key."""
+        if spec.dest_key is None:
+            return self.key_for(spec.key)
+        if not spec.dest_key.startswith(self.prefix):
+            raise InvalidInput("batch.objects.dest_key", f"{spec.dest_key[:80]!r} is outside destination.prefix")
+        return spec.dest_key
 
     def to_dict(self) -> dict[str, str]:
         return {"bucket": self.bucket, "prefix": self.prefix}

@@ -81,6 +81,15 @@ class PlanSettings:
     batch_max_objects: int
     batch_max_bytes: int
     max_inline_keys: int
+    # Source modes (docs/sources.md): prefix listings get TEA credentials through the Credentials
+    # function and read them from the cache; CMR queries go to cmr_url (https; http only to loopback).
+    credentials_function: str = ""
+    credentials_secret_id: str = ""
+    source_region: str = "us-west-2"
+    cmr_url: str = "https://cmr.earthdata.nasa.gov"
+    cmr_page_size: int = 2000
+    cmr_max_granules: int = 1_000_000
+    schedule_state_prefix: str = ""  # SSM path of incremental schedules' state ("" = no incremental schedule)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PlanSettings:
@@ -98,6 +107,13 @@ class PlanSettings:
             batch_max_objects=_int(e, env.BATCH_MAX_OBJECTS, 100, minimum=1),
             batch_max_bytes=_int(e, env.BATCH_MAX_BYTES, 8 * 1024**3, minimum=1),
             max_inline_keys=_int(e, env.MAX_INLINE_KEYS, 1000, minimum=1),
+            credentials_function=e.get(env.CREDENTIALS_FUNCTION, ""),
+            credentials_secret_id=e.get(env.CREDENTIALS_SECRET_ID, ""),
+            source_region=_str(e, env.SOURCE_REGION, "us-west-2"),
+            cmr_url=_str(e, env.CMR_URL, "https://cmr.earthdata.nasa.gov"),
+            cmr_page_size=_int(e, env.CMR_PAGE_SIZE, 2000, minimum=1),
+            cmr_max_granules=_int(e, env.CMR_MAX_GRANULES, 1_000_000, minimum=1),
+            schedule_state_prefix=e.get(env.SCHEDULE_STATE_PREFIX, ""),
         )
 
 
@@ -134,6 +150,7 @@ class CopySettings:
 class SummarySettings:
     staging_bucket: str
     max_failed_percent: int
+    schedule_state_prefix: str = ""  # SSM path of incremental schedules' state ("" = none configured)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SummarySettings:
@@ -141,4 +158,5 @@ class SummarySettings:
         return cls(
             staging_bucket=_str(e, env.STAGING_BUCKET),
             max_failed_percent=_int(e, env.MAX_FAILED_PERCENT, 0),
+            schedule_state_prefix=e.get(env.SCHEDULE_STATE_PREFIX, ""),
         )

@@ -17,5 +17,8 @@ S3 = boto3.client(
 )
 
 
+SSM = boto3.client("ssm", config=Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard"}))
+
+
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return summarize(event, settings=SETTINGS, s3=S3)
+    return summarize(event, settings=SETTINGS, s3=S3, ssm=SSM)

@@ -65,8 +65,8 @@ def s3_bucket_arn(bucket: str) -> str:
 
 
 def dependencies_layer(scope: Construct, construct_id: str) -> lambda_.LayerVersion:
-    """The layer with ``requirements-layer.txt`` (awscrt for CRC64NVME), built by ``make setup`` (no Docker)."""
-    if not (LAYER_DIR / "python" / "awscrt").is_dir():
+    """The layer with ``requirements-layer.txt`` (awscrt, Powertools), built by ``make setup`` (no Docker)."""
+    if not all((LAYER_DIR / "python" / package).is_dir() for package in ("awscrt", "aws_lambda_powertools")):
         raise FileNotFoundError(
             f"{LAYER_DIR} is missing or incomplete: run `make setup` (it pip-installs the arm64 wheels of "
             "requirements-layer.txt there) before synthesizing"
@@ -77,7 +77,7 @@ def dependencies_layer(scope: Construct, construct_id: str) -> lambda_.LayerVers
         code=lambda_.Code.from_asset(str(LAYER_DIR), exclude=[*ASSET_EXCLUDES, ".installed"]),
         compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
         compatible_architectures=[lambda_.Architecture.ARM_64],
-        description="teacopy: awscrt (CRC64NVME checksums)",
+        description="teacopy: awscrt (CRC64NVME checksums), aws-lambda-powertools (EMF metrics)",
     )
 
 

@@ -128,7 +128,7 @@ class CopyWorkflow(Construct):
                 {"input": sfn.JsonPath.entire_payload, "run_id": sfn.JsonPath.execution_name}
             ),
         )
-        _retry_lambda_service(plan)
+        _retry_credentials(plan)  # a prefix source makes Plan ask the Credentials function for TEA credentials
 
         fetch = self._lambda_task(
             n.FETCH_CREDENTIALS,
@@ -248,7 +248,11 @@ class CopyWorkflow(Construct):
             functions.summarize.function,
             result_path="$",
             payload=sfn.TaskInput.from_object(
-                {"run_id": sfn.JsonPath.string_at("$.run_id"), "outcome": sfn.JsonPath.object_at("$.outcome")}
+                {
+                    "run_id": sfn.JsonPath.string_at("$.run_id"),
+                    "outcome": sfn.JsonPath.object_at("$.outcome"),
+                    "execution_started": sfn.JsonPath.string_at("$$.Execution.StartTime"),
+                }
             ),
         )
         _retry_lambda_service(summarize)

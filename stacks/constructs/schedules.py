@@ -1,0 +1,115 @@
+"""EventBridge Scheduler schedules that start the copy state machine, with retries and a dead-letter queue.
+
+Each schedule in cdk.json context (``teacopy.schedules``) becomes one ``AWS::Scheduler::Schedule``
+whose target is StartExecution with the schedule's input plus ``{"schedule": {"name", "incremental"}}``.
+An *incremental* schedule keeps its state in an SSM parameter written by Summarize only when a run
+succeeds (``<state prefix><name>``): the Plan narrows CMR queries to what changed since then, so a
+nightly schedule copies only new granules and a failed night is picked up the next.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Acknowledgment as Ack
+from aws_cdk import Aws, Duration, TimeZone, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as targets
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from lambdas.shared.errors import InvalidInput
+from lambdas.shared.models import Destination
+from lambdas.shared.planning import parse_request
+from lambdas.shared.settings import PlanSettings
+
+from ..config import ConfigError, ScheduleConfig, TeacopyConfig
+
+
+def schedule_state_prefix(app_name: str) -> str:
+    """SSM parameter path under which incremental schedules keep their last successful run time."""
+    return f"/teacopy/{app_name}/schedules/"
+
+
+def schedule_state_parameter_arn(app_name: str) -> str:
+    path = schedule_state_prefix(app_name).lstrip("/")
+    return f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter/{path}*"
+
+
+def schedule_input(schedule: ScheduleConfig) -> dict[str, Any]:
+    """The execution input a schedule sends: the configured job plus which schedule started it."""
+    return {**schedule.input, "schedule": {"name": schedule.name, "incremental": schedule.incremental}}
+
+
+def validate_schedule_inputs(config: TeacopyConfig) -> None:
+    """Check each schedule's input with the Plan's own validation at synth time, not at 3 a.m."""
+    settings = PlanSettings(
+        staging_bucket="synth-time-check",
+        destinations=tuple(Destination(bucket=d.bucket, prefix=d.prefix) for d in config.destinations),
+        manifest_buckets=config.readable_buckets,
+        batch_max_objects=config.batch_max_objects,
+        batch_max_bytes=config.batch_max_bytes,
+        max_inline_keys=config.max_inline_keys,
+    )
+    for index, entry in enumerate(config.schedules):
+        try:
+            parse_request(schedule_input(entry), settings)
+        except InvalidInput as exc:
+            raise ConfigError(f"teacopy.schedules[{index}].input ({entry.name}): {exc}") from exc
+
+
+class Schedules(Construct):
+    """One schedule per configured entry, sharing a start-execution role and a dead-letter queue."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: TeacopyConfig, state_machine: sfn.IStateMachine
+    ) -> None:
+        super().__init__(scope, construct_id)
+        validate_schedule_inputs(config)
+        self.schedules: list[scheduler.Schedule] = []
+        # Events Scheduler could not deliver after its retries land here (kept 14 days, TLS only).
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        Validations.of(self.dead_letter_queue).acknowledge(
+            Ack(
+                id="AwsSolutions-SQS3",
+                reason="This queue IS the dead-letter queue of the schedules; a DLQ of a DLQ adds nothing.",
+            )
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal(
+                "scheduler.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}
+            ),
+            description="teacopy schedules: start executions of the copy state machine only",
+        )
+        for entry in config.schedules:
+            target = targets.StepFunctionsStartExecution(
+                state_machine,
+                input=scheduler.ScheduleTargetInput.from_object(schedule_input(entry)),
+                dead_letter_queue=self.dead_letter_queue,
+                max_event_age=Duration.hours(entry.max_event_age_hours),
+                retry_attempts=entry.retry_attempts,
+                role=self.role,
+            )
+            self.schedules.append(
+                scheduler.Schedule(
+                    self,
+                    f"Schedule-{entry.name}",
+                    schedule=scheduler.ScheduleExpression.expression(
+                        entry.expression, TimeZone.of(entry.timezone) if entry.timezone else None
+                    ),
+                    target=target,
+                    description=f"teacopy {config.app_name}: {entry.name}"
+                    + (" (incremental)" if entry.incremental else ""),
+                    enabled=entry.enabled,
+                )
+            )

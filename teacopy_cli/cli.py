@@ -1,0 +1,479 @@
+"""``teacopy``: start, watch, report, retry and estimate copy jobs; run the local demo.
+
+Against AWS the CLI uses the boto3 default session and finds the stack's outputs by stack name
+(``--stack``, default TeacopyStack; ``--region``/``--profile`` or the usual AWS_* variables). Tests and
+``teacopy local`` drive the same commands against the local engine (``main(..., backend=...)``).
+
+Exit codes: 0 success; 1 the run failed (or has failures); 2 bad usage or invalid input; 3 watch timed out;
+4 the stack or the run cannot be found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from lambdas.shared import report as reports
+from lambdas.shared import staging
+from lambdas.shared.errors import ConfigurationError, InvalidInput
+from lambdas.shared.report import human_bytes, human_duration
+
+from . import __version__
+from .backend import DEFAULT_STACK, TERMINAL, Backend, BackendError, aws_backend
+from .estimate import CopyShape, estimate
+from .inputs import InputError, add_input_arguments, input_from_args, validate
+from .progress import ProgressBar, RunProgress
+from .runs import RunError, describe, load_report, objects_to_retry, read_json, result_rows, retry_input, run_id_of
+
+MAX_INPUT_BYTES = 256 * 1024  # Step Functions' execution input limit
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4}
+_UNITS.update({"KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4})
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).upper() not in _UNITS:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}; use e.g. 50MB, 3GiB, 1TB")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def cause_message(cause: Any) -> str:
+    """An execution's cause: a Lambda error arrives as JSON {"errorType", "errorMessage"}; show the message."""
+    text = "" if cause is None else str(cause)
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(document, dict) and isinstance(document.get("errorMessage"), str):
+        return document["errorMessage"]
+    return text
+
+
+def default_name() -> str:
+    return f"teacopy-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+class Cli:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        *,
+        backend: Backend | None,
+        out: TextIO,
+        err: TextIO,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.args, self.out, self.err, self.sleep = args, out, err, sleep
+        self._backend = backend
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = aws_backend(self.args.stack, region=self.args.region, profile=self.args.profile)
+        return self._backend
+
+    def say(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+
+    def note(self, text: str) -> None:
+        self.err.write(text + "\n")
+        self.err.flush()
+
+    def execution(self, ref: str | None) -> str:
+        if ref in (None, "", "latest"):
+            return self.backend.latest_execution()
+        assert ref is not None
+        return self.backend.execution_arn(ref)
+
+    # --- start ----------------------------------------------------------------------------------------
+    def validate(self, job: Any) -> None:
+        if not self.backend.plan_environment:
+            self.note("warning: the Plan function's settings are unknown; the input is not validated locally")
+            return
+        validate(job, self.backend.plan_settings())
+
+    def start_execution(self, job: Mapping[str, Any], name: str | None) -> str:
+        text = json.dumps(job, ensure_ascii=False, separators=(",", ":"))
+        if len(text.encode("utf-8")) > MAX_INPUT_BYTES:
+            raise InputError(
+                f"the input is {len(text.encode('utf-8')):,} bytes, over Step Functions' 256 KiB: use a manifest"
+            )
+        name = name or default_name()
+        arn = str(
+            self.backend.sfn.start_execution(stateMachineArn=self.backend.state_machine_arn, name=name, input=text)[
+                "executionArn"
+            ]
+        )
+        self.say(f"started   {name}")
+        self.say(f"execution {arn}")
+        self.say(f"console   {self.backend.console_url(arn)}")
+        self.say(f"watch     teacopy watch {name}")
+        return arn
+
+    def cmd_start(self) -> int:
+        job = input_from_args(self.args)
+        self.validate(job)
+        if self.args.print_input or self.args.validate_only:
+            self.say(json.dumps(job, indent=2, ensure_ascii=False))
+        if self.args.validate_only:
+            self.note("input is valid")
+            return EXIT_OK
+        arn = self.start_execution(job, self.args.name)
+        return self.watch(arn) if self.args.watch else EXIT_OK
+
+    # --- watch ----------------------------------------------------------------------------------------
+    def watch(self, arn: str) -> int:
+        backend = self.backend
+        run_id = run_id_of(arn)
+        progress = RunProgress(backend.s3, backend.staging_bucket, run_id)
+        bar = ProgressBar(self.err)
+        deadline = time.monotonic() + self.args.timeout
+        while True:
+            desc = describe(backend, arn)
+            if desc is None:
+                raise RunError(f"no execution {arn}")
+            status = str(desc["status"])
+            bar.update(progress.poll(), status)
+            if status in TERMINAL:
+                break
+            if time.monotonic() > deadline:
+                bar.close()
+                self.note(f"still {status} after {self.args.timeout:g} s; watch again with: teacopy watch {run_id}")
+                return EXIT_TIMEOUT
+            self.sleep(self.args.interval)
+        bar.close()
+        return self.final_summary(arn, desc)
+
+    def final_summary(self, arn: str, desc: Mapping[str, Any]) -> int:
+        status = str(desc["status"])
+        run_id = run_id_of(arn)
+        report = read_json(self.backend.s3, self.backend.staging_bucket, staging.report_key(run_id))
+        if isinstance(report, dict):
+            self.say(format_report(report, status=status))
+        else:
+            self.say(f"run {run_id}: {status} (no report: the run stopped before Summarize)")
+        if status != "SUCCEEDED" and desc.get("error"):
+            self.say(f"error: {desc.get('error')}: {cause_message(desc.get('cause'))[:1000]}")
+        if isinstance(report, dict) and report.get("dry_run") and status == "SUCCEEDED":
+            self.say(format_estimate(self.dry_run_estimate(run_id), title="estimate for the real run"))
+        return EXIT_OK if status == "SUCCEEDED" else EXIT_FAILED
+
+    def cmd_watch(self) -> int:
+        return self.watch(self.execution(self.args.execution))
+
+    # --- report ---------------------------------------------------------------------------------------
+    def cmd_report(self) -> int:
+        arn = self.execution(self.args.execution)
+        run_id = run_id_of(arn)
+        desc = describe(self.backend, arn)
+        status = str(desc["status"]) if desc else None
+        if self.args.csv:
+            self.out.write(reports.render_csv(result_rows(self.backend, run_id)))
+            return EXIT_OK
+        report, final = load_report(self.backend, run_id)
+        if self.args.json:
+            self.say(json.dumps(report, indent=2, ensure_ascii=False))
+        else:
+            self.say(format_report(report, status=status, final=final))
+            if report.get("dry_run") and report.get("would_copy"):
+                self.say(format_estimate(self.dry_run_estimate(run_id), title="estimate for the real run"))
+        if self.args.html:
+            path = reports.write_html_file(report, self.args.html)
+            self.note(f"HTML report: {path}")
+        return EXIT_OK if not report.get("failed") and not report.get("not_attempted") else EXIT_FAILED
+
+    # --- retry-failed ---------------------------------------------------------------------------------
+    def cmd_retry_failed(self) -> int:
+        backend = self.backend
+        arn = self.execution(self.args.execution)
+        run_id = run_id_of(arn)
+        plan = read_json(backend.s3, backend.staging_bucket, staging.plan_key(run_id))
+        if not isinstance(plan, dict):
+            raise RunError(f"run {run_id} has no plan: nothing to retry")
+        pending = objects_to_retry(backend, run_id, include_not_attempted=self.args.include_not_attempted)
+        settings = backend.plan_settings() if backend.plan_environment else None
+        job, manifest = retry_input(
+            plan,
+            pending,
+            max_inline_keys=settings.max_inline_keys if settings else 1000,
+            manifest_url=self.args.manifest_to,
+            dry_run=self.args.dry_run,
+        )
+        self.validate(job)
+        reasons: dict[str, int] = {}
+        for item in pending:
+            reason = item.reason.split(":", 1)[0] or "unknown"
+            reasons[reason] = reasons.get(reason, 0) + 1
+        summary = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+        self.say(f"retrying {len(pending)} objects of run {run_id} ({summary})")
+        if self.args.print_input:
+            self.say(json.dumps(job, indent=2, ensure_ascii=False))
+        if manifest is not None:
+            bucket, _, key = str(self.args.manifest_to)[5:].partition("/")
+            backend.s3.put_object(Bucket=bucket, Key=key, Body=manifest, ContentType="application/json")
+            self.say(f"manifest  {self.args.manifest_to} ({len(pending)} entries)")
+        new_arn = self.start_execution(job, self.args.name or f"{run_id[:60]}-retry-{uuid.uuid4().hex[:6]}")
+        return self.watch(new_arn) if self.args.watch else EXIT_OK
+
+    # --- estimate -------------------------------------------------------------------------------------
+    def shape(self) -> CopyShape:
+        shape = CopyShape.from_cdk_json()
+        overrides = {
+            k: v
+            for k, v in (
+                ("part_size", self.args.part_size),
+                ("multipart_threshold", self.args.part_size),
+                ("max_concurrency", self.args.concurrency),
+            )
+            if v
+        }
+        return CopyShape(**{**shape.__dict__, **overrides}) if overrides else shape
+
+    def dry_run_estimate(self, run_id: str) -> dict[str, Any]:
+        rows = result_rows(self.backend, run_id)
+        sizes: list[int | None] = [int(r.get("bytes") or 0) for r in rows if r.get("status") == "would_copy"]
+        return estimate(sizes, CopyShape.from_cdk_json())
+
+    def sizes_of_run(self, run_id: str) -> list[int | None]:
+        report, _ = load_report(self.backend, run_id)
+        if report.get("dry_run"):
+            rows = result_rows(self.backend, run_id)
+            return [int(r.get("bytes") or 0) for r in rows if r.get("status") == "would_copy"]
+        batches = read_json(self.backend.s3, self.backend.staging_bucket, staging.manifest_key(run_id)) or []
+        return [o.get("size") for batch in batches for o in batch.get("objects", [])]
+
+    def sizes_of_input(self, job: Mapping[str, Any]) -> list[int | None]:
+        from lambdas.shared import sources
+
+        source = job.get("source") or {}
+        if "keys" in source:
+            return [None] * len(source["keys"])
+        if "manifest" in source:
+            url = str(source["manifest"])
+            if self.args.manifest_file:
+                with open(self.args.manifest_file, encoding="utf-8") as handle:
+                    text = handle.read()
+            else:
+                bucket, _, key = url.removeprefix("s3://").partition("/")
+                text = self.backend.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+            fmt = sources.format_for(url, source.get("format"))
+            return [entry.size for entry in sources.parse_manifest_stream([text], fmt)]
+        raise InputError(
+            "a prefix or CMR source is only listed by the Plan step: run a dry run (teacopy start --dry-run ...) "
+            "and estimate from it (teacopy estimate --execution <name>), or give --objects and --object-size"
+        )
+
+    def cmd_estimate(self) -> int:
+        args = self.args
+        if args.execution:
+            sizes = self.sizes_of_run(run_id_of(self.execution(args.execution)))
+        elif args.objects:
+            if not args.object_size:
+                raise InputError("--objects needs --object-size")
+            sizes = [args.object_size] * args.objects
+        else:
+            sizes = self.sizes_of_input(input_from_args(args))
+        try:
+            result = estimate(sizes, self.shape(), assume_size=args.object_size)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        if args.json:
+            self.say(json.dumps(result, indent=2))
+        else:
+            self.say(format_estimate(result))
+        return EXIT_OK
+
+
+# --- formatting -----------------------------------------------------------------------------------------
+
+
+def _table(rows: Sequence[tuple[str, Any]]) -> list[str]:
+    width = max(len(label) for label, _ in rows)
+    return [f"  {label:<{width}}  {value}" for label, value in rows]
+
+
+def format_report(report: Mapping[str, Any], *, status: str | None = None, final: bool = True) -> str:
+    run_id = report.get("run_id", "")
+    state = status or ("complete" if final else "running")
+    head = f"run {run_id}: {state}" + ("  (dry run: nothing was copied)" if report.get("dry_run") else "")
+    if not final:
+        head += "  (live: computed from the result log; Summarize has not run yet)"
+    lines = [head]
+    source, destination = report.get("source") or {}, report.get("destination") or {}
+    rows: list[tuple[str, Any]] = []
+    if source:
+        rows.append(("source", reports.describe_location(source)))
+    if destination:
+        rows.append(("destination", f"s3://{destination.get('bucket', '')}/{destination.get('prefix', '')}"))
+    rows.append(("objects", f"{int(report.get('objects') or 0):,}"))
+    if report.get("dry_run"):
+        rows += [
+            ("would copy", f"{int(report.get('would_copy') or 0):,}"),
+            ("would skip", f"{int(report.get('would_skip') or 0):,}"),
+            ("bytes to copy", human_bytes(report.get("bytes_to_copy") or 0)),
+        ]
+    else:
+        rows += [
+            ("copied", f"{int(report.get('copied') or 0):,}"),
+            ("skipped", f"{int(report.get('skipped') or 0):,}"),
+        ]
+    rows += [
+        ("failed", f"{int(report.get('failed') or 0):,}"),
+        ("not attempted", f"{int(report.get('not_attempted') or 0):,}"),
+    ]
+    if not report.get("dry_run"):
+        rows.append(("data copied", human_bytes(report.get("bytes") or 0)))
+    rows.append(("duration", human_duration(report.get("duration_seconds"))))
+    throughput = report.get("throughput_bytes_per_second")
+    rows.append(("throughput", f"{human_bytes(throughput)}/s" if throughput else "n/a"))
+    rows.append(("TEA requests", f"{int(report.get('tea_requests') or 0)}"))
+    rows.append(("credential refreshes", f"{int(report.get('credential_refreshes') or 0)}"))
+    for label, key in (("report", "report_html"), ("per object", "report_csv")):
+        if report.get(key):
+            rows.append((label, report[key]))
+    lines += _table(rows)
+    by_reason = report.get("failures_by_reason") or {}
+    if by_reason:
+        lines.append("")
+        lines.append("failures by reason")
+        failures = list(report.get("failures") or [])
+        for reason, count in sorted(by_reason.items(), key=lambda kv: (-int(kv[1]), kv[0])):
+            lines.append(f"  {int(count):>6,}  {reason}")
+            examples = [f for f in failures if (f.get("reason") or "unknown").split(":", 1)[0] == reason]
+            if examples:
+                lines.append(f"          e.g. {str(examples[0].get('reason', ''))[:200]}")
+            for failure in examples[:5]:
+                lines.append(f"          {failure.get('key')}")
+            if int(count) > 5:
+                lines.append(f"          ... and {int(count) - 5:,} more (teacopy report {run_id} --csv)")
+        lines.append("  retry only these: teacopy retry-failed " + str(run_id))
+    if report.get("map_failed"):
+        error = report.get("map_error") or {}
+        lines.append(f"batch failure: {error.get('error')}: {str(error.get('cause') or '')[:300]}")
+    return "\n".join(lines)
+
+
+def format_estimate(result: Mapping[str, Any], title: str = "estimate") -> str:
+    known = result["sizes_known"]
+    sizes = "all known" if known == result["objects"] else f"{known:,} known"
+    if result.get("assumed_size") is not None:
+        sizes += f", others assumed {human_bytes(result['assumed_size'])}"
+    requests = result["requests"]
+    put = requests["data"]["put"] + requests["staging"]["put"]
+    get = requests["data"]["get"] + requests["staging"]["get"]
+    rows: list[tuple[str, Any]] = [
+        ("objects", f"{result['objects']:,} ({sizes})"),
+        ("data", human_bytes(result["bytes"])),
+        ("batches", f"{result['batches']:,} (workers in parallel: {result.get('workers', 0)})"),
+        ("S3 requests", f"{put:,} PUT-class, {get:,} GET-class"),
+        ("cost", f"${result['usd']:,.4f}"),
+    ]
+    for name, usd in (result.get("breakdown_usd") or {}).items():
+        rows.append((f"  {name.replace('_', ' ')}", f"${usd:,.4f}"))
+    rows += [
+        ("duration", f"~{human_duration(result['seconds'])} (lower bound)"),
+        ("TEA requests", f"~{result['tea_requests']}"),
+    ]
+    return "\n".join([title, *_table(rows), "  (model: bench/cost.py list prices, us-west-2; Lambda at 75 MiB/s)"])
+
+
+# --- argument parsing ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--stack", default=DEFAULT_STACK, help=f"CloudFormation stack name (default {DEFAULT_STACK})")
+    common.add_argument("--region", help="AWS region (default: the boto3 default session's)")
+    common.add_argument("--profile", help="AWS profile")
+    watching = argparse.ArgumentParser(add_help=False)
+    watching.add_argument("--interval", type=float, default=5.0, help="seconds between polls (default 5)")
+    watching.add_argument("--timeout", type=float, default=24 * 3600, help="stop watching after this many seconds")
+
+    parser = argparse.ArgumentParser(
+        prog="teacopy", description="Copy NASA Earthdata Cloud objects into your bucket with the teacopy stack."
+    )
+    parser.add_argument("--version", action="version", version=f"teacopy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    start = sub.add_parser("start", parents=[common, watching], help="validate an input and start an execution")
+    add_input_arguments(start)
+    start.add_argument("--name", help="execution name = run id (default teacopy-<time>-<random>)")
+    start.add_argument("--watch", action="store_true", help="then watch it")
+    start.add_argument("--print-input", action="store_true", help="print the execution input")
+    start.add_argument("--validate-only", action="store_true", help="validate and print the input; start nothing")
+
+    watch = sub.add_parser("watch", parents=[common, watching], help="live progress of an execution")
+    watch.add_argument("execution", nargs="?", help="execution name or ARN (default: the latest)")
+
+    report = sub.add_parser("report", parents=[common], help="summary table, failures by reason")
+    report.add_argument("execution", nargs="?", help="execution name or ARN (default: the latest)")
+    fmt = report.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="the full report as JSON")
+    fmt.add_argument("--csv", action="store_true", help="one CSV row per object")
+    report.add_argument("--html", metavar="FILE", help="also write the HTML report to FILE")
+
+    retry = sub.add_parser(
+        "retry-failed", parents=[common, watching], help="start a new execution with only the failed objects"
+    )
+    retry.add_argument("execution", nargs="?", help="execution name or ARN (default: the latest)")
+    retry.add_argument("--include-not-attempted", action="store_true", help="also the objects never attempted")
+    retry.add_argument(
+        "--manifest-to", metavar="S3_URL", help="write the retry list as a manifest here (needed beyond inline limits)"
+    )
+    retry.add_argument("--dry-run", action="store_true", help="retry as a dry run")
+    retry.add_argument("--name", help="execution name (default <run>-retry-<random>)")
+    retry.add_argument("--watch", action="store_true", help="then watch it")
+    retry.add_argument("--print-input", action="store_true", help="print the execution input")
+
+    est = sub.add_parser("estimate", parents=[common], help="cost and duration estimate")
+    add_input_arguments(est)
+    est.add_argument("--execution", help="estimate from a run (a dry run: exactly what it would copy)")
+    est.add_argument("--manifest-file", metavar="FILE", help="read the --manifest from this local file instead")
+    est.add_argument("--objects", type=int, help="number of objects (with --object-size)")
+    est.add_argument("--object-size", type=parse_size, help="size of each object / of those of unknown size")
+    est.add_argument("--part-size", type=parse_size, help="multipart part size (default: cdk.json)")
+    est.add_argument("--concurrency", type=int, help="map max concurrency (default: cdk.json)")
+    est.add_argument("--json", action="store_true")
+
+    # `teacopy local ...` is dispatched to teacopy_local.demo before parsing (see main); listed for --help
+    sub.add_parser("local", help="run a job end to end on this machine (the `make demo` engine; local --help)")
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    backend: Backend | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["local"]:  # everything after `local` belongs to the demo's own parser
+        from teacopy_local import demo
+
+        return int(demo.main(arguments[1:]))
+    args = build_parser().parse_args(arguments)
+    cli = Cli(args, backend=backend, out=out, err=err, sleep=sleep)
+    handler = getattr(cli, "cmd_" + args.command.replace("-", "_"))
+    try:
+        return int(handler())
+    except InvalidInput as exc:
+        err.write(f"invalid input: {exc}\n")
+        return EXIT_USAGE
+    except (InputError, ConfigurationError) as exc:
+        err.write(f"error: {exc}\n")
+        return EXIT_USAGE
+    except (BackendError, RunError) as exc:
+        err.write(f"error: {exc}\n")
+        return EXIT_NOT_FOUND

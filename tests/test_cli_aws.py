@@ -1,0 +1,106 @@
+"""The CLI's AWS path (no injected backend): the stack is found by name with the default boto3 session,
+its outputs give the state machine and the staging bucket, and the deployed Plan function's environment
+gives the settings ``start`` validates with. AWS is moto here (CloudFormation, Lambda, Step Functions)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from teacopy_cli.backend import aws_backend
+from teacopy_cli.cli import main
+
+REGION = "us-west-2"
+MACHINE = f"arn:aws:states:{REGION}:123456789012:stateMachine:CopyStateMachine"
+TEMPLATE = {
+    "Resources": {
+        "Role": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {"AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []}},
+        },
+        "PlanFunction": {
+            "Type": "AWS::Lambda::Function",
+            "Properties": {
+                "Runtime": "python3.12",
+                "Handler": "plan.handler.lambda_handler",
+                "Role": {"Fn::GetAtt": ["Role", "Arn"]},
+                "Code": {"ZipFile": "placeholder = True"},
+                "Environment": {
+                    "Variables": {
+                        "TEACOPY_STAGING_BUCKET": "teacopy-staging",
+                        "TEACOPY_DESTINATIONS": json.dumps([{"bucket": "my-earthdata-copy", "prefix": "mur/"}]),
+                        "TEACOPY_MAX_INLINE_KEYS": "3",
+                    }
+                },
+            },
+        },
+    },
+    "Outputs": {"StateMachineArn": {"Value": MACHINE}, "StagingBucketName": {"Value": "teacopy-staging"}},
+}
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        boto3.client("cloudformation", region_name=REGION).create_stack(
+            StackName="TeacopyStack", TemplateBody=json.dumps(TEMPLATE)
+        )
+        yield
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    return main(list(argv), out=out, err=err), out.getvalue(), err.getvalue()
+
+
+def test_backend_from_the_stack_outputs_and_the_plan_function(aws: None) -> None:
+    backend = aws_backend("TeacopyStack", region=REGION)
+    assert (backend.state_machine_arn, backend.staging_bucket, backend.region) == (MACHINE, "teacopy-staging", REGION)
+    settings = backend.plan_settings()
+    assert [(d.bucket, d.prefix) for d in settings.destinations] == [("my-earthdata-copy", "mur/")]
+    assert settings.max_inline_keys == 3
+    arn = backend.execution_arn("run-1")
+    assert arn == f"arn:aws:states:{REGION}:123456789012:execution:CopyStateMachine:run-1"
+    assert backend.console_url(arn) == (
+        f"https://{REGION}.console.aws.amazon.com/states/home?region={REGION}#/v2/executions/details/"
+        + arn.replace(":", "%3A")
+    )
+
+
+def test_start_validates_with_the_deployed_settings(aws: None) -> None:
+    base = ["start", "--region", REGION, "--validate-only", "--source-bucket", "podaac-ops-cumulus-protected"]
+    code, out, err = run(*base, "--keys", "a.nc", "b.nc", "--dest-bucket", "my-earthdata-copy", "--dest-prefix", "mur/")
+    assert code == 0, err
+    assert json.loads(out) == {
+        "source": {"bucket": "podaac-ops-cumulus-protected", "keys": ["a.nc", "b.nc"]},
+        "destination": {"bucket": "my-earthdata-copy", "prefix": "mur/"},
+    }
+    # the deployment allows only mur/ and 3 inline keys: the same rules as its Plan step
+    code, _, err = run(*base, "--keys", "a.nc", "--dest-bucket", "my-earthdata-copy", "--dest-prefix", "other/")
+    assert code == 2 and "invalid input: destination.prefix: must start with one of the allowed prefixes" in err
+    code, _, err = run(
+        *base, "--keys", "a", "b", "c", "d", "--dest-bucket", "my-earthdata-copy", "--dest-prefix", "mur/"
+    )
+    assert code == 2 and "source.keys: has 4 keys; at most 3 inline" in err
+
+
+def test_unknown_stack_is_a_clear_error(aws: None) -> None:
+    code, _, err = run("watch", "--stack", "NoSuchStack", "--region", REGION)
+    assert code == 4
+    assert "cannot describe stack 'NoSuchStack' in us-west-2" in err and "--stack/--region" in err
+
+
+def test_local_passes_its_arguments_to_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["local", "--help"])
+    assert info.value.code == 0
+    assert "usage: python -m teacopy_local.demo" in capsys.readouterr().out

@@ -1,0 +1,263 @@
+"""Run reports: report.csv and report.html next to report.json, the progress curve, and the page as a
+browser renders it (headless Chromium: the counts are read back from the rendered DOM, and a screenshot
+is saved under artifacts/ for people to look at)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import struct
+import subprocess
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from shared import report as reports
+from shared import staging
+from shared.errors import CopyJobFailed
+from shared.settings import SummarySettings
+from shared.summary import summarize
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "artifacts"
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+@pytest.fixture
+def s3():
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="staging")
+        yield client
+
+
+def rec(key: str, status: str, size: int = 0, reason: str = "") -> dict[str, Any]:
+    return {"key": key, "dest_key": key, "status": status, "bytes": size, **({"reason": reason} if reason else {})}
+
+
+def put_results(s3: Any, run: str, batch: str, when: float, records: list[dict[str, Any]]) -> None:
+    name = f"{int(when * 1e9):020d}-abcdef01.json"
+    staging.put_json(s3, "staging", staging.results_prefix(run, batch) + name, records)
+
+
+def seed_run(s3: Any, run: str = "r") -> float:
+    """A run of 10 objects over 8 seconds: 6 copied, 1 skipped, 2 failed (two reasons), 1 not attempted."""
+    t0 = 1_790_000_000.0
+    staging.put_json(
+        s3,
+        "staging",
+        staging.plan_key(run),
+        {
+            "objects": 10,
+            "source": {"mode": "keys", "bucket": "podaac-ops-cumulus-protected"},
+            "destination": {"bucket": "my-copy", "prefix": "mur/", "key_mapping": "keep"},
+            "options": {"overwrite": "skip-if-identical"},
+        },
+    )
+    staging.put_json(s3, "staging", staging.events_prefix(run, "tea") + "a.json", {"at": t0, "outcome": "ok"})
+    staging.put_json(s3, "staging", staging.events_prefix(run, "tea") + "b.json", {"at": t0 + 4, "outcome": "ok"})
+    for i, used in enumerate(("v1", "v1")):  # two workers asked, one new version adopted at t0+4
+        staging.put_json(
+            s3,
+            "staging",
+            staging.events_prefix(run, "refresh") + f"{i}.json",
+            {"at": t0 + 4 + i, "used_version": used, "new_version": "v2", "fetched": i == 0},
+        )
+    mib = 1024**2
+    put_results(s3, run, "b000001", t0 + 2, [rec("a.nc", "copied", 3 * mib), rec("b.nc", "copied", mib)])
+    put_results(s3, run, "b000002", t0 + 3, [rec("c.nc", "skipped"), rec("=cmd|' /C calc'!A0", "copied", mib)])
+    put_results(
+        s3,
+        run,
+        "b000001",
+        t0 + 6,
+        [rec("d.nc", "copied", mib), rec("e<script>.nc", "failed", reason="source NoSuchKey: s3://x/e does not exist")],
+    )
+    put_results(
+        s3,
+        run,
+        "b000002",
+        t0 + 8,
+        [
+            rec("f.nc", "copied", 2 * mib),
+            rec("g.nc", "failed", reason="source AccessDenied: no"),
+            rec("h.nc", "copied"),
+        ],
+    )
+    return t0
+
+
+def test_summarize_writes_csv_and_html_next_to_the_json_and_links_them(s3: Any) -> None:
+    t0 = seed_run(s3)
+    with pytest.raises(CopyJobFailed):
+        summarize({"run_id": "r", "outcome": {}}, settings=SummarySettings("staging", 0), s3=s3)
+    report = staging.get_json(s3, "staging", "runs/r/report.json")
+    assert report["report_csv"] == "s3://staging/runs/r/report.csv"
+    assert report["report_html"] == "s3://staging/runs/r/report.html"
+    assert (report["copied"], report["skipped"], report["failed"], report["not_attempted"]) == (6, 1, 2, 1)
+    # timing: from the first TEA request to the last result file; throughput over that span
+    assert report["started_at"] == reports.iso(t0)
+    assert report["duration_seconds"] == pytest.approx(8.0)
+    assert report["throughput_bytes_per_second"] == round(8 * 1024**2 / 8.0)
+    assert report["refresh_offsets"] == [4.0]
+    assert report["timeline"] == [[2.0, 2, 4 * 1024**2, 0], [3.0, 4, 5 * 1024**2, 0], [6.0, 6, 6 * 1024**2, 1],
+                                  [8.0, 9, 8 * 1024**2, 2]]  # fmt: skip
+
+    head = s3.head_object(Bucket="staging", Key="runs/r/report.csv")
+    assert head["ContentType"].startswith("text/csv")
+    rows = list(
+        csv.DictReader(io.StringIO(s3.get_object(Bucket="staging", Key="runs/r/report.csv")["Body"].read().decode()))
+    )
+    assert len(rows) == 9 and [r["key"] for r in rows] == sorted(r["key"] for r in rows)
+    by_key = {r["key"]: r for r in rows}
+    assert by_key["a.nc"]["batch"] == "b000001" and by_key["a.nc"]["bytes"] == str(3 * 1024**2)
+    assert by_key["g.nc"]["reason"] == "source AccessDenied: no"
+    assert by_key["a.nc"]["recorded_at"] == reports.iso(t0 + 2)
+    # a key that looks like a spreadsheet formula is written as text
+    assert "'=cmd|' /C calc'!A0" in by_key
+
+    page = s3.get_object(Bucket="staging", Key="runs/r/report.html")
+    assert page["ContentType"].startswith("text/html")
+    html = page["Body"].read().decode()
+    assert "<script>" not in html and "e&lt;script&gt;.nc" in html  # keys are escaped
+    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")  # self-contained
+
+
+def test_execution_start_time_is_used_when_the_state_machine_passes_it(s3: Any) -> None:
+    t0 = seed_run(s3)
+    event = {"run_id": "r", "outcome": {}, "execution_started": reports.iso(t0 - 2)}
+    with pytest.raises(CopyJobFailed):
+        summarize(event, settings=SummarySettings("staging", 100), s3=s3)
+    report = staging.get_json(s3, "staging", "runs/r/report.json")
+    assert report["duration_seconds"] == pytest.approx(10.0)
+
+
+def test_progress_timeline_counts_each_object_once_with_its_last_status() -> None:
+    files = [
+        (100.0, [rec("a", "failed"), rec("b", "copied", 5)]),
+        (101.0, [rec("a", "copied", 7)]),  # a retried object: its last word
+        (None, [rec("zz", "copied", 1)]),  # not a sequence name: ignored on the curve
+    ]
+    assert reports.progress_timeline(files, 99.0) == [[1.0, 2, 5, 1], [2.0, 2, 12, 0]]
+    many = [(float(i), [rec(f"k{i}", "copied", 1)]) for i in range(1000)]
+    thinned = reports.progress_timeline(many, 0.0)
+    assert len(thinned) == reports.MAX_TIMELINE_POINTS and thinned[-1] == [999.0, 1000, 1000, 0]
+
+
+def test_sequence_names_are_times() -> None:
+    name = staging.sequence_name()
+    assert abs(reports.sequence_time(f"runs/r/results/b1/{name}") - time.time()) < 5
+    assert reports.sequence_time("runs/r/results/b1/not-a-sequence.json") is None
+    assert reports.batch_of("runs/r/results/b000042/x.json") == "b000042"
+
+
+def test_dry_run_page_says_nothing_was_copied() -> None:
+    page = reports.render_html(
+        {"run_id": "d", "objects": 3, "dry_run": True, "would_copy": 2, "would_skip": 1, "bytes_to_copy": 2048}
+    )
+    assert "dry run: nothing was copied" in page
+    assert 'id="count-would_copy" data-count="would_copy" data-value="2"' in page
+    assert "count-copied" not in page
+
+
+# --- rendered in a real browser ---------------------------------------------------------------------------
+
+
+def chromium() -> str:
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail("headless Chromium is needed for this test: `make chromium` installs the Debian package")
+
+
+def run_chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
+    command = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",  # running as root in a container
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
+    env = {**os.environ, "HOME": str(profile)}
+    return subprocess.run(command, capture_output=True, text=True, timeout=90, check=False, env=env)  # noqa: S603
+
+
+class CountsParser(HTMLParser):
+    """Reads ``data-count``/``data-value`` tiles, failure-reason counts and the chart's lines from the DOM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[str, str] = {}
+        self.reasons: dict[str, int] = {}
+        self.ids: set[str] = set()
+        self._reason: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if attributes.get("id"):
+            self.ids.add(str(attributes["id"]))
+        if "data-count" in attributes:
+            self.counts[str(attributes["data-count"])] = str(attributes.get("data-value"))
+        self._reason = attributes.get("data-reason-count")
+
+    def handle_data(self, data: str) -> None:
+        if self._reason is not None and data.strip():
+            self.reasons[self._reason] = int(data.replace(",", ""))
+            self._reason = None
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", header[16:24])
+    return int(width), int(height)
+
+
+def test_html_report_renders_in_headless_chromium(s3: Any, tmp_path: Path) -> None:
+    seed_run(s3)
+    with pytest.raises(CopyJobFailed):
+        summarize({"run_id": "r", "outcome": {}}, settings=SummarySettings("staging", 0), s3=s3)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = ARTIFACTS / "report-test.html"
+    page.write_bytes(s3.get_object(Bucket="staging", Key="runs/r/report.html")["Body"].read())
+    url = page.resolve().as_uri()
+
+    dumped = run_chromium("--dump-dom", url, profile=tmp_path / "profile-dom")
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    dom = CountsParser()
+    dom.feed(dumped.stdout)
+    assert {k: dom.counts[k] for k in ("objects", "copied", "skipped", "failed", "not_attempted")} == {
+        "objects": "10",
+        "copied": "6",
+        "skipped": "1",
+        "failed": "2",
+        "not_attempted": "1",
+    }
+    assert dom.counts["bytes"] == str(8 * 1024**2)
+    assert dom.counts["tea_requests"] == "2" and dom.counts["credential_refreshes"] == "1"
+    assert float(dom.counts["duration"]) == pytest.approx(8.0)
+    assert dom.reasons == {"source NoSuchKey": 1, "source AccessDenied": 1}
+    assert {"progress-chart", "objects-line", "bytes-line", "failures", "run-state"} <= dom.ids
+
+    shot = ARTIFACTS / "report-test.png"
+    shot.unlink(missing_ok=True)
+    taken = run_chromium(f"--screenshot={shot}", "--window-size=1100,1400", url, profile=tmp_path / "profile-shot")
+    assert taken.returncode == 0, taken.stderr[-2000:]
+    assert png_size(shot) == (1100, 1400)
+    assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
