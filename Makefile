@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := true
 DEMO_ARGS ?=
+SOURCE ?=
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test test-fast lint format synth bench clean chromium chaos
@@ -37,7 +38,7 @@ synth: setup
 	npx --no-install cdk synth -q
 
 demo: synth
-	$(BIN)/python -m teacopy_local.demo $(DEMO_ARGS)
+	$(BIN)/python -m teacopy_local.demo $(if $(SOURCE),--source $(SOURCE)) $(DEMO_ARGS)
 
 # `make chaos`: every fault scenario, the bad-input matrix and the 10,000-object load run; a table, then
 # as the last line {"scenarios", "passed", "lost", "corrupt", "leaked", "orphan_uploads"} (see teacopy_local/chaos/).

@@ -27,6 +27,18 @@ _SCHEDULE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _SCHEDULE_EXPRESSION_RE = re.compile(r"^(cron|rate|at)\(.+\)$")
 
 
+_ENDPOINT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")  # = lambdas.shared.models.ENDPOINT_NAME_RE
+
+
+@dataclass(frozen=True)
+class TeaEndpointConfig:
+    """Another DAAC's TEA (besides ``tea_endpoint``, named ``default``) and the buckets it serves."""
+
+    name: str
+    endpoint: str
+    buckets: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class ScheduleConfig:
     """One EventBridge Scheduler schedule: when, and the execution input it starts."""
@@ -69,6 +81,7 @@ class TeacopyConfig:
     alarm_topic_arn: str = ""  # an existing SNS topic the alarms notify (stacks/constructs/observability.py)
     alarm_email: str = ""  # or: an email address; the stack creates a topic and subscribes it
     schedules: tuple[ScheduleConfig, ...] = ()
+    tea_endpoints: tuple[TeaEndpointConfig, ...] = ()  # several DAACs in one job: bucket -> its TEA
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -115,6 +128,17 @@ class TeacopyConfig:
             if not isinstance(buckets, list) or not all(isinstance(b, str) and _BUCKET_RE.match(b) for b in buckets):
                 raise ConfigError("teacopy.manifest_buckets: must be a list of bucket names")
             values["manifest_buckets"] = tuple(buckets)
+        if "tea_endpoints" in raw:
+            entries = raw["tea_endpoints"]
+            if not isinstance(entries, list):
+                raise ConfigError("teacopy.tea_endpoints: must be a list of {name, endpoint, buckets}")
+            values["tea_endpoints"] = tuple(_tea_endpoint(i, e) for i, e in enumerate(entries))
+            names = [e.name for e in values["tea_endpoints"]]
+            buckets = [b for e in values["tea_endpoints"] for b in e.buckets]
+            if len(set(names)) != len(names):
+                raise ConfigError("teacopy.tea_endpoints: names must be unique")
+            if len(set(buckets)) != len(buckets):
+                raise ConfigError("teacopy.tea_endpoints: a bucket can belong to one endpoint only")
         if "schedules" in raw:
             entries = raw["schedules"]
             if not isinstance(entries, list):
@@ -199,3 +223,23 @@ def _schedule(index: int, raw: Any) -> ScheduleConfig:
     if values.get("incremental") and not (isinstance(job.get("source"), dict) and "cmr" in job["source"]):
         raise ConfigError(f"{where}.incremental: only a 'cmr' source can be narrowed to what changed")
     return ScheduleConfig(**values)
+
+
+def _tea_endpoint(index: int, raw: Any) -> TeaEndpointConfig:
+    where = f"teacopy.tea_endpoints[{index}]"
+    if not isinstance(raw, dict) or set(raw) != {"name", "endpoint", "buckets"}:
+        raise ConfigError(f"{where}: must be an object with exactly name, endpoint and buckets")
+    name, endpoint, buckets = raw["name"], raw["endpoint"], raw["buckets"]
+    if not isinstance(name, str) or not _ENDPOINT_NAME_RE.match(name) or name == "default":
+        raise ConfigError(f"{where}.name: lowercase letters, digits and '-' (not 'default', which is tea_endpoint)")
+    if not isinstance(endpoint, str) or not re.match(r"^https?://[^/\s]+", endpoint):
+        raise ConfigError(
+            f"{where}.endpoint: must be an http(s) URL such as https://data.nsidc.earthdatacloud.nasa.gov"
+        )
+    if (
+        not isinstance(buckets, list)
+        or not buckets
+        or not all(isinstance(b, str) and _BUCKET_RE.match(b) for b in buckets)
+    ):
+        raise ConfigError(f"{where}.buckets: must be a non-empty list of the DAAC's bucket names")
+    return TeaEndpointConfig(name=name, endpoint=endpoint.rstrip("/"), buckets=tuple(buckets))

@@ -112,6 +112,23 @@ class TeacopyStack(Stack):
         # The staged manifest is a multipart upload when it is large.
         self.plan.grant_objects(["s3:PutObject", "s3:AbortMultipartUpload"], staging, RUNS_PREFIX)
         self.plan.grant_secret_read(storage.credentials_cache)
+        # Several DAACs: the other endpoints' caches (same JSON in every function: one process env locally).
+        endpoints_env: dict[str, str] = {}
+        if config.tea_endpoints:
+            endpoints_env[env_names.TEA_ENDPOINTS] = self.to_json_string(
+                {
+                    e.name: {"url": e.endpoint, "cache": storage.endpoint_caches[e.name].secret_arn}
+                    for e in config.tea_endpoints
+                }
+            )
+            self.plan.function.add_environment(
+                env_names.BUCKET_ENDPOINTS,
+                json.dumps({b: e.name for e in config.tea_endpoints for b in e.buckets}, separators=(",", ":")),
+            )
+            for name, value in endpoints_env.items():
+                self.plan.function.add_environment(name, value)
+        for cache in storage.endpoint_caches.values():
+            self.plan.grant_secret_read(cache)
         self.plan.acknowledge_object_wildcards([runs_objects], STAGING_OBJECTS_REASON)
         self.plan.acknowledge_object_wildcards(
             [f"arn:<AWS::Partition>:s3:::{bucket}/*" for bucket in config.readable_buckets], MANIFEST_OBJECTS_REASON
@@ -138,10 +155,13 @@ class TeacopyStack(Stack):
                 env_names.APP_NAME: config.app_name,
                 env_names.SAFETY_MARGIN_SECONDS: str(config.safety_margin_seconds),
                 env_names.TEA_TIMEOUT_SECONDS: str(config.tea_timeout_seconds),
+                **endpoints_env,
             },
         )
         self.credentials.grant_secret_read(storage.token_secret)
         self.credentials.grant_secret_versions(storage.credentials_cache)
+        for cache in storage.endpoint_caches.values():
+            self.credentials.grant_secret_versions(cache)
         self.credentials.grant_lease_table(storage.lease_table)
         self.credentials.grant_objects(["s3:PutObject"], staging, RUNS_PREFIX)
         self.credentials.acknowledge_object_wildcards([runs_objects], STAGING_OBJECTS_REASON)
@@ -171,9 +191,12 @@ class TeacopyStack(Stack):
                 env_names.INFLIGHT_PARTS: str(config.inflight_parts),
                 env_names.OBJECT_CONCURRENCY: str(config.object_concurrency),
                 env_names.DEADLINE_RESERVE_SECONDS: str(DEADLINE_RESERVE_SECONDS),
+                **endpoints_env,
             },
         )
         self.copy_batch.grant_secret_read(storage.credentials_cache)
+        for cache in storage.endpoint_caches.values():
+            self.copy_batch.grant_secret_read(cache)
         # results and upload checkpoints (a checkpoint is deleted when its object is final)
         self.copy_batch.grant_objects(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], staging, RUNS_PREFIX)
         self.copy_batch.grant_list_prefix(staging, RUNS_PREFIX)
@@ -249,6 +272,8 @@ class TeacopyStack(Stack):
             ("state_machine", self.state_machine),
         ):
             _override_logical_id(construct, LOGICAL_IDS[key])
+        for name, cache in storage.endpoint_caches.items():  # e.g. CredentialsCacheSecretNsidc
+            _override_logical_id(cache, "CredentialsCacheSecret" + "".join(p.capitalize() for p in name.split("-")))
 
         self._acknowledge_stack_findings()
 
@@ -316,13 +341,14 @@ class TeacopyStack(Stack):
                 "so the user replaces the token (60-day lifetime) with put-secret-value.",
             )
         )
-        Validations.of(storage.credentials_cache).acknowledge(
-            Ack(
-                id="AwsSolutions-SMG4",
-                reason="Cache of 1-hour TEA credentials: the credentials Lambda writes a new version on every "
-                "refresh, which is more frequent than any rotation schedule.",
+        for cache in (storage.credentials_cache, *storage.endpoint_caches.values()):
+            Validations.of(cache).acknowledge(
+                Ack(
+                    id="AwsSolutions-SMG4",
+                    reason="Cache of 1-hour TEA credentials: the credentials Lambda writes a new version on every "
+                    "refresh, which is more frequent than any rotation schedule.",
+                )
             )
-        )
 
 
 def cdk_json_context() -> dict[str, Any]:

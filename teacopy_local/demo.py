@@ -110,7 +110,44 @@ def secrets_of(tea: TeaEmulator, token: str) -> list[str]:
     return found
 
 
-SOURCE_MODES = ("keys", "manifest", "prefix", "cmr")
+SOURCE_MODES = ("keys", "manifest", "prefix", "cmr", "multi-daac")
+# multi-daac: a second DAAC whose bucket is read with credentials from its own TEA (its own emulator)
+SECOND_ENDPOINT = {"name": "nsidc", "endpoint": "https://data.nsidc.earthdatacloud.nasa.gov"}
+SECOND_BUCKET = "nsidc-demo-protected"
+
+
+def multi_daac_template() -> dict[str, Any]:
+    """The stack of cdk.json plus a second TEA endpoint serving SECOND_BUCKET, synthesized in-process."""
+    import os
+    import tempfile
+
+    from stacks.teacopy_stack import STACK_ID, build_app
+
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+    with tempfile.TemporaryDirectory(prefix="teacopy-demo-") as outdir:
+        app = build_app(
+            {"tea_endpoints": [{**SECOND_ENDPOINT, "buckets": [SECOND_BUCKET]}]}, outdir, cfn_validation=False
+        )
+        assembly = app.synth()
+        return load_template(assembly.get_stack_by_name(STACK_ID).template_full_path)
+
+
+def move_half_to_second_daac(engine: LocalEngine, keys: list[str]) -> list[str]:
+    """Every other object lives in the second DAAC's bucket; returns the job's s3:// URLs."""
+    s3 = engine.client("s3", region="us-west-2")
+    urls = []
+    for index, key in enumerate(keys):
+        if index % 2:
+            body = s3.get_object(Bucket=SOURCE_BUCKET, Key=key)["Body"].read()
+            s3.put_object(Bucket=SECOND_BUCKET, Key=key, Body=body)
+            s3.delete_object(Bucket=SOURCE_BUCKET, Key=key)
+            urls.append(f"s3://{SECOND_BUCKET}/{key}")
+        else:
+            urls.append(f"s3://{SOURCE_BUCKET}/{key}")
+    return urls
+
+
 DEMO_PREFIX = "demo/"
 CMR_PAGE_SIZE = 40  # small pages so the demo shows CMR paging (CMR itself allows 2000)
 
@@ -148,6 +185,14 @@ def demo_source(
             {"bucket": SOURCE_BUCKET, "prefix": DEMO_PREFIX, "include": ["*.nc", "*.txt"], "exclude": ["README*"]},
             f"a listing of s3://{SOURCE_BUCKET}/{DEMO_PREFIX} with TEA credentials "
             f"({noise} other objects there are filtered out)",
+        )
+    if mode == "multi-daac":
+        urls = move_half_to_second_daac(engine, keys)
+        s3.put_object(Bucket=destination, Key="manifests/two-daacs.txt", Body="\n".join(urls).encode("utf-8"))
+        return (
+            {"manifest": f"s3://{destination}/manifests/two-daacs.txt"},
+            f"a manifest of s3:// URLs in two DAACs' buckets ({SOURCE_BUCKET}, {SECOND_BUCKET}), "
+            "each read with credentials from its own TEA endpoint",
         )
     if mode == "cmr":
         assert cmr is not None
@@ -195,9 +240,9 @@ def plan_note(engine: LocalEngine, result: RunResult) -> str:
 
 
 def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.stderr) -> dict[str, Any]:
-    template = load_template(args.template)
     keys = demo_keys(args.objects)
     mode = getattr(args, "source", "keys")
+    template = multi_daac_template() if mode == "multi-daac" else load_template(args.template)
 
     # The first credentials are short-lived (as if fetched just before the job started), so that they
     # expire mid-run even on a fast machine; later ones live --credential-lifetime seconds.
@@ -205,8 +250,20 @@ def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.std
         tea.set_lifetime(args.credential_lifetime)
 
     tea = TeaEmulator(lifetime_seconds=args.first_lifetime, valid_tokens={DEMO_TOKEN}, issue=after_issue)
+    second_tea: TeaEmulator | None = None
+    if mode == "multi-daac":
+
+        def after_second_issue(_issued: object) -> None:
+            assert second_tea is not None
+            second_tea.set_lifetime(args.credential_lifetime)
+
+        second_tea = TeaEmulator(
+            lifetime_seconds=args.first_lifetime, valid_tokens={DEMO_TOKEN}, issue=after_second_issue
+        )
+    teas = [tea] if second_tea is None else [tea, second_tea]
     with contextlib.ExitStack() as stack:
-        stack.enter_context(tea)
+        for emulator in teas:
+            stack.enter_context(emulator)
         cmr = stack.enter_context(CmrEmulator()) if mode == "cmr" else None
         overrides = {
             env_names.TEA_ENDPOINT: tea.url,
@@ -215,7 +272,12 @@ def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.std
         if cmr is not None:
             overrides |= {env_names.CMR_URL: cmr.url, env_names.CMR_PAGE_SIZE: str(CMR_PAGE_SIZE)}
         with LocalEngine(
-            template, tea=tea, edl_token=DEMO_TOKEN, source_buckets={SOURCE_BUCKET}, env_overrides=overrides
+            template,
+            tea=tea,
+            edl_token=DEMO_TOKEN,
+            source_buckets={SOURCE_BUCKET},
+            env_overrides=overrides,
+            extra_teas={} if second_tea is None else {str(SECOND_ENDPOINT["name"]): (second_tea, {SECOND_BUCKET})},
         ) as engine:
             expected = seed(engine, keys, args.sizes, args.large, args.seed)
             destination = engine.deployment.destination_buckets[0]
@@ -239,7 +301,8 @@ def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.std
                 print(f"plan: {plan_note(engine, result)}", file=err)
             verified = verify(engine, destination, prefix, expected)
             report = result.report or {}
-            leaks = engine.scan_for_secrets(secrets_of(tea, DEMO_TOKEN), [result.execution_arn])
+            secrets = [secret for emulator in teas for secret in secrets_of(emulator, DEMO_TOKEN)]
+            leaks = engine.scan_for_secrets(secrets, [result.execution_arn])
             summary = {
                 "objects": report.get("objects", len(keys)),
                 "copied": report.get("copied", 0),
@@ -247,7 +310,7 @@ def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.std
                 "failed": report.get("failed", 0),
                 "bytes": report.get("bytes", 0),
                 "verified": verified,
-                "tea_requests": report.get("tea_requests", tea.requests),
+                "tea_requests": report.get("tea_requests", sum(t.requests for t in teas)),
                 "credential_refreshes": report.get("credential_refreshes", 0),
                 "seconds": round(result.seconds, 2),
                 "status": result.status,
@@ -255,6 +318,9 @@ def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.std
                 "leaked_secrets": len(leaks),
                 "report": save_local_report(report, REPO / "artifacts" / "reports") if report else None,
             }
+            if second_tea is not None:
+                summary["tea_requests_by_endpoint"] = {"default": tea.requests, "nsidc": second_tea.requests}
+                summary["foreign_key_denials"] = len(engine.policy.denied)
             if result.status != "SUCCEEDED":
                 print(f"execution {result.status}: {result.error}: {result.cause}", file=err)
     print(json.dumps(summary), file=out)
@@ -290,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=SOURCE_MODES,
         default="keys",
         help="how the job names its objects: inline keys (default), a CSV manifest with checksums, a prefix "
-        "listing with include/exclude patterns, or a CMR query served by the local CMR emulator",
+        "listing with include/exclude patterns, a CMR query served by the local CMR emulator, or a manifest "
+        "spanning two DAACs, each with its own TEA endpoint (multi-daac)",
     )
     return parser
 

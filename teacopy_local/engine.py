@@ -102,9 +102,14 @@ class LocalEngine:
         source_buckets: set[str],
         env_overrides: dict[str, str] | None = None,
         function_timeouts: dict[str, float] | None = None,
+        extra_teas: dict[str, tuple[TeaEmulator, set[str]]] | None = None,
     ) -> None:
+        """``tea`` serves ``source_buckets`` (the "default" endpoint); ``extra_teas`` maps each other
+        configured endpoint (config ``tea_endpoints``) to its emulator and buckets: keys issued by one
+        emulator are refused on another's buckets, as a DAAC's keys are on another DAAC's buckets."""
         self.template = template
         self.tea = tea
+        self.extra_teas = dict(extra_teas or {})
         self.edl_token = edl_token
         self.source_buckets = source_buckets
         self.env_overrides = dict(env_overrides or {})
@@ -112,9 +117,27 @@ class LocalEngine:
         self.runtime = LambdaRuntime()
         self.deployment = Deployment()
         self.logs = CapturedLogs()
-        self.policy = TeaKeyPolicy(expiration_of=tea.expiration_of, source_buckets=source_buckets)
+        self.policy = TeaKeyPolicy(
+            expiration_of=self._expiration_of, source_buckets=source_buckets, buckets_of=self._buckets_of
+        )
         self._saved_env: dict[str, str | None] = {}
         self._stack: list[Any] = []
+
+    def _emulators(self) -> list[tuple[TeaEmulator, set[str]]]:
+        return [(self.tea, self.source_buckets), *self.extra_teas.values()]
+
+    def _expiration_of(self, access_key_id: str) -> Any:
+        for emulator, _buckets in self._emulators():
+            expiration = emulator.expiration_of(access_key_id)
+            if expiration is not None:
+                return expiration
+        return None
+
+    def _buckets_of(self, access_key_id: str) -> set[str]:
+        for emulator, buckets in self._emulators():
+            if emulator.expiration_of(access_key_id) is not None:
+                return buckets
+        return set()
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> LocalEngine:
@@ -220,6 +243,11 @@ class LocalEngine:
                 for k, v in resolve_intrinsics(props.get("Environment", {}).get("Variables", {}), self.resolve).items()
             }
             env.update({k: v for k, v in self.env_overrides.items() if k in env})
+            if env_names.TEA_ENDPOINTS in env and self.extra_teas:  # point each endpoint at its emulator
+                endpoints = json.loads(env[env_names.TEA_ENDPOINTS])
+                for name, (emulator, _buckets) in self.extra_teas.items():
+                    endpoints[name]["url"] = emulator.url
+                env[env_names.TEA_ENDPOINTS] = json.dumps(endpoints, sort_keys=True)
             for key, value in env.items():
                 if merged.get(key, value) != value:
                     raise RuntimeError(f"functions disagree on {key}; the local engine shares one process environment")
@@ -253,7 +281,7 @@ class LocalEngine:
             if dest["bucket"] not in d.destination_buckets:
                 s3.create_bucket(Bucket=dest["bucket"])
                 d.destination_buckets.append(dest["bucket"])
-        for bucket in sorted(self.source_buckets):
+        for bucket in sorted(self.source_buckets.union(*(b for _e, b in self.extra_teas.values()))):
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
         machines = list(self.resources("AWS::StepFunctions::StateMachine"))
         if len(machines) != 1:

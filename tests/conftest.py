@@ -20,6 +20,14 @@ SYNTH_CONTEXT_OVERRIDES: dict[str, Any] = {
         {"bucket": "teacopy-archive", "prefix": "podaac/"},
     ],
     "manifest_buckets": ["teacopy-manifests"],
+    # a second DAAC: its buckets are read with credentials from its own TEA (tests/test_multi_daac.py)
+    "tea_endpoints": [
+        {
+            "name": "nsidc",
+            "endpoint": "https://data.nsidc.earthdatacloud.nasa.gov",
+            "buckets": ["nsidc-cumulus-prod-protected"],
+        }
+    ],
     # one incremental (CMR) and one plain schedule: the template tests check both
     "schedules": [
         {

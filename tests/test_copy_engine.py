@@ -890,7 +890,7 @@ def test_handler_wires_settings_credentials_and_clients(env: Env, monkeypatch: p
         def get_remaining_time_in_millis(self) -> int:
             return 600_000
 
-    monkeypatch.setattr(handler, "CACHE", FakeCache())
+    monkeypatch.setattr(handler, "_CACHES", {"default": FakeCache()})
     env.put_source("a", b"abc")
     event = env.event(["a"])
     payload = {
@@ -914,7 +914,7 @@ def test_handler_wires_settings_credentials_and_clients(env: Env, monkeypatch: p
     }
     assert requested == ["v1"]
     assert env.dest_body("a") == b"abc"
-    assert handler._SOURCE_CLIENTS["v1"].meta.region_name == "us-west-2"
+    assert handler._SOURCE_CLIENTS[("default", "v1")].meta.region_name == "us-west-2"
 
 
 # --- dry run ------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -553,3 +554,52 @@ def test_lambda_handler_wiring_from_environment(aws: Aws, tea: TeaEmulator, monk
     assert set(result) == {"version", "expiration"} and tea.requests == 1
     assert handler.lambda_handler({"action": "fetch"}, Context()) == result and tea.requests == 1
     assert len(events(aws, "run-2", "tea")) == 1
+
+
+# -- several TEA endpoints (one DAAC each) ------------------------------------------------------------
+
+
+def test_fetch_for_the_plans_endpoints_and_refresh_one_endpoint_in_the_map(
+    aws: Aws, tea: TeaEmulator, clock: FakeClock
+) -> None:
+    from shared.settings import TeaEndpoint
+
+    with TeaEmulator(clock=clock) as other:
+        aws.secrets.create_secret(Name="teacopy/cache-nsidc", SecretString=PLACEHOLDER)
+        settings = dataclasses.replace(
+            settings_for(tea), extra_endpoints=(TeaEndpoint("nsidc", other.url, "teacopy/cache-nsidc"),)
+        )
+        deps = CredentialDeps(
+            settings=settings,
+            secrets=aws.secrets,
+            dynamodb=aws.dynamodb,
+            s3=aws.s3,
+            tea=tea_client(tea),
+            teas={"nsidc": tea_client(other)},
+            clock=clock,
+            sleep=clock.sleep,
+        )
+
+        both = handle_credentials_request({"action": "fetch", "endpoints": ["default", "nsidc"]}, deps)
+
+        assert set(both) == {"default", "nsidc"} and (tea.requests, other.requests) == (1, 1)
+        assert set(both["nsidc"]) == {"version", "expiration"}
+        # each endpoint's credentials are in its own cache: one DAAC's keys are never another's
+        default_keys = CredentialCache(aws.secrets, CACHE_SECRET).get(both["default"]["version"])
+        nsidc_keys = CredentialCache(aws.secrets, "teacopy/cache-nsidc").get(both["nsidc"]["version"])
+        assert default_keys.access_key_id in {k for k, _ in tea.issued}
+        assert nsidc_keys.access_key_id in {k for k, _ in other.issued}
+
+        renewed = handle_credentials_request(
+            {"action": "refresh", "endpoint": "nsidc", "credentials": both, "run_id": "r"}, deps
+        )
+
+        assert renewed["default"] == both["default"]  # passed through untouched
+        assert renewed["nsidc"]["version"] != both["nsidc"]["version"]
+        assert (tea.requests, other.requests) == (1, 2)
+        (refresh,) = events(aws, "r", "refresh")
+        assert refresh["endpoint"] == "nsidc" and refresh["used_version"] == both["nsidc"]["version"]
+
+        with pytest.raises(InvalidInput) as info:
+            handle_credentials_request({"action": "fetch", "endpoints": ["lpdaac"]}, deps)
+        assert info.value.field == "endpoint" and "not a configured TEA endpoint" in info.value.rule

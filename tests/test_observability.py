@@ -288,7 +288,7 @@ def test_copy_batch_handler_publishes_objects_and_bytes(
         def get(self, version: str) -> TeaCredentials:
             return TeaCredentials("ASIAFAKE", "fake-secret", "fake-token", datetime.now(UTC) + timedelta(hours=1))
 
-    monkeypatch.setattr(handler, "CACHE", FakeCache())
+    monkeypatch.setattr(handler, "_CACHES", {"default": FakeCache()})
     event = {
         "run_id": "r1",
         "batch": {

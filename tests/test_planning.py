@@ -110,8 +110,10 @@ def test_plan_stages_batches_and_returns_small_state(s3):
         "options": {"overwrite": "skip-if-identical", "dry_run": False},
         "objects": 7,
         "batches": 3,
+        "endpoints": ["default"],
     }
     manifest = staging.get_json(s3, "staging", "runs/run-7/manifest.json")
+    assert {b["endpoint"] for b in manifest} == {"default"}  # the bucket's TEA endpoint
     assert [len(b["objects"]) for b in manifest] == [3, 3, 1]
     assert [o["key"] for b in manifest for o in b["objects"]] == keys
     assert {b["source_bucket"] for b in manifest} == {"daac-bucket"}
@@ -176,3 +178,13 @@ def test_batches_bounded_by_count_bytes_and_json_size():
     batches = list(make_batches(long_keys, "b", 1000, 10**12))
     assert all(len(json.dumps(b.to_dict())) < 200 * 1024 for b in batches)
     assert sum(len(b.objects) for b in batches) == 300
+
+
+def test_batches_name_the_tea_endpoint_of_their_bucket(s3):
+    import dataclasses
+
+    settings = dataclasses.replace(SETTINGS, bucket_endpoints=(("daac-bucket", "nsidc"),))
+    state = plan_job(with_("source.keys", ["a.nc", "b.nc"]), "run-8", settings=settings, s3=s3)
+    assert state["endpoints"] == ["nsidc"]
+    manifest = staging.get_json(s3, "staging", "runs/run-8/manifest.json")
+    assert {b["endpoint"] for b in manifest} == {"nsidc"}

@@ -86,6 +86,7 @@ def test_incremental_schedule_copies_only_what_changed_since_its_last_success(sy
 
             time.sleep(1.1)
             second_batch = add_granules(cmr, engine, concept, [4, 5])
+            time.sleep(1.1)
 
             night2 = engine.run(job, name="night-2", timeout=120)
 

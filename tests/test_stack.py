@@ -41,6 +41,8 @@ EXPECTED_ENV = {
         env_names.CMR_PAGE_SIZE,
         env_names.CREDENTIALS_FUNCTION,
         env_names.SCHEDULE_STATE_PREFIX,  # the test synth has an incremental schedule
+        env_names.TEA_ENDPOINTS,  # ... and a second TEA endpoint
+        env_names.BUCKET_ENDPOINTS,
     },
     "credentials": {
         env_names.STAGING_BUCKET,
@@ -51,6 +53,7 @@ EXPECTED_ENV = {
         env_names.APP_NAME,
         env_names.SAFETY_MARGIN_SECONDS,
         env_names.TEA_TIMEOUT_SECONDS,
+        env_names.TEA_ENDPOINTS,
     },
     "copy_batch": {
         env_names.STAGING_BUCKET,
@@ -62,6 +65,7 @@ EXPECTED_ENV = {
         env_names.INFLIGHT_PARTS,
         env_names.OBJECT_CONCURRENCY,
         env_names.DEADLINE_RESERVE_SECONDS,
+        env_names.TEA_ENDPOINTS,
     },
     "summarize": {env_names.STAGING_BUCKET, env_names.MAX_FAILED_PERCENT, env_names.SCHEDULE_STATE_PREFIX},
 }
@@ -219,7 +223,11 @@ def test_top_level_flow(synth: Any) -> None:
     assert states["Plan"]["Parameters"] == {"input.$": "$", "run_id.$": "$$.Execution.Name"}
     assert states["Plan"]["ResultPath"] == "$"
     assert states["Plan"]["Next"] == "FetchCredentials"
-    assert states["FetchCredentials"]["Parameters"] == {"action": "fetch", "run_id.$": "$.run_id"}
+    assert states["FetchCredentials"]["Parameters"] == {
+        "action": "fetch",
+        "run_id.$": "$.run_id",
+        "endpoints.$": "$.endpoints",  # every TEA endpoint the plan's batches read from
+    }
     assert states["FetchCredentials"]["ResultPath"] == "$.credentials"
     assert states["FetchCredentials"]["Next"] == "CopyObjects"
     assert states["CopyObjects"]["Next"] == "MapSucceeded"
@@ -271,7 +279,8 @@ def test_credentials_expired_routes_to_refresh_and_back(synth: Any) -> None:
     assert refresh["Parameters"] == {
         "action": "refresh",
         "run_id.$": "$.run_id",
-        "used_version.$": "$.credentials.version",
+        "endpoint.$": "$.batch.endpoint",
+        "credentials.$": "$.credentials",
     }
     assert refresh["ResultPath"] == "$.credentials"
     assert refresh["Next"] == "CopyBatch"

@@ -11,7 +11,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from shared.copy_engine import copy_batch
 from shared.credentials import CredentialCache
-from shared.errors import TransientCopyError
+from shared.errors import ConfigurationError, TransientCopyError
 from shared.metrics import SERVICE_COPY, for_lambda, observed, record_copy_result
 from shared.models import CopyBatchEvent, TeaCredentials
 from shared.settings import CopySettings
@@ -36,18 +36,26 @@ def _config(pool: int) -> Config:
 
 # One client for the destination and the staging bucket (both written with the Lambda's role).
 S3 = boto3.client("s3", config=_config(_POOL))
-CACHE = CredentialCache(boto3.client("secretsmanager"), SETTINGS.credentials_secret_id)
-_SOURCE_CLIENTS: dict[str, Any] = {}  # credentials version -> S3 client signed with those TEA credentials
+SECRETS = boto3.client("secretsmanager")
+_CACHES: dict[str, CredentialCache] = {}  # TEA endpoint name -> its credentials cache
+_SOURCE_CLIENTS: dict[tuple[str, str], Any] = {}  # (endpoint, version) -> S3 client signed with those credentials
 
 
-def _source_client(version: str) -> tuple[Any, TeaCredentials]:
+def _source_client(endpoint: str, version: str) -> tuple[Any, TeaCredentials]:
+    cache = _CACHES.get(endpoint)
+    if cache is None:
+        try:
+            cache = _CACHES[endpoint] = CredentialCache(SECRETS, SETTINGS.cache_secret_id(endpoint))
+        except KeyError:
+            raise ConfigurationError(f"TEA endpoint {endpoint!r} is not configured for this function") from None
     try:
-        credentials = CACHE.get(version)  # CredentialsExpired when the version is gone
+        credentials = cache.get(version)  # CredentialsExpired when the version is gone
     except (ClientError, BotoCoreError) as exc:  # throttled / unreachable Secrets Manager: retry the batch
         raise TransientCopyError(f"could not read the credentials cache ({type(exc).__name__})") from exc
-    client = _SOURCE_CLIENTS.get(version)
+    client = _SOURCE_CLIENTS.get((endpoint, version))
     if client is None:
-        _SOURCE_CLIENTS.clear()  # older versions are expired or about to be
+        for key in [k for k in _SOURCE_CLIENTS if k[0] == endpoint]:
+            del _SOURCE_CLIENTS[key]  # this endpoint's older versions are expired or about to be
         client = boto3.client(
             "s3",
             region_name=SETTINGS.source_region,
@@ -56,14 +64,14 @@ def _source_client(version: str) -> tuple[Any, TeaCredentials]:
             aws_session_token=credentials.session_token,
             config=_config(SETTINGS.object_concurrency + 2),
         )
-        _SOURCE_CLIENTS[version] = client
+        _SOURCE_CLIENTS[(endpoint, version)] = client
     return client, credentials
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with observed(for_lambda(SERVICE_COPY)) as metrics:
         request = CopyBatchEvent.from_dict(event)
-        source_s3, credentials = _source_client(request.credentials.version)
+        source_s3, credentials = _source_client(request.batch.endpoint, request.credentials.version)
         result = copy_batch(
             request,
             settings=SETTINGS,

@@ -26,7 +26,16 @@ S3 = boto3.client(
 )
 # The Credentials function may wait for TEA (bounded retries) and for a concurrent refresher's lease.
 LAMBDA = boto3.client("lambda", config=Config(connect_timeout=5, read_timeout=150, retries={"max_attempts": 2}))
-CACHE = CredentialCache(boto3.client("secretsmanager"), SETTINGS.credentials_secret_id)
+SECRETS = boto3.client("secretsmanager")
+_CACHES: dict[str, CredentialCache] = {}  # TEA endpoint name -> its credentials cache
+
+
+def _cache_for(endpoint: str) -> CredentialCache:
+    if endpoint not in _CACHES:
+        _CACHES[endpoint] = CredentialCache(SECRETS, SETTINGS.cache_secret_id(endpoint))
+    return _CACHES[endpoint]
+
+
 SSM = boto3.client("ssm", config=Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard"}))
 
 
@@ -45,7 +54,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     run_id = event.get("run_id", "")
     deps = SourceDeps(
         clients=(
-            InvokedCredentials(LAMBDA, SETTINGS.credentials_function, CACHE, _source_client, run_id)
+            InvokedCredentials(
+                LAMBDA, SETTINGS.credentials_function, _cache_for, _source_client, run_id, SETTINGS.endpoint_for
+            )
             if SETTINGS.credentials_function
             else None
         ),

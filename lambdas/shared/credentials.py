@@ -51,7 +51,7 @@ from .errors import (
     RefreshInProgress,
 )
 from .metrics import MetricsSink, record_refresh, record_tea_request
-from .models import CredentialsRef, TeaCredentials, format_time
+from .models import DEFAULT_ENDPOINT, ENDPOINT_NAME_RE, CredentialsRef, TeaCredentials, credentials_for, format_time
 from .settings import CredentialSettings
 from .staging import record_event
 from .tea import RequestCallback, TeaAuth, TeaClient, renewal_hint
@@ -384,33 +384,64 @@ class CredentialDeps:
     secrets: Any
     dynamodb: Any
     s3: Any
-    tea: TeaClient | None = None
+    tea: TeaClient | None = None  # the "default" endpoint's client (tests inject one)
     clock: Clock = utc_now
     sleep: Callable[[float], None] = time.sleep
     wait_seconds: float = 30
     poll_seconds: float = 0.5
+    teas: dict[str, TeaClient] = field(default_factory=dict)  # the other endpoints' clients (built lazily)
     cache: CredentialCache = field(init=False)
+    _caches: dict[str, CredentialCache] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.tea is None:
-            self.tea = TeaClient(
-                self.settings.tea_endpoint,
-                self.settings.app_name,
-                self.settings.tea_timeout_seconds,
-                token_secret_name=self.settings.token_secret_id,
-            )
+            self.tea = self._client_for(self.settings.tea_endpoint)
+        self.teas[DEFAULT_ENDPOINT] = self.tea
         self.cache = CredentialCache(self.secrets, self.settings.credentials_secret_id)
+        self._caches[DEFAULT_ENDPOINT] = self.cache
+
+    def _client_for(self, url: str) -> TeaClient:
+        return TeaClient(
+            url,
+            self.settings.app_name,
+            self.settings.tea_timeout_seconds,
+            token_secret_name=self.settings.token_secret_id,
+        )
+
+    def for_endpoint(self, name: str) -> tuple[TeaClient, CredentialCache, RefreshLease]:
+        """The TEA client, cache and refresh lease of one configured endpoint (each coalesced on its own)."""
+        try:
+            endpoint = self.settings.endpoint(name)
+        except KeyError:
+            known = ", ".join(self.settings.endpoint_names)
+            raise InvalidInput("endpoint", f"{name!r} is not a configured TEA endpoint (configured: {known})") from None
+        if name not in self.teas:
+            self.teas[name] = self._client_for(endpoint.url)
+        if name not in self._caches:
+            self._caches[name] = CredentialCache(self.secrets, endpoint.cache_secret_id)
+        lease = RefreshLease(self.dynamodb, self.settings.lock_table, f"tea-refresh#{endpoint.cache_secret_id}")
+        return self.teas[name], self._caches[name], lease
 
     def lease(self) -> RefreshLease:
-        lease_id = f"tea-refresh#{self.settings.credentials_secret_id}"
-        return RefreshLease(self.dynamodb, self.settings.lock_table, lease_id)
+        return self.for_endpoint(DEFAULT_ENDPOINT)[2]
 
 
 @dataclass(frozen=True)
 class CredentialsRequest:
+    """``{"action": "fetch"|"refresh", "run_id"?, ...}`` in one of three shapes:
+
+    - ``{"action": "fetch", "endpoints": [names]}`` → ``{name: ref}`` (the workflow's FetchCredentials);
+    - ``{"action": "refresh", "endpoint": name, "credentials": {name: ref}}`` → the same map with that
+      endpoint's reference renewed (the map child's RefreshCredentials);
+    - ``{"action": ..., "endpoint"?: name, "used_version"?: version}`` → one ref (Plan's prefix listings).
+    """
+
     action: str
     run_id: str | None
     used_version: str | None
+    endpoint: str = DEFAULT_ENDPOINT
+    endpoints: tuple[str, ...] | None = None
+    credentials: dict[str, Any] | None = None
 
     @classmethod
     def from_event(cls, event: Any) -> CredentialsRequest:
@@ -428,20 +459,58 @@ class CredentialsRequest:
                 raise InvalidInput("used_version", "must be a non-empty string when present")
             if action != "refresh":
                 raise InvalidInput("used_version", "is only allowed with action 'refresh'")
-        return cls(action=action, run_id=run_id, used_version=used_version)
+        endpoint = event.get("endpoint", DEFAULT_ENDPOINT)
+        if not isinstance(endpoint, str) or not ENDPOINT_NAME_RE.match(endpoint):
+            raise InvalidInput("endpoint", "must be the name of a configured TEA endpoint")
+        endpoints = event.get("endpoints")
+        if endpoints is not None:
+            if action != "fetch" or not isinstance(endpoints, list) or not endpoints:
+                raise InvalidInput("endpoints", "is a non-empty list, only with action 'fetch'")
+            if not all(isinstance(e, str) and ENDPOINT_NAME_RE.match(e) for e in endpoints):
+                raise InvalidInput("endpoints", "must list names of configured TEA endpoints")
+        credentials = event.get("credentials")
+        if credentials is not None:
+            if action != "refresh" or not isinstance(credentials, dict) or used_version is not None:
+                raise InvalidInput("credentials", "is the state's {endpoint: ref} map, only with action 'refresh'")
+            used_version = credentials_for(credentials, endpoint).version
+        return cls(
+            action=action,
+            run_id=run_id,
+            used_version=used_version,
+            endpoint=endpoint,
+            endpoints=None if endpoints is None else tuple(dict.fromkeys(endpoints)),
+            credentials=credentials,
+        )
 
 
 def handle_credentials_request(
     event: Any, deps: CredentialDeps, wait_seconds: float | None = None, metrics: MetricsSink | None = None
-) -> dict[str, str]:
-    """Serve one fetch/refresh call and return only ``{"version", "expiration"}`` (never secrets).
+) -> dict[str, Any]:
+    """Serve one fetch/refresh call; return only references ``{"version", "expiration"}`` (never secrets).
 
-    ``metrics`` (optional) records each TEA request (count, latency, errors) and each refresh.
+    The shape of the answer follows the request (see CredentialsRequest). ``metrics`` (optional)
+    records each TEA request (count, latency, errors) and each refresh.
     """
     request = CredentialsRequest.from_event(event)
+    if request.endpoints is not None:
+        return {name: _serve(request, name, None, deps, wait_seconds, metrics).to_dict() for name in request.endpoints}
+    ref = _serve(request, request.endpoint, request.used_version, deps, wait_seconds, metrics)
+    if request.credentials is not None:
+        return {**request.credentials, request.endpoint: ref.to_dict()}
+    return ref.to_dict()
+
+
+def _serve(
+    request: CredentialsRequest,
+    endpoint: str,
+    used_version: str | None,
+    deps: CredentialDeps,
+    wait_seconds: float | None,
+    metrics: MetricsSink | None,
+) -> CredentialsRef:
+    """Fresh credentials of one endpoint: from its cache, or one coalesced TEA call."""
     settings = deps.settings
-    tea = deps.tea
-    assert tea is not None
+    tea, cache, lease = deps.for_endpoint(endpoint)
 
     def record(kind: str, detail: dict[str, Any]) -> None:
         try:
@@ -460,15 +529,16 @@ def handle_credentials_request(
                 "outcome": detail.get("outcome"),
                 "seconds": detail.get("seconds"),
                 "action": request.action,
+                "endpoint": endpoint,
             },
         )
 
     ref, fetched = ensure_fresh(
-        cache=deps.cache,
-        lease=deps.lease(),
+        cache=cache,
+        lease=lease,
         tea=tea,
         auth_loader=lambda: load_token(deps.secrets, settings.token_secret_id),
-        used_version=request.used_version,
+        used_version=used_version,
         margin_seconds=settings.safety_margin_seconds,
         clock=deps.clock,
         sleep=deps.sleep,
@@ -478,10 +548,11 @@ def handle_credentials_request(
         lease_ttl_seconds=lease_ttl_for(tea),
     )
     logger.info(
-        "credentials %s: run_id=%s used_version=%s version=%s expiration=%s fetched=%s",
+        "credentials %s: run_id=%s endpoint=%s used_version=%s version=%s expiration=%s fetched=%s",
         request.action,
         request.run_id,
-        request.used_version,
+        endpoint,
+        used_version,
         ref.version,
         ref.expiration,
         fetched,
@@ -489,5 +560,8 @@ def handle_credentials_request(
     if request.action == "refresh":
         if metrics is not None:
             record_refresh(metrics, fetched)
-        record("refresh", {"fetched": fetched, "used_version": request.used_version, "new_version": ref.version})
-    return ref.to_dict()
+        record(
+            "refresh",
+            {"fetched": fetched, "used_version": used_version, "new_version": ref.version, "endpoint": endpoint},
+        )
+    return ref

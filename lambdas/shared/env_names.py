@@ -28,5 +28,8 @@ CREDENTIALS_FUNCTION = "TEACOPY_CREDENTIALS_FUNCTION"  # Plan invokes it for TEA
 CMR_URL = "TEACOPY_CMR_URL"  # e.g. https://cmr.earthdata.nasa.gov (https; http only to a loopback address)
 CMR_PAGE_SIZE = "TEACOPY_CMR_PAGE_SIZE"  # granules per CMR page, 1..2000
 CMR_MAX_GRANULES = "TEACOPY_CMR_MAX_GRANULES"  # a CMR source matching more granules is refused
+# More TEA endpoints than TEA_ENDPOINT (named "default"): JSON {name: {"url": ..., "cache": <secret id>}}
+TEA_ENDPOINTS = "TEACOPY_TEA_ENDPOINTS"
+BUCKET_ENDPOINTS = "TEACOPY_BUCKET_ENDPOINTS"  # JSON {source bucket: endpoint name}; others use "default"
 # Local engine only: where S3 / Secrets Manager / DynamoDB live (unset on AWS).
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from .errors import InvalidInput
+
+DEFAULT_ENDPOINT = "default"  # the name of config ``tea_endpoint``; more endpoints are named in ``tea_endpoints``
+ENDPOINT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 
 
 def parse_time(value: str) -> datetime:
@@ -183,16 +187,22 @@ class CopyOptions:
 
 @dataclass(frozen=True)
 class Batch:
-    """One item of the staged manifest: the unit of work of one map child."""
+    """One item of the staged manifest: the unit of work of one map child.
+
+    All its objects are in one source bucket, read with the credentials of one TEA ``endpoint``
+    (the name of a configured endpoint; ``default`` is ``tea_endpoint``).
+    """
 
     batch_id: str
     source_bucket: str
     objects: tuple[ObjectSpec, ...]
+    endpoint: str = DEFAULT_ENDPOINT
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.batch_id,
             "source_bucket": self.source_bucket,
+            "endpoint": self.endpoint,
             "objects": [o.to_dict() for o in self.objects],
         }
 
@@ -203,7 +213,15 @@ class Batch:
         batch_id, bucket, objects = data.get("id"), data.get("source_bucket"), data.get("objects")
         if not isinstance(batch_id, str) or not isinstance(bucket, str) or not isinstance(objects, list):
             raise InvalidInput("batch", "needs 'id', 'source_bucket' and 'objects'")
-        return cls(batch_id=batch_id, source_bucket=bucket, objects=tuple(ObjectSpec.from_dict(o) for o in objects))
+        endpoint = data.get("endpoint", DEFAULT_ENDPOINT)
+        if not isinstance(endpoint, str) or not ENDPOINT_NAME_RE.match(endpoint):
+            raise InvalidInput("batch.endpoint", "must be the name of a configured TEA endpoint")
+        return cls(
+            batch_id=batch_id,
+            source_bucket=bucket,
+            objects=tuple(ObjectSpec.from_dict(o) for o in objects),
+            endpoint=endpoint,
+        )
 
 
 @dataclass(frozen=True)
@@ -223,13 +241,23 @@ class CopyBatchEvent:
         run_id = data.get("run_id")
         if not isinstance(run_id, str) or not run_id:
             raise InvalidInput("run_id", "must be a non-empty string")
+        batch = Batch.from_dict(data.get("batch"))
         return cls(
             run_id=run_id,
-            batch=Batch.from_dict(data.get("batch")),
+            batch=batch,
             destination=Destination.from_dict(data.get("destination")),
-            credentials=CredentialsRef.from_dict(data.get("credentials")),
+            credentials=credentials_for(data.get("credentials"), batch.endpoint),
             options=CopyOptions.from_dict(data.get("options")),
         )
+
+
+def credentials_for(data: Any, endpoint: str) -> CredentialsRef:
+    """The reference of ``endpoint`` in the state's ``credentials``: ``{endpoint name: ref}`` (or one ref)."""
+    if isinstance(data, dict) and "version" not in data:
+        if endpoint not in data:
+            raise InvalidInput("credentials", f"has no credentials for TEA endpoint {endpoint!r}")
+        return CredentialsRef.from_dict(data[endpoint], f"credentials.{endpoint}")
+    return CredentialsRef.from_dict(data)
 
 
 # Per-object outcome statuses written to the staging bucket and aggregated by Summarize.

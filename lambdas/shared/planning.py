@@ -29,7 +29,7 @@ from typing import Any
 from . import sources, staging
 from .cmr import DIRECT_ACCESS, CmrClient, CmrQuery
 from .errors import ConfigurationError, InvalidInput
-from .models import Batch, CopyOptions, Destination, ObjectSpec, format_time, parse_time
+from .models import DEFAULT_ENDPOINT, Batch, CopyOptions, Destination, ObjectSpec, format_time, parse_time
 from .schedule_state import ScheduleRef
 from .settings import PlanSettings
 from .sources import KeyFilter, KeyMapping, SourceClients
@@ -397,7 +397,9 @@ def plan_job(
     )
     manifest_key = staging.manifest_key(run_id)
     writer = sources.StagedManifest(s3, settings.staging_bucket, manifest_key, sources.STAGED_PART_BYTES)
-    batcher = sources.Batcher(writer, settings.batch_max_objects, settings.batch_max_bytes, MAX_BATCH_JSON_BYTES)
+    batcher = sources.Batcher(
+        writer, settings.batch_max_objects, settings.batch_max_bytes, MAX_BATCH_JSON_BYTES, settings.endpoint_for
+    )
     stats: dict[str, Any] = {}
     count, known_bytes, unknown_sizes, duplicates = 0, 0, 0, 0
     buckets: set[str] = set()
@@ -457,6 +459,7 @@ def plan_job(
         "bytes_known": known_bytes if unknown_sizes == 0 else None,
         "source_stats": stats,
         "staged_manifest_bytes": writer.bytes_written,
+        "endpoints": sorted(batcher.endpoints),
         "planned_at": planned_at,
     }
     if request.schedule is not None:
@@ -477,6 +480,8 @@ def plan_job(
         "options": plan["options"],
         "objects": count,
         "batches": batcher.batches,
+        # FetchCredentials fetches (or finds cached) credentials of each TEA endpoint the batches need
+        "endpoints": sorted(batcher.endpoints) or [DEFAULT_ENDPOINT],
     }
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from . import env_names as env
 from .errors import ConfigurationError
-from .models import Destination
+from .models import DEFAULT_ENDPOINT, ENDPOINT_NAME_RE, Destination
 
 
 def _str(environ: Mapping[str, str], name: str, default: str | None = None) -> str:
@@ -47,6 +47,55 @@ def _json_list(environ: Mapping[str, str], name: str) -> list[object]:
     return value
 
 
+def _bucket_endpoints(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    raw = environ.get(env.BUCKET_ENDPOINTS) or "{}"
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"environment variable {env.BUCKET_ENDPOINTS} must be a JSON object") from exc
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and ENDPOINT_NAME_RE.match(v) for k, v in value.items()
+    ):
+        raise ConfigurationError(f"environment variable {env.BUCKET_ENDPOINTS} must map bucket names to endpoints")
+    return tuple(sorted(value.items()))
+
+
+@dataclass(frozen=True)
+class TeaEndpoint:
+    """One DAAC's TEA: where ``/s3credentials`` is, and the cache secret holding its credentials."""
+
+    name: str
+    url: str
+    cache_secret_id: str
+
+
+def _tea_endpoints(environ: Mapping[str, str], default_url: str | None) -> dict[str, TeaEndpoint]:
+    """``default`` (TEA_ENDPOINT + CREDENTIALS_SECRET_ID) plus the named ones of TEA_ENDPOINTS."""
+    endpoints: dict[str, TeaEndpoint] = {}
+    if default_url is not None:
+        endpoints[DEFAULT_ENDPOINT] = TeaEndpoint(
+            DEFAULT_ENDPOINT, default_url.rstrip("/"), _str(environ, env.CREDENTIALS_SECRET_ID)
+        )
+    raw = environ.get(env.TEA_ENDPOINTS) or "{}"
+    try:
+        extra = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"environment variable {env.TEA_ENDPOINTS} must be a JSON object") from exc
+    if not isinstance(extra, dict):
+        raise ConfigurationError(f"environment variable {env.TEA_ENDPOINTS} must be a JSON object")
+    for name, item in extra.items():
+        if (
+            not ENDPOINT_NAME_RE.match(name)
+            or name == DEFAULT_ENDPOINT
+            or not isinstance(item, dict)
+            or not isinstance(item.get("url"), str)
+            or not isinstance(item.get("cache"), str)
+        ):
+            raise ConfigurationError(f"{env.TEA_ENDPOINTS}: {name!r} must map to {{'url': ..., 'cache': ...}}")
+        endpoints[name] = TeaEndpoint(name, item["url"].rstrip("/"), item["cache"])
+    return endpoints
+
+
 @dataclass(frozen=True)
 class CredentialSettings:
     token_secret_id: str
@@ -57,6 +106,19 @@ class CredentialSettings:
     safety_margin_seconds: int
     tea_timeout_seconds: int
     staging_bucket: str
+    extra_endpoints: tuple[TeaEndpoint, ...] = ()  # besides "default" (tea_endpoint)
+
+    def endpoint(self, name: str) -> TeaEndpoint:
+        if name == DEFAULT_ENDPOINT:
+            return TeaEndpoint(DEFAULT_ENDPOINT, self.tea_endpoint, self.credentials_secret_id)
+        for endpoint in self.extra_endpoints:
+            if endpoint.name == name:
+                return endpoint
+        raise KeyError(name)
+
+    @property
+    def endpoint_names(self) -> tuple[str, ...]:
+        return (DEFAULT_ENDPOINT, *(e.name for e in self.extra_endpoints))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CredentialSettings:
@@ -70,6 +132,7 @@ class CredentialSettings:
             safety_margin_seconds=_int(e, env.SAFETY_MARGIN_SECONDS, 300),
             tea_timeout_seconds=_int(e, env.TEA_TIMEOUT_SECONDS, 15, minimum=1),
             staging_bucket=_str(e, env.STAGING_BUCKET),
+            extra_endpoints=tuple(v for k, v in _tea_endpoints(e, None).items() if k != DEFAULT_ENDPOINT),
         )
 
 
@@ -90,6 +153,17 @@ class PlanSettings:
     cmr_page_size: int = 2000
     cmr_max_granules: int = 1_000_000
     schedule_state_prefix: str = ""  # SSM path of incremental schedules' state ("" = no incremental schedule)
+    bucket_endpoints: tuple[tuple[str, str], ...] = ()  # (source bucket, TEA endpoint name); others: default
+    extra_cache_secret_ids: tuple[tuple[str, str], ...] = ()  # (endpoint name, cache secret) besides default
+
+    def endpoint_for(self, bucket: str) -> str:
+        """The TEA endpoint whose credentials read ``bucket`` (config ``tea_endpoints[].buckets``)."""
+        return dict(self.bucket_endpoints).get(bucket, DEFAULT_ENDPOINT)
+
+    def cache_secret_id(self, endpoint: str) -> str:
+        if endpoint == DEFAULT_ENDPOINT:
+            return self.credentials_secret_id
+        return dict(self.extra_cache_secret_ids)[endpoint]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PlanSettings:
@@ -114,6 +188,10 @@ class PlanSettings:
             cmr_page_size=_int(e, env.CMR_PAGE_SIZE, 2000, minimum=1),
             cmr_max_granules=_int(e, env.CMR_MAX_GRANULES, 1_000_000, minimum=1),
             schedule_state_prefix=e.get(env.SCHEDULE_STATE_PREFIX, ""),
+            bucket_endpoints=_bucket_endpoints(e),
+            extra_cache_secret_ids=tuple(
+                (k, v.cache_secret_id) for k, v in _tea_endpoints(e, None).items() if k != DEFAULT_ENDPOINT
+            ),
         )
 
 
@@ -128,6 +206,13 @@ class CopySettings:
     inflight_parts: int
     object_concurrency: int
     deadline_reserve_seconds: int
+    extra_cache_secret_ids: tuple[tuple[str, str], ...] = ()  # (endpoint name, cache secret) besides default
+
+    def cache_secret_id(self, endpoint: str) -> str:
+        """The credentials cache secret of a TEA endpoint (KeyError: not configured here)."""
+        if endpoint == DEFAULT_ENDPOINT:
+            return self.credentials_secret_id
+        return dict(self.extra_cache_secret_ids)[endpoint]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CopySettings:
@@ -143,6 +228,9 @@ class CopySettings:
             inflight_parts=_int(e, env.INFLIGHT_PARTS, 4, minimum=1),
             object_concurrency=_int(e, env.OBJECT_CONCURRENCY, 4, minimum=1),
             deadline_reserve_seconds=_int(e, env.DEADLINE_RESERVE_SECONDS, 60, minimum=1),
+            extra_cache_secret_ids=tuple(
+                (k, v.cache_secret_id) for k, v in _tea_endpoints(e, None).items() if k != DEFAULT_ENDPOINT
+            ),
         )
 
 

@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import errors as named_errors
 from .errors import ConfigurationError, CredentialsExpired, InvalidInput, TeacopyError, TeaUnavailable
-from .models import Checksum, CredentialsRef, ObjectSpec, TeaCredentials
+from .models import DEFAULT_ENDPOINT, Checksum, CredentialsRef, ObjectSpec, TeaCredentials
 
 logger = logging.getLogger(__name__)
 
@@ -622,45 +622,55 @@ class InvokedCredentials:
     """SourceClients for the Plan Lambda: credentials come from the Credentials function (invoked).
 
     The Plan never reads the EDL token nor calls TEA itself: it invokes the Credentials function
-    (``{"action": "fetch"|"refresh", "run_id", "used_version"}``), which uses the coalesced cache and
-    lease, then reads the version it got from the cache secret, like a CopyBatch worker.
+    (``{"action": "fetch"|"refresh", "run_id", "endpoint"?, "used_version"?}``), which uses the
+    coalesced cache and lease of the bucket's TEA endpoint, then reads the version it got from that
+    endpoint's cache secret, like a CopyBatch worker.
     """
 
     def __init__(
         self,
         lambda_client: Any,
         function_name: str,
-        cache: Any,  # credentials.CredentialCache
+        cache: Any,  # credentials.CredentialCache of the default endpoint, or endpoint name -> cache
         make_client: Callable[[TeaCredentials], Any],
         run_id: str | None,
+        endpoint_for: Callable[[str], str] = lambda _bucket: DEFAULT_ENDPOINT,
     ) -> None:
         if not function_name:
             raise ConfigurationError("prefix sources need the Credentials function (TEACOPY_CREDENTIALS_FUNCTION)")
         self._lambda = lambda_client
         self._function = function_name
-        self._cache = cache
+        self._cache_for: Callable[[str], Any] = cache if callable(cache) else (lambda _endpoint: cache)
         self._make_client = make_client
         self._run_id = run_id
-        self._ref: CredentialsRef | None = None
-        self._client: Any = None
+        self._endpoint_for = endpoint_for
+        self._refs: dict[str, CredentialsRef] = {}
+        self._clients: dict[str, Any] = {}
         self.invocations = 0
 
     def __repr__(self) -> str:
         return f"InvokedCredentials(function={self._function!r})"
 
     def s3_for(self, bucket: str) -> Any:
-        if self._ref is None:
-            self._use(self._invoke({"action": "fetch"}))
-        return self._client
+        endpoint = self._endpoint_for(bucket)
+        if endpoint not in self._refs:
+            self._use(endpoint, self._invoke({"action": "fetch", **self._named(endpoint)}))
+        return self._clients[endpoint]
 
     def refreshed(self, bucket: str) -> Any:
-        used = {"used_version": self._ref.version} if self._ref is not None else {}
-        self._use(self._invoke({"action": "refresh", **used}))
-        return self._client
+        endpoint = self._endpoint_for(bucket)
+        ref = self._refs.get(endpoint)
+        used = {"used_version": ref.version} if ref is not None else {}
+        self._use(endpoint, self._invoke({"action": "refresh", **self._named(endpoint), **used}))
+        return self._clients[endpoint]
 
-    def _use(self, ref: CredentialsRef) -> None:
-        self._ref = ref
-        self._client = self._make_client(self._cache.get(ref.version))
+    @staticmethod
+    def _named(endpoint: str) -> dict[str, str]:
+        return {} if endpoint == DEFAULT_ENDPOINT else {"endpoint": endpoint}
+
+    def _use(self, endpoint: str, ref: CredentialsRef) -> None:
+        self._refs[endpoint] = ref
+        self._clients[endpoint] = self._make_client(self._cache_for(endpoint).get(ref.version))
 
     def _invoke(self, event: dict[str, Any]) -> CredentialsRef:
         if self._run_id:
@@ -776,10 +786,19 @@ class Batcher:
     A batch only ever holds objects of one bucket (its credentials endpoint is chosen per bucket).
     """
 
-    def __init__(self, sink: StagedManifest, max_objects: int, max_bytes: int, max_json_bytes: int) -> None:
+    def __init__(
+        self,
+        sink: StagedManifest,
+        max_objects: int,
+        max_bytes: int,
+        max_json_bytes: int,
+        endpoint_for: Callable[[str], str] = lambda _bucket: DEFAULT_ENDPOINT,
+    ) -> None:
         self._sink = sink
         self._max_objects, self._max_bytes, self._max_json = max_objects, max_bytes, max_json_bytes
         self._open: dict[str, tuple[list[dict[str, Any]], list[int]]] = {}  # bucket -> (objects, [bytes, json])
+        self._endpoint_for = endpoint_for
+        self.endpoints: set[str] = set()  # the TEA endpoints the staged batches need credentials from
         self.batches = 0
 
     def add(self, bucket: str, item: dict[str, Any], where: str) -> None:
@@ -806,7 +825,11 @@ class Batcher:
         objects, _ = self._open.pop(bucket)
         if objects:
             self.batches += 1
-            self._sink.add({"id": f"b{self.batches:06d}", "source_bucket": bucket, "objects": objects})
+            endpoint = self._endpoint_for(bucket)
+            self.endpoints.add(endpoint)
+            self._sink.add(
+                {"id": f"b{self.batches:06d}", "source_bucket": bucket, "endpoint": endpoint, "objects": objects}
+            )
 
     def finish(self) -> None:
         for bucket in list(self._open):

@@ -85,6 +85,23 @@ class Storage(Construct):
             ),
         )
 
+        # One cache per additional TEA endpoint (several DAACs in one job): each refreshed on its own.
+        self.endpoint_caches: dict[str, secretsmanager.Secret] = {
+            endpoint.name: secretsmanager.Secret(
+                self,
+                f"CredentialsCacheSecret-{endpoint.name}",
+                description=f"teacopy TEA credentials cache for {endpoint.endpoint}, written by the credentials "
+                "Lambda. Do not edit.",
+                generate_secret_string=secretsmanager.SecretStringGenerator(
+                    secret_string_template='{"placeholder": true}',  # noqa: S106 - a JSON template, not a password
+                    generate_string_key="nonce",
+                    exclude_punctuation=True,
+                    password_length=16,
+                ),
+            )
+            for endpoint in config.tea_endpoints
+        }
+
         self.lease_table = dynamodb.Table(
             self,
             "LeaseTable",

@@ -134,7 +134,14 @@ class CopyWorkflow(Construct):
             n.FETCH_CREDENTIALS,
             functions.credentials.function,
             result_path="$.credentials",
-            payload=sfn.TaskInput.from_object({"action": "fetch", "run_id": sfn.JsonPath.string_at("$.run_id")}),
+            # one {version, expiration} per TEA endpoint the plan's batches need: {"default": {...}, ...}
+            payload=sfn.TaskInput.from_object(
+                {
+                    "action": "fetch",
+                    "run_id": sfn.JsonPath.string_at("$.run_id"),
+                    "endpoints": sfn.JsonPath.list_at("$.endpoints"),
+                }
+            ),
         )
         _retry_credentials(fetch)
 
@@ -186,9 +193,11 @@ class CopyWorkflow(Construct):
             result_path="$.credentials",
             payload=sfn.TaskInput.from_object(
                 {
+                    # renews the batch's endpoint in the credentials map (the other entries pass through)
                     "action": "refresh",
                     "run_id": sfn.JsonPath.string_at("$.run_id"),
-                    "used_version": sfn.JsonPath.string_at("$.credentials.version"),
+                    "endpoint": sfn.JsonPath.string_at("$.batch.endpoint"),
+                    "credentials": sfn.JsonPath.object_at("$.credentials"),
                 }
             ),
         )
