@@ -11,7 +11,9 @@ It follows the behaviours measured from asfadmin/thin-egress-app (see docs / res
   ``expiration = str(datetime)`` (``2026-01-27 00:50:09+00:00``), a fresh credential set per call.
 
 Fault hooks: ``script(status, body, headers, delay)`` queues canned answers consumed one per request
-before the normal handling (``status=None`` only delays, then answers normally); ``set_lifetime``.
+before the normal handling (``status=None`` only delays, then answers normally); ``script_drop()``
+queues a dropped connection (closed without an answer); ``set_lifetime``; ``expire()`` makes issued
+credentials expire early (the local S3 then answers ``ExpiredToken``, like AWS for a dead session).
 The emulator never logs tokens; received headers are kept in memory with auth values redacted.
 """
 
@@ -52,6 +54,7 @@ class ScriptedResponse:
     body: bytes
     headers: dict[str, str]
     delay: float
+    drop: bool = False  # close the connection without answering
 
 
 def _utcnow() -> datetime:
@@ -80,7 +83,9 @@ class TeaEmulator:
         self._cookies: set[str] = set()
         self._credentials: dict[str, IssuedCredentials] = {}
         self._revoked: set[str] = set()
+        self._expired_at: dict[str, datetime] = {}
         self._requests = 0
+        self.early_expiries = 0
         self._issued: list[tuple[str, datetime]] = []
         self._received: list[dict[str, str]] = []
         self._stopping = threading.Event()
@@ -146,6 +151,11 @@ class TeaEmulator:
         with self._lock:
             self._script.append(ScriptedResponse(status, payload, merged, float(delay)))
 
+    def script_drop(self, delay: float = 0.0) -> None:
+        """Queue one dropped connection: the next request is closed without any answer."""
+        with self._lock:
+            self._script.append(ScriptedResponse(None, b"", {}, float(delay), drop=True))
+
     def set_lifetime(self, seconds: float) -> None:
         with self._lock:
             self._lifetime = float(seconds)
@@ -174,12 +184,33 @@ class TeaEmulator:
             revoked = access_key_id in self._revoked
         if creds is None:
             return None
-        return not revoked and (now or self._clock()) < creds.expiration
+        expiration = self.expiration_of(access_key_id)
+        assert expiration is not None
+        return not revoked and (now or self._clock()) < expiration
 
     def expiration_of(self, access_key_id: str) -> datetime | None:
+        """When the credentials really expire (early if ``expire`` was called), None for an unknown key."""
         with self._lock:
             creds = self._credentials.get(access_key_id)
-        return None if creds is None else creds.expiration
+            early = self._expired_at.get(access_key_id)
+        if creds is None:
+            return None
+        return creds.expiration if early is None else min(early, creds.expiration)
+
+    def expire(self, access_key_id: str | None = None, at: datetime | None = None) -> list[str]:
+        """Make issued credentials expire at ``at`` (default: now), every set issued so far if no key is given.
+
+        The document TEA handed out still shows the original expiration: only S3 (the local engine's
+        S3 hook, which asks ``expiration_of``) knows, as with a session AWS ends early. Returns the keys.
+        """
+        when = at or self._clock()
+        with self._lock:
+            keys = [access_key_id] if access_key_id is not None else [k for k, _ in self._issued]
+            for key in keys:
+                if key in self._credentials:
+                    self._expired_at[key] = min(when, self._expired_at.get(key, when))
+            self.early_expiries += len(keys)
+        return keys
 
     def credentials_of(self, access_key_id: str) -> IssuedCredentials | None:
         with self._lock:
@@ -279,6 +310,9 @@ def _make_handler(emulator: TeaEmulator) -> type[BaseHTTPRequestHandler]:
             emulator._record_headers({k: v for k, v in self.headers.items()})
             if scripted is not None:
                 emulator._sleep(scripted.delay)
+                if scripted.drop:
+                    self.close_connection = True  # nothing written: the client sees the connection closed
+                    return
                 if scripted.status is not None:
                     self._send(scripted.status, scripted.body, scripted.headers)
                     return
