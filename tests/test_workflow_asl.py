@@ -137,8 +137,10 @@ def test_lambda_service_errors_retried_on_every_lambda_task(states: dict[str, di
             assert retrier["MaxAttempts"] <= 6 and retrier["BackoffRate"] >= 1, (name, retrier)
 
 
-def test_copy_batch_crash_retries_are_few(states: dict[str, dict[str, Any]]) -> None:
-    retriers = {tuple(r["ErrorEquals"]): r for r in states["CopyBatch"]["Retry"]}
+@pytest.mark.parametrize("state", ["CopyBatch", "Plan", "FetchCredentials", "RefreshCredentials"])
+def test_crashed_invocations_are_retried_a_few_times(states: dict[str, dict[str, Any]], state: str) -> None:
+    # a Lambda timeout/crash of one invocation must not fail the batch (or the run) outright
+    retriers = {tuple(r["ErrorEquals"]): r for r in states[state]["Retry"]}
     crash = retriers[("Sandbox.Timedout", "Lambda.Unknown")]
     assert crash["MaxAttempts"] == 2
 

@@ -313,7 +313,7 @@ class _Checkpoint:
             digest=dict(data["digest"]),
             stalled=int(data.get("stalled", 0)),
         )
-        if checkpoint.part_size < MIN_PART_BYTES or not 0 < checkpoint.offset < checkpoint.size:
+        if checkpoint.part_size < MIN_PART_BYTES or not 0 <= checkpoint.offset < checkpoint.size:
             raise ValueError("checkpoint sizes are inconsistent")
         return checkpoint
 
@@ -674,6 +674,9 @@ class _ObjectCopier:
                 parts=[],
                 digest=_saved_state(digest) or {},
             )
+            # Known before the first part: if this invocation dies (timeout, crash), the next one, or
+            # Summarize, finds the open upload and continues or aborts it.
+            self._save_checkpoint(checkpoint)
         else:
             try:
                 digest = StreamDigest.resume(spec.checksum, checkpoint.digest)
@@ -1153,10 +1156,22 @@ def copy_batch(
             # Progress was made and kept: refresh without spending a refresh round of the state machine.
             logger.info("batch %s needs fresh credentials after progress: %s", batch.batch_id, top)
             return {**counts, "done": False, "refresh": True}
+        if _is_fatal(top):  # the map child fails on it: leave the operator its own words (Summarize reports them)
+            _record_fatal(staging_s3, settings.staging_bucket, event, top)
         raise top
     if flush_error is not None:
         raise flush_error
     return {**counts, "done": not pending and not cancelled and not paused, "refresh": False}
+
+
+def _record_fatal(staging_s3: Any, bucket: str, event: CopyBatchEvent, error: BaseException) -> None:
+    # TeacopyError messages are written for operators and never hold secrets; others: the type only.
+    message = str(error)[:1000] if isinstance(error, TeacopyError) else "unexpected error (see the CopyBatch logs)"
+    detail = {"batch": event.batch.batch_id, "error": type(error).__name__, "message": message}
+    try:
+        staging.record_event(staging_s3, bucket, event.run_id, "errors", detail)
+    except (ClientError, BotoCoreError) as exc:
+        logger.warning("could not record the batch's fatal error: %s", type(exc).__name__)
 
 
 def _flush(staging_s3: Any, bucket: str, prefix: str, results: list[ObjectResult]) -> TransientCopyError | None:

@@ -47,8 +47,12 @@ from .errors import (
     CredentialsExpired,
     CredentialsUnusable,
     EdlTokenRejected,
+    EulaNotAccepted,
     InvalidInput,
     RefreshInProgress,
+    TeaBadResponse,
+    TeaForbidden,
+    TeaUnavailable,
 )
 from .metrics import MetricsSink, record_refresh, record_tea_request
 from .models import DEFAULT_ENDPOINT, ENDPOINT_NAME_RE, CredentialsRef, TeaCredentials, credentials_for, format_time
@@ -483,6 +487,10 @@ class CredentialsRequest:
         )
 
 
+# Errors whose message tells the operator what to do; recorded in the run's staging events too.
+OPERATOR_ERRORS = (CredentialsUnusable, EdlTokenRejected, EulaNotAccepted, TeaForbidden, TeaBadResponse, TeaUnavailable)
+
+
 def handle_credentials_request(
     event: Any, deps: CredentialDeps, wait_seconds: float | None = None, metrics: MetricsSink | None = None
 ) -> dict[str, Any]:
@@ -492,12 +500,28 @@ def handle_credentials_request(
     records each TEA request (count, latency, errors) and each refresh.
     """
     request = CredentialsRequest.from_event(event)
-    if request.endpoints is not None:
-        return {name: _serve(request, name, None, deps, wait_seconds, metrics).to_dict() for name in request.endpoints}
-    ref = _serve(request, request.endpoint, request.used_version, deps, wait_seconds, metrics)
+    try:
+        if request.endpoints is not None:
+            return {
+                name: _serve(request, name, None, deps, wait_seconds, metrics).to_dict() for name in request.endpoints
+            }
+        ref = _serve(request, request.endpoint, request.used_version, deps, wait_seconds, metrics)
+    except OPERATOR_ERRORS as exc:
+        # What the operator must read (renew the token, accept a EULA, ...): kept for Summarize's report,
+        # since a failed map child's own error does not reach the execution's cause.
+        _record_error(deps, request, exc)
+        raise
     if request.credentials is not None:
         return {**request.credentials, request.endpoint: ref.to_dict()}
     return ref.to_dict()
+
+
+def _record_error(deps: CredentialDeps, request: CredentialsRequest, error: Exception) -> None:
+    detail = {"error": type(error).__name__, "message": str(error)[:1000], "endpoint": request.endpoint}
+    try:
+        record_event(deps.s3, deps.settings.staging_bucket, request.run_id, "errors", detail)
+    except (ClientError, BotoCoreError) as exc:
+        logger.warning("could not record a credentials error for run %s: %s", request.run_id, type(exc).__name__)
 
 
 def _serve(

@@ -172,6 +172,7 @@ def summarize(event: Any, *, settings: SummarySettings, s3: Any, ssm: Any = None
     uploads_aborted = abort_leftover_uploads(s3, settings.staging_bucket, run_id)
     report, rows = collect_run(s3, settings.staging_bucket, run_id, _started(event.get("execution_started")))
     report["uploads_aborted"] = uploads_aborted
+    report["errors"] = _fatal_errors(s3, settings.staging_bucket, run_id)
     report["map_failed"] = bool(outcome.get("map_failed"))
     if report["map_failed"]:
         report["map_error"] = {"error": outcome.get("error"), "cause": _short(outcome.get("cause"))}
@@ -196,7 +197,9 @@ def summarize(event: Any, *, settings: SummarySettings, s3: Any, ssm: Any = None
             why.append(f"{report['failed']} of {report['objects']} objects failed ({report['failures_by_reason']})")
         if report["not_attempted"]:
             why.append(f"{report['not_attempted']} objects were not attempted")
-        if report["map_failed"]:
+        for error in report["errors"][:3]:  # the failed batches' own words (their causes stay in the children)
+            why.append(f"{error['error']}: {_short(error['message'], 400)}")
+        if report["map_failed"] and not report["errors"]:
             why.append(f"a batch failed: {outcome.get('error')}: {_short(outcome.get('cause'), 300)}")
         raise CopyJobFailed("; ".join(why) + f". Report: {location}")
     _record_schedule_success(report, settings, ssm)
@@ -222,6 +225,18 @@ def _started(value: Any) -> float | None:
         return parse_time(value).timestamp()
     except ValueError:
         return None
+
+
+def _fatal_errors(s3: Any, bucket: str, run_id: str) -> list[dict[str, Any]]:
+    """The errors that failed map children recorded (CopyBatch, Credentials), each once, oldest first."""
+    keys = sorted(staging.list_keys(s3, bucket, staging.events_prefix(run_id, "errors")))
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in _read_all(s3, bucket, keys):
+        key = (str(event.get("error", "")), str(event.get("message", "")))
+        if key not in seen:
+            seen[key] = {"error": key[0], "message": key[1], "count": 0}
+        seen[key]["count"] += 1
+    return list(seen.values())
 
 
 def _short(text: Any, limit: int = 2000) -> str:

@@ -76,6 +76,12 @@ def safe_snippet(text: str, limit: int = 40) -> str:
     return excerpt[:limit] + ("..." if len(excerpt) > limit else "")
 
 
+def printable(text: str, limit: int = 60) -> str:
+    """A header value (e.g. Content-Type) for a message: printable characters only, no redaction."""
+    excerpt = "".join(ch if ch.isprintable() else " " for ch in text[:limit])
+    return excerpt + ("..." if len(text) > limit else "")
+
+
 def renewal_hint(token_secret_name: str) -> str:
     return (
         f"The EDL token in secret {token_secret_name} is invalid or expired (EDL tokens last 60 days). "
@@ -389,7 +395,7 @@ class TeaClient:
             raise _tag(
                 TeaBadResponse(
                     f"TEA at {self.host} answered HTTP {status} with HTML instead of a credentials document "
-                    f"(content-type {safe_snippet(content_type, 60)!r}); is the endpoint a TEA/Cumulus "
+                    f"(content-type {printable(content_type)!r}); is the endpoint a TEA/Cumulus "
                     "distribution API?"
                 ),
                 "bad_response",

@@ -90,6 +90,8 @@ def _retry_credentials(task: tasks.LambdaInvoke) -> None:
         backoff_rate=2,
         max_attempts=4,
     )
+    # A timed-out or crashed invocation (the coalesced refresh is safe to repeat: the lease expires)
+    task.add_retry(errors=list(CRASH_ERRORS), interval=Duration.seconds(5), backoff_rate=2, max_attempts=2)
 
 
 class CopyWorkflow(Construct):
