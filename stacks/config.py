@@ -73,7 +73,7 @@ class TeacopyConfig:
     copy_memory_mb: int = 1024
     copy_timeout_seconds: int = 900
     part_size_mb: int = 16
-    multipart_threshold_mb: int = 16  # smaller objects go in one PutObject (buffered: memory per object)
+    multipart_threshold_mb: int = 64  # smaller objects go in one PutObject (buffered: memory per object)
     inflight_parts: int = 4
     object_concurrency: int = 4
     log_retention_days: int = 30

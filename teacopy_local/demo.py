@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated object sizes, cycled (default 1KiB,100KiB,700KiB,2MiB)",
     )
     parser.add_argument(
-        "--large", type=parse_size, default=parse_size("40MiB"), help="one object of this size (multipart); 0 for none"
+        "--large", type=parse_size, default=parse_size("80MiB"), help="one object of this size (multipart); 0 for none"
     )
     parser.add_argument(
         "--first-lifetime", type=float, default=1.5, help="seconds the first credentials live (default 1.5)"

@@ -158,7 +158,8 @@ def test_plan_and_copy_environment_values(synth: Any) -> None:
     assert json.loads(plan[env_names.DESTINATIONS]) == destinations
     assert json.loads(plan[env_names.MANIFEST_BUCKETS]) == list(cfg.readable_buckets)
     copy = CopySettings.from_env(environment_of(synth, "copy_batch"))
-    assert copy.part_size_bytes == copy.multipart_threshold_bytes == cfg.part_size_mb * 1024**2
+    assert copy.part_size_bytes == cfg.part_size_mb * 1024**2
+    assert copy.multipart_threshold_bytes == cfg.multipart_threshold_mb * 1024**2
     assert copy.deadline_reserve_seconds == 60
     assert environment_of(synth, "summarize")[env_names.MAX_FAILED_PERCENT] == str(cfg.max_failed_percent)
 

@@ -198,7 +198,7 @@ def summarize(event: Any, *, settings: SummarySettings, s3: Any, ssm: Any = None
         if report["not_attempted"]:
             why.append(f"{report['not_attempted']} objects were not attempted")
         for error in report["errors"][:3]:  # the failed batches' own words (their causes stay in the children)
-            why.append(f"{error['error']}: {_short(error['message'], 400)}")
+            why.append(f"{error['error']}: {_short(error['message'], 400).rstrip('.')}")
         if report["map_failed"] and not report["errors"]:
             why.append(f"a batch failed: {outcome.get('error')}: {_short(outcome.get('cause'), 300)}")
         raise CopyJobFailed("; ".join(why) + f". Report: {location}")

@@ -1,0 +1,336 @@
+"""moto's S3 in server mode on loopback, wrapped in a request-counting WSGI middleware.
+
+Run as ``python -m bench.server [--port 0]``: prints one JSON line ``{"port": N}`` once it listens.
+Every S3 request is counted per bucket and per operation (with status codes and body bytes) BEFORE
+moto sees it. The bench reads and resets the counters through loopback admin endpoints that moto
+never sees (paths under ``/__bench__/``, which no S3 bucket name can spell):
+
+- ``GET  /__bench__/counts``                     counters + this process's CPU seconds and peak RSS
+- ``POST /__bench__/reset``                      zero the counters
+- ``GET  /__bench__/digest?bucket=B&key=K``      size and SHA-256 of the stored object (read in chunks)
+- ``POST /__bench__/put-random?bucket=B&key=K&size=N``  store N random bytes as a plain object (setup only)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import resource
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+from bench.s3ops import classify
+
+ADMIN_PREFIX = "/__bench__/"
+CHUNK = 8 * 1024**2
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+
+
+class Counter:
+    """Thread-safe counters: bucket -> operation -> {n, status{code: n}, bytes_in, bytes_out, seconds}."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def add(self, bucket: str, operation: str, status: str, bytes_in: int, bytes_out: int, seconds: float) -> None:
+        with self._lock:
+            entry = self._counts.setdefault(bucket, {}).setdefault(
+                operation, {"n": 0, "status": {}, "bytes_in": 0, "bytes_out": 0, "seconds": 0.0}
+            )
+            entry["n"] += 1
+            entry["seconds"] += seconds
+            entry["status"][status] = entry["status"].get(status, 0) + 1
+            entry["bytes_in"] += bytes_in
+            entry["bytes_out"] += bytes_out
+
+    def snapshot(self) -> dict[str, dict[str, dict[str, Any]]]:
+        with self._lock:
+            return json.loads(json.dumps(self._counts))
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts = {}
+
+
+def _request_headers(environ: Environ) -> dict[str, str]:
+    headers = {k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")}
+    if environ.get("CONTENT_LENGTH"):
+        headers["content-length"] = str(environ["CONTENT_LENGTH"])
+    return headers
+
+
+class CountingMiddleware:
+    """Counts each request by (bucket, S3 operation) and answers the bench's admin endpoints."""
+
+    def __init__(
+        self, app: Callable[[Environ, StartResponse], Iterable[bytes]], counter: Counter, latency_s: float = 0.0
+    ) -> None:
+        self.app = app
+        self.counter = counter
+        self.latency_s = latency_s  # optional per-request delay (S3's first-byte latency; releases the GIL)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path = str(environ.get("PATH_INFO", "") or "/")
+        if path.startswith(ADMIN_PREFIX):
+            return self._admin(path[len(ADMIN_PREFIX) :], environ, start_response)
+        headers = _request_headers(environ)
+        bucket, operation = classify(
+            str(environ.get("REQUEST_METHOD", "GET")), path, str(environ.get("QUERY_STRING", "")), headers
+        )
+        # aws-chunked bodies carry framing and trailers: the decoded length is the payload.
+        bytes_in = int(headers.get("x-amz-decoded-content-length") or headers.get("content-length") or 0)
+        seen: dict[str, Any] = {"status": "000", "length": 0}
+
+        def counting_start_response(status: str, response_headers: list[tuple[str, str]], *args: Any) -> Any:
+            seen["status"] = status.split(" ", 1)[0]
+            for name, value in response_headers:
+                if name.lower() == "content-length" and value.isdigit():
+                    seen["length"] = int(value)
+            return start_response(status, response_headers, *args)
+
+        if self.latency_s > 0:
+            time.sleep(self.latency_s)
+        started = time.perf_counter()
+        try:
+            result = self.app(environ, counting_start_response)
+        finally:
+            method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+            self.counter.add(
+                bucket,
+                operation,
+                seen["status"],
+                bytes_in,
+                0 if method == "HEAD" else seen["length"],
+                time.perf_counter() - started,  # moto's handling, incl. reading the request body
+            )
+        return result
+
+    # -- admin endpoints (never reach moto, never counted)
+
+    def _admin(self, name: str, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        query = {k: v[0] for k, v in parse_qs(str(environ.get("QUERY_STRING", ""))).items()}
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        try:
+            if name == "counts" and method == "GET":
+                usage = resource.getrusage(resource.RUSAGE_SELF)
+                body: Any = {
+                    "counts": self.counter.snapshot(),
+                    "server_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+                    "server_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+                }
+            elif name == "reset" and method == "POST":
+                self.counter.reset()
+                body = {"ok": True}
+            elif name == "digest" and method == "GET":
+                body = digest_object(query["bucket"], query["key"])
+            elif name == "put-random" and method == "POST":
+                body = put_random_object(query["bucket"], query["key"], int(query["size"]))
+            else:
+                return _reply(start_response, "404 Not Found", {"error": f"no admin endpoint {method} {name}"})
+        except KeyError as exc:
+            return _reply(start_response, "404 Not Found", {"error": f"not found: {exc}"})
+        return _reply(start_response, "200 OK", body)
+
+
+def _reply(start_response: StartResponse, status: str, body: Any) -> list[bytes]:
+    data = json.dumps(body).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def _backend(bucket: str) -> Any:
+    from moto.s3.models import s3_backends
+
+    partition, account_id = s3_backends.bucket_accounts[bucket]
+    return s3_backends[account_id][partition]
+
+
+def digest_object(bucket: str, key: str) -> dict[str, Any]:
+    """Size and SHA-256 of what the server stores (moto's FakeKey buffer, read in chunks under its lock)."""
+    stored = _backend(bucket).get_object(bucket, key)
+    if stored is None:
+        raise KeyError(f"{bucket}/{key}")
+    sha = hashlib.sha256()
+    size = 0
+    with stored.lock:
+        buffer = stored._value_buffer
+        buffer.seek(0)
+        while chunk := buffer.read(CHUNK):
+            sha.update(chunk)
+            size += len(chunk)
+    return {"size": size, "sha256": sha.hexdigest(), "etag": stored.etag}
+
+
+def put_random_object(bucket: str, key: str, size: int) -> dict[str, Any]:
+    """Store ``size`` random bytes as a plain (single-PUT) object, streamed into moto's spooled buffer.
+
+    Setup only: big source objects uploaded through the API would make moto hold several copies in
+    memory at CompleteMultipartUpload. The object is an ordinary moto key: ETag = MD5 of the bytes.
+    """
+    backend = _backend(bucket)
+    stored = backend.put_object(bucket, key, b"")
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    with stored.lock:
+        buffer = stored._value_buffer
+        buffer.seek(0)
+        buffer.truncate()
+        left = size
+        while left > 0:
+            chunk = os.urandom(min(CHUNK, left))
+            buffer.write(chunk)
+            sha.update(chunk)
+            md5.update(chunk)
+            left -= len(chunk)
+        stored.contentsize = size
+        stored._etag = md5.hexdigest()
+    return {"size": size, "sha256": sha.hexdigest(), "etag": stored.etag}
+
+
+def install_lean_complete() -> None:
+    """Make moto's CompleteMultipartUpload memory-bounded (``--lean-complete``).
+
+    Stock moto 5.2.5 concatenates every part in memory, twice for a FULL_OBJECT checksum, then copies
+    the result again (a 1 GiB object peaks at ~5-7 GB of server RSS, a 4 GiB one would not fit this
+    machine). This version streams the parts into the new key's spooled file in 8 MiB chunks and
+    updates a FULL_OBJECT CRC incrementally (as S3 combines part CRCs instead of re-reading the
+    object); COMPOSITE checksums are computed per part as moto does. Same results, bounded memory.
+    """
+    import base64
+    import tempfile
+    import zlib
+
+    from moto.s3 import models
+    from moto.s3.exceptions import EntityTooSmall, InvalidPart, MalformedXML
+
+    try:
+        from awscrt import checksums as crt
+    except ImportError:  # moto itself falls back to CRC32 without awscrt
+        crt = None
+
+    def crc_update(algorithm: str) -> tuple[Callable[[bytes, int], int], int]:
+        """The incremental form of exactly what moto computes (moto.s3.utils.compute_checksum)."""
+        if algorithm == "CRC64NVME" and crt is not None:
+            return crt.crc64nvme, 8
+        if algorithm == "CRC32C":
+            try:
+                import crc32c
+
+                return crc32c.crc32c, 4
+            except ImportError:  # moto's fallback (a CRC32 labelled CRC32C): mirrored, not fixed
+                return zlib.crc32, 4
+        return zlib.crc32, 4
+
+    def complete(self: Any, body: Iterable[tuple[int, str]]) -> tuple[bytes, str, Any]:
+        builder = models.MultipartChecksumBuilder(
+            self.metadata.get("x-amz-checksum-algorithm"), self.metadata.get("x-amz-checksum-type")
+        )
+        full_object = builder.checksum_type != "COMPOSITE"
+        update, width = crc_update(builder.checksum_algorithm)
+        crc, size, count = 0, 0, 0
+        md5s = bytearray()
+        # Handed over to the new key (which closes it on dispose); closed here only on failure.
+        out = tempfile.SpooledTemporaryFile(max_size=models.get_s3_default_key_buffer_size())  # noqa: SIM115
+        last = None
+        try:
+            for number, etag in body:
+                part = self.parts.get(number)
+                if part is None or part.etag.replace('"', "") != etag.replace('"', ""):
+                    raise InvalidPart()
+                if last is not None and last.contentsize < models.S3_UPLOAD_PART_MIN_SIZE:
+                    raise EntityTooSmall()
+                md5s.extend(bytes.fromhex(part.etag.replace('"', "")))
+                with part.lock:
+                    part._value_buffer.seek(0)
+                    while chunk := part._value_buffer.read(CHUNK):
+                        out.write(chunk)
+                        size += len(chunk)
+                        if full_object:
+                            crc = update(chunk, crc)
+                if not full_object:
+                    builder.addPart(part.value)  # one part at a time: bounded by the part size
+                last = part
+                count += 1
+            if count == 0:
+                raise MalformedXML()
+        except BaseException:
+            out.close()
+            raise
+        etag = f"{hashlib.md5(bytes(md5s), usedforsecurity=False).hexdigest()}-{count}"
+        checksum: Any
+        if full_object:
+            checksum = (builder.checksum_type, base64.b64encode(crc.to_bytes(width, "big")).decode(), 1)
+        else:
+            checksum = builder.build()
+        self._bench_buffer, self._bench_size = out, size
+        return b"", etag, checksum  # the bytes are attached to the key below, not returned
+
+    original = models.S3Backend.complete_multipart_upload
+
+    def complete_multipart_upload(self: Any, bucket_name: str, multipart_id: str, body: Any) -> Any:
+        multipart = self.get_bucket(bucket_name).multiparts[multipart_id]
+        key = original(self, bucket_name, multipart_id, body)
+        buffer = getattr(multipart, "_bench_buffer", None)
+        if key is not None and buffer is not None:
+            with key.lock:
+                key._value_buffer.close()
+                key._value_buffer = buffer
+                key.contentsize = multipart._bench_size
+            multipart._bench_buffer = None
+        return key
+
+    models.FakeMultipart.complete = complete  # type: ignore[method-assign]
+    models.S3Backend.complete_multipart_upload = complete_multipart_upload  # type: ignore[method-assign]
+
+
+def make_app(counter: Counter, latency_s: float = 0.0) -> CountingMiddleware:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    return CountingMiddleware(DomainDispatcherApplication(create_backend_app), counter, latency_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--lean-complete", action="store_true", help="memory-bounded CompleteMultipartUpload")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay added to every S3 request")
+    args = parser.parse_args(argv)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        parser.error("the bench server only listens on loopback")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no per-request access log
+    if args.lean_complete:
+        install_lean_complete()
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.serving import make_server
+
+    server = make_server(
+        args.host,
+        args.port,
+        make_app(Counter(), args.latency_ms / 1000),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
+    ready = {"port": server.server_address[1], "pid": os.getpid(), "lean_complete": args.lean_complete}
+    ready["latency_ms"] = args.latency_ms
+    print(json.dumps(ready), flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
