@@ -51,7 +51,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 	@# two runs: Lambda code is the package `shared` (asset root lambdas/), the CDK app imports it as `lambdas.shared`
 	$(BIN)/mypy lambdas
-	$(BIN)/mypy app.py stacks teacopy_local teacopy_cli
+	$(BIN)/mypy app.py stacks teacopy_local teacopy_cli bench
 
 format: setup
 	$(BIN)/ruff format .

@@ -11,6 +11,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.s3ops import price_class
+from stacks.config import TeacopyConfig
+
+# The CopyBatch memory the stack deploys by default (cdk.json may override it): what the model prices.
+DEPLOYED_COPY_MEMORY_MB: int = TeacopyConfig.__dataclass_fields__["copy_memory_mb"].default  # type: ignore[assignment]
 
 MIB = 1024**2
 TB = 10**12
@@ -30,7 +34,7 @@ class Prices:
 class ComputeModel:
     """How Lambda seconds and state transitions are modelled (stated assumptions, printed with the table)."""
 
-    lambda_memory_mb: int = 1769
+    lambda_memory_mb: int = DEPLOYED_COPY_MEMORY_MB  # what the stack deploys (stacks/config.py default)
     network_mib_s: float = 75.0  # per-function baseline after the burst (Bodner et al. 2025)
     floor_ms_per_object: float = 50.0  # HEAD + GET + PUT round trips in-region, not overlapped
     transitions_per_batch: float = 6.0  # map iteration start + CopyBatch task + choice/pass states

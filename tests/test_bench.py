@@ -121,7 +121,7 @@ def test_command_line_options() -> None:
     )
     assert [(s.name, s.count, s.size) for s in options.sets] == [("1gib", 1, 16 * MIB), ("100kib", 100, 1600)]
     assert options.settings == {"PART_SIZE_BYTES": 32 * MIB, "INFLIGHT_PARTS": 8}
-    assert options.workers == 1 and options.model.lambda_memory_mb == 1769
+    assert options.workers == 1 and options.model.lambda_memory_mb == 1024  # the stack's CopyBatch memory
 
 
 def test_lean_complete_stores_what_stock_moto_would(tmp_path: Path) -> None:

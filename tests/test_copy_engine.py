@@ -233,8 +233,8 @@ def test_small_copy_is_identical_with_metadata_and_crc64nvme(env: Env) -> None:
         # S3 stores (and verified) the full-object CRC64NVME the engine computed while streaming
         assert head["ChecksumCRC64NVME"] == crc64nvme_b64(crc64nvme(env.data[key]))
         assert head["ContentType"] == "application/x-netcdf"
-    # HEAD dest (404) + GET + PUT per small object
-    assert env.dest_calls == {"HeadObject": 3, "PutObject": 3}
+    # GET + PUT per small object, and one LIST for the batch: the empty destination needs no HEAD
+    assert env.dest_calls == {"ListObjectsV2": 1, "PutObject": 3}
     assert env.source_calls == {"GetObject": 3}
     files = env.result_files()
     assert len(files) == 1
@@ -359,7 +359,7 @@ def test_new_run_skips_identical_objects_without_transfer(env: Env) -> None:
         "parts": 0,
         "refresh": False,
     }
-    assert env.dest_calls == {"HeadObject": 2}  # no PutObject, no multipart
+    assert env.dest_calls == {"ListObjectsV2": 1, "HeadObject": 2}  # no PutObject, no multipart
     assert env.source_calls == {"GetObject": 2}  # conditional GETs answered 304
     results = env.results("run-2")
     assert {r["status"] for r in results.values()} == {"skipped"}
@@ -672,9 +672,10 @@ def test_expected_checksum_is_verified_across_invocations(env: Env) -> None:
     event = env.event(["huge.nc"], checksums={"huge.nc": expected})
 
     def clock() -> datetime:
-        return NOW + (timedelta(minutes=56) if env.dest_calls["UploadPart"] == 2 else timedelta(0))
+        return NOW + (timedelta(minutes=56) if env.dest_calls["UploadPart"] >= 2 else timedelta(0))
 
     assert env.run(event, settings=SERIAL, clock=clock)["refresh"] is True
+    assert len(checkpoints(env)) == 1  # the SHA-512 state is in the checkpoint, not recomputed
     out = env.run(event, settings=SERIAL)
 
     assert out["copied"] == 1
@@ -846,6 +847,7 @@ def test_source_throttling_is_transient_and_keeps_finished_objects(env: Env) -> 
 
 def test_destination_head_forbidden_is_access_denied(env: Env) -> None:
     env.put_source("a", b"a")
+    env.admin.put_object(Bucket=DEST, Key=PREFIX + "a", Body=b"older")  # listed: so it is HEADed
 
     def head_object(**kw: Any) -> Any:
         raise client_error("403", 403, "HeadObject")
@@ -954,6 +956,26 @@ def test_dry_run_heads_only_and_writes_nothing_to_the_destination(env: Env) -> N
     assert "size mismatch" in results["gone-wrong.nc"]["reason"]
     assert "does not exist" in results["missing.nc"]["reason"]
     # only HEADs: nothing read, nothing written
-    assert set(env.dest_calls) == {"HeadObject"} and set(env.source_calls) == {"HeadObject"}
+    assert set(env.dest_calls) == {"ListObjectsV2", "HeadObject"} and set(env.source_calls) == {"HeadObject"}
     assert env.admin.get_object(Bucket=DEST, Key=PREFIX + "changed.nc")["Body"].read() == b"v1"
     assert not env.dest_exists("new.nc")
+
+
+def test_listing_failure_or_a_crowded_prefix_falls_back_to_head(env: Env) -> None:
+    env.put_source("a", b"a")
+
+    def denied_paginator(name: str) -> Any:
+        raise client_error("AccessDenied", 403, "ListObjectsV2")
+
+    out = env.run(env.event(["a"]), dest=Wrapped(env.dest, get_paginator=denied_paginator))
+
+    assert out["copied"] == 1 and env.dest_calls["HeadObject"] == 1  # HEAD per object, as without a listing
+    for i in range(2001):  # more than LIST_MAX_PAGES pages of keys under the batch's common prefix
+        env.admin.put_object(Bucket=DEST, Key=f"{PREFIX}crowd/{i:05d}", Body=b"")
+    env.put_source("crowd/a-new", b"n")
+    env.put_source("crowd/b-new", b"m")
+    env.dest_calls.clear()
+
+    out = env.run(env.event(["crowd/a-new", "crowd/b-new"], run_id="run-2"))  # common prefix: copied/crowd/
+
+    assert out["copied"] == 2 and env.dest_calls["HeadObject"] == 2 and env.dest_calls["ListObjectsV2"] == 2

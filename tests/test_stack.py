@@ -513,3 +513,15 @@ def test_cfn_lint_passes(synth: Any) -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_copy_settings_defaults_are_the_deployed_defaults() -> None:
+    """Local runs and `make bench` (CopySettings from a bare environment) measure what the stack deploys."""
+    from stacks.config import TeacopyConfig
+
+    fields = TeacopyConfig.__dataclass_fields__
+    bare = CopySettings.from_env({env_names.STAGING_BUCKET: "s", env_names.CREDENTIALS_SECRET_ID: "c"})
+    assert bare.part_size_bytes == fields["part_size_mb"].default * 1024**2
+    assert bare.multipart_threshold_bytes == fields["multipart_threshold_mb"].default * 1024**2
+    assert bare.inflight_parts == fields["inflight_parts"].default
+    assert bare.object_concurrency == fields["object_concurrency"].default

@@ -34,6 +34,7 @@ checkpoints a failed run leaves behind.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -79,6 +80,7 @@ FLUSH_EVERY_SECONDS = 10.0
 MAX_STREAM_REOPENS = 3  # ranged re-GETs of one source object after its stream broke (per invocation)
 MAX_STALLED_INVOCATIONS = 3  # consecutive invocations without a completed part before an object fails
 CHECKPOINT_EVERY_SECONDS = 30.0  # also saved on every pause; a crash redoes at most this much
+LIST_MAX_PAGES = 2  # destination listing per batch: beyond 2,000 keys under the common prefix, HEAD instead
 
 # S3 error codes, grouped by what the worker does about them.
 EXPIRED_CODES = frozenset({"ExpiredToken", "TokenRefreshRequired", "InvalidToken", "ExpiredTokenException"})
@@ -246,6 +248,30 @@ def load_recorded_keys(staging_s3: Any, bucket: str, prefix: str) -> set[str]:
     return recorded
 
 
+def list_destination(dest_s3: Any, bucket: str, dest_keys: list[str]) -> set[str] | None:
+    """Which of a batch's destination keys exist, from one LIST of their common prefix (bounded).
+
+    Most first runs copy into an empty prefix: one LIST (a PUT-class request, ~12 HEADs' price) then
+    saves a HEAD per object (3 → ~2 requests per small object). Objects the listing shows still get
+    their HEAD (the recorded source ETag lives in their metadata). None when the common prefix holds
+    more than LIST_MAX_PAGES pages of keys or the listing fails: every object is HEADed, as before.
+    """
+    wanted = set(dest_keys)
+    prefix = os.path.commonprefix(dest_keys)  # noqa: RUF071 — S3 prefixes are strings, not paths
+    found: set[str] = set()
+    try:
+        paginator = dest_s3.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000})
+        for number, page in enumerate(pages, start=1):
+            found.update(item["Key"] for item in page.get("Contents", []) if item["Key"] in wanted)
+            if page.get("IsTruncated") and number >= LIST_MAX_PAGES:
+                return None
+    except (ClientError, BotoCoreError) as exc:
+        logger.info("listing s3://%s/%s failed (%s): HEAD each object instead", bucket, prefix, type(exc).__name__)
+        return None
+    return found
+
+
 def _list_checkpoints(staging_s3: Any, bucket: str, prefix: str) -> set[str]:
     """Staging keys of the batch's upload checkpoints (one LIST; usually empty)."""
     try:
@@ -400,6 +426,10 @@ class _ObjectCopier:
     credentials: TeaCredentials
     clock: Callable[[], datetime]
     checkpoint_keys: set[str]  # staging keys of this batch's upload checkpoints
+    # the batch's destination keys: listed once, lazily (by the first object), to skip HEADs of absent keys
+    dest_keys: list[str] = field(default_factory=list)
+    _listing: set[str] | None = None
+    _listed: bool = False
     parts_done: int = 0  # parts uploaded by this invocation (progress, across objects)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _known: dict[str, _Checkpoint] = field(default_factory=dict)  # source key -> checkpoint read or written
@@ -448,7 +478,9 @@ class _ObjectCopier:
 
     def _attempt(self, spec: ObjectSpec, dest_key: str, stop: _Stop) -> ObjectResult:
         policy = self.event.options.overwrite
-        existing = None if policy == OVERWRITE_ALWAYS else self._head_dest(dest_key)
+        listing = self._destination_listing()
+        known_absent = listing is not None and dest_key not in listing
+        existing = None if policy == OVERWRITE_ALWAYS or known_absent else self._head_dest(dest_key)
         if policy == OVERWRITE_NEVER and existing is not None:
             return ObjectResult(
                 spec.key, dest_key, WOULD_SKIP if self.event.options.dry_run else SKIPPED, reason="exists"
@@ -500,6 +532,15 @@ class _ObjectCopier:
         if recorded_etag is not None and recorded_etag == head.get("ETag"):
             return ObjectResult(spec.key, dest_key, WOULD_SKIP, reason="identical")
         return ObjectResult(spec.key, dest_key, WOULD_COPY, bytes=size)
+
+    def _destination_listing(self) -> set[str] | None:
+        """Which destination keys of the batch exist (one LIST, on first use); None: HEAD each object."""
+        with self._lock:
+            if not self._listed:
+                self._listed = True
+                if self.event.options.overwrite != OVERWRITE_ALWAYS and self.dest_keys:
+                    self._listing = list_destination(self.dest_s3, self.dest_bucket, self.dest_keys)
+            return self._listing
 
     def _resume(self, spec: ObjectSpec, checkpoint: _Checkpoint, stop: _Stop) -> ObjectResult:
         """Continue a paused multipart upload from its last completed part."""
@@ -1000,6 +1041,7 @@ def copy_batch(
     checkpoints = _list_checkpoints(
         staging_s3, settings.staging_bucket, staging.uploads_prefix(event.run_id, batch.batch_id)
     )
+
     copier = _ObjectCopier(
         event=event,
         settings=settings,
@@ -1009,6 +1051,7 @@ def copy_batch(
         credentials=credentials,
         clock=clock,
         checkpoint_keys=checkpoints,
+        dest_keys=[event.destination.key_for_object(spec) for spec in pending],
     )
     concurrency = max(1, settings.object_concurrency)
     reserve_ms = settings.deadline_reserve_seconds * 1000

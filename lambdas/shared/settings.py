@@ -195,6 +195,12 @@ class PlanSettings:
         )
 
 
+# The stack passes its config (stacks/config.py) in the environment; these defaults are the same values
+# (tests/test_stack.py checks it), so `make bench` and local runs measure what is deployed.
+DEFAULT_PART_SIZE_BYTES = 32 * 1024**2
+DEFAULT_MULTIPART_THRESHOLD_BYTES = 64 * 1024**2
+
+
 @dataclass(frozen=True)
 class CopySettings:
     staging_bucket: str
@@ -217,14 +223,16 @@ class CopySettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CopySettings:
         e = os.environ if environ is None else environ
-        part = _int(e, env.PART_SIZE_BYTES, 16 * 1024**2, minimum=5 * 1024**2)
+        part = _int(e, env.PART_SIZE_BYTES, DEFAULT_PART_SIZE_BYTES, minimum=5 * 1024**2)
         return cls(
             staging_bucket=_str(e, env.STAGING_BUCKET),
             credentials_secret_id=_str(e, env.CREDENTIALS_SECRET_ID),
             source_region=_str(e, env.SOURCE_REGION, "us-west-2"),
             safety_margin_seconds=_int(e, env.SAFETY_MARGIN_SECONDS, 300),
             part_size_bytes=part,
-            multipart_threshold_bytes=_int(e, env.MULTIPART_THRESHOLD_BYTES, part, minimum=1),
+            multipart_threshold_bytes=_int(
+                e, env.MULTIPART_THRESHOLD_BYTES, DEFAULT_MULTIPART_THRESHOLD_BYTES, minimum=1
+            ),
             inflight_parts=_int(e, env.INFLIGHT_PARTS, 4, minimum=1),
             object_concurrency=_int(e, env.OBJECT_CONCURRENCY, 4, minimum=1),
             deadline_reserve_seconds=_int(e, env.DEADLINE_RESERVE_SECONDS, 60, minimum=1),
