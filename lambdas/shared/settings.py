@@ -197,7 +197,8 @@ class PlanSettings:
 
 # The stack passes its config (stacks/config.py) in the environment; these defaults are the same values
 # (tests/test_stack.py checks it), so `make bench` and local runs measure what is deployed.
-DEFAULT_PART_SIZE_BYTES = 32 * 1024**2
+DEFAULT_PART_SIZE_BYTES = 16 * 1024**2
+DEFAULT_INFLIGHT_PARTS = 8
 DEFAULT_MULTIPART_THRESHOLD_BYTES = 64 * 1024**2
 
 
@@ -233,7 +234,7 @@ class CopySettings:
             multipart_threshold_bytes=_int(
                 e, env.MULTIPART_THRESHOLD_BYTES, DEFAULT_MULTIPART_THRESHOLD_BYTES, minimum=1
             ),
-            inflight_parts=_int(e, env.INFLIGHT_PARTS, 4, minimum=1),
+            inflight_parts=_int(e, env.INFLIGHT_PARTS, DEFAULT_INFLIGHT_PARTS, minimum=1),
             object_concurrency=_int(e, env.OBJECT_CONCURRENCY, 4, minimum=1),
             deadline_reserve_seconds=_int(e, env.DEADLINE_RESERVE_SECONDS, 60, minimum=1),
             extra_cache_secret_ids=tuple(
