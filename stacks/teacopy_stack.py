@@ -104,6 +104,8 @@ class TeacopyStack(Stack):
                 env_names.CREDENTIALS_SECRET_ID: storage.credentials_cache.secret_arn,
                 env_names.SOURCE_REGION: config.source_region,
                 env_names.CMR_URL: DEFAULT_CMR_URL,
+                # a CMR collection names its TEA (DirectDistributionInformation): matched to a configured one
+                env_names.TEA_ENDPOINT: config.tea_endpoint,
                 env_names.CMR_PAGE_SIZE: str(CMR_MAX_PAGE_SIZE),
             },
         )

@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 GRANULES_PATH = "/search/granules.umm_json"
+COLLECTIONS_PATH = "/search/collections.umm_json"
 UMM_G_VERSION = "1.6.5"
 MAX_PAGE_SIZE = 2000
 DEFAULT_PAGE_SIZE = 10
@@ -208,6 +209,33 @@ class CmrEmulator:
                 )
             )
         return concept_id
+
+    def collection_search(self, params: list[tuple[str, str]]) -> dict[str, Any]:
+        """``collections.umm_json`` by concept_id, or short_name + version: DirectDistributionInformation."""
+        single = dict(params)
+        with self._lock:
+            found = [
+                c
+                for c in self.collections.values()
+                if c.concept_id == single.get("concept_id")
+                or (c.short_name == single.get("short_name") and c.version == single.get("version"))
+            ]
+        items = [
+            {
+                "meta": {"concept-type": "collection", "concept-id": c.concept_id, "provider-id": c.provider},
+                "umm": {
+                    "ShortName": c.short_name,
+                    "Version": c.version,
+                    "DirectDistributionInformation": {
+                        "Region": "us-west-2",
+                        "S3CredentialsAPIEndpoint": f"{c.tea_endpoint}/s3credentials",
+                        "S3CredentialsAPIDocumentationURL": f"{c.tea_endpoint}/s3credentialsREADME",
+                    },
+                },
+            }
+            for c in found[:1]
+        ]
+        return {"hits": len(found), "took": 1, "items": items}
 
     # -- fault hooks and inspection ----------------------------------------------------------------
 
@@ -471,6 +499,9 @@ def _make_handler(emulator: CmrEmulator) -> type[BaseHTTPRequestHandler]:
                 if scripted.delay:
                     emulator._stopping.wait(scripted.delay)
                 status, body, headers = scripted.status, scripted.body, scripted.headers
+            elif parts.path == COLLECTIONS_PATH:
+                document = emulator.collection_search(params)
+                status, body, headers = 200, json.dumps(document).encode(), {**JSON, "CMR-Hits": str(document["hits"])}
             elif parts.path != GRANULES_PATH:
                 status, body, headers = 404, _errors(f"The resource {parts.path} was not found."), JSON
             else:

@@ -206,7 +206,7 @@ def demo_source(
                 [EmulatedFile(SOURCE_BUCKET, key, size, ("SHA-256", sha256))],
                 begin=start + timedelta(hours=index),
             )
-        cmr.throttle(times=1, retry_after=0.5, at_request=2)  # CMR asks us to slow down once
+        cmr.throttle(times=1, retry_after=0.5, at_request=3)  # CMR asks us to slow down once (on page 2)
         return (
             {"cmr": {"collection_concept_id": concept, "temporal": {"start": "2024-01-01T00:00:00Z"}}},
             f"a CMR query ({len(keys)} granules, {CMR_PAGE_SIZE} per page, one 429; sizes and SHA-256 from UMM-G)",

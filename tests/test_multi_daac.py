@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -16,6 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lambdas.shared import env_names
+from teacopy_local.cmr_emulator import CmrEmulator, EmulatedFile
 from teacopy_local.demo import secrets_of
 from teacopy_local.engine import LocalEngine
 from teacopy_local.tea_emulator import TeaEmulator
@@ -107,3 +109,55 @@ def test_two_endpoint_job_uses_each_endpoints_credentials_only_on_its_buckets(sy
                 secrets_of(podaac, TOKEN) + secrets_of(nsidc, TOKEN), [result.execution_arn]
             )
             assert leaks == []
+
+
+def test_cmr_collection_names_its_tea_and_its_buckets_follow_it(synth: Any) -> None:
+    """A CMR job whose granules sit in a bucket the config does not map: the collection's
+    DirectDistributionInformation names the nsidc TEA, so that bucket is read with nsidc's credentials."""
+    other_bucket = "nsidc-other-protected"  # not in tea_endpoints[].buckets of the test synth
+    with (
+        TeaEmulator(valid_tokens={TOKEN}) as podaac,
+        TeaEmulator(valid_tokens={TOKEN}) as nsidc,
+        CmrEmulator() as cmr,
+    ):
+        overrides = {
+            env_names.TEA_ENDPOINT: podaac.url,
+            env_names.SAFETY_MARGIN_SECONDS: "1",
+            env_names.CMR_URL: cmr.url,
+        }
+        with LocalEngine(
+            synth.template,
+            tea=podaac,
+            edl_token=TOKEN,
+            source_buckets={PODAAC},
+            env_overrides=overrides,
+            extra_teas={"nsidc": (nsidc, {NSIDC, other_bucket})},
+        ) as engine:
+            concept = cmr.add_collection("SEA-ICE", "1", provider="NSIDC_CPRD", tea_endpoint=nsidc.url)
+            source = engine.client("s3", region="us-west-2")
+            bodies = {}
+            for day in range(3):
+                key = f"ice/{day}.h5"
+                bodies[key] = random.Random(day).randbytes(900 + day)
+                source.put_object(Bucket=other_bucket, Key=key, Body=bodies[key])
+                cmr.add_granule(
+                    concept,
+                    f"ice-{day}",
+                    [EmulatedFile(other_bucket, key, len(bodies[key]))],
+                    begin=datetime(2024, 1, 1 + day, tzinfo=UTC),
+                )
+            job = {"source": {"cmr": {"collection_concept_id": concept}}, "destination": {"bucket": DEST}}
+
+            result = engine.run(job, name="ice", timeout=120)
+
+            assert result.status == "SUCCEEDED", (result.error, result.cause)
+            assert result.output is not None and result.output["copied"] == 3
+            assert (podaac.requests, nsidc.requests) == (0, 1)  # only the collection's TEA was asked
+            assert engine.policy.denied == []
+            plan = json.loads(
+                engine.client("s3")
+                .get_object(Bucket=engine.deployment.staging_bucket, Key="runs/ice/plan.json")["Body"]
+                .read()
+            )
+            assert plan["endpoints"] == ["nsidc"] and "endpoint 'nsidc'" in plan["endpoint_note"]
+            assert any(r.path == "/search/collections.umm_json" for r in cmr.requests)

@@ -43,6 +43,7 @@ EXPECTED_ENV = {
         env_names.SCHEDULE_STATE_PREFIX,  # the test synth has an incremental schedule
         env_names.TEA_ENDPOINTS,  # ... and a second TEA endpoint
         env_names.BUCKET_ENDPOINTS,
+        env_names.TEA_ENDPOINT,  # to match a CMR collection's DirectDistributionInformation
     },
     "credentials": {
         env_names.STAGING_BUCKET,

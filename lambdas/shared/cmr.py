@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CMR_URL = "https://cmr.earthdata.nasa.gov"
 GRANULES_PATH = "/search/granules.umm_json"
+COLLECTIONS_PATH = "/search/collections.umm_json"
 DIRECT_ACCESS = "GET DATA VIA DIRECT ACCESS"
 MAX_PAGE_SIZE = 2000
 MAX_PAGE_BYTES = 256 * 1024**2  # a UMM-JSON page of 2000 granules is typically 5-40 MB
@@ -551,6 +552,28 @@ class CmrClient:
                 raise CmrUnavailable("CMR returned the same CMR-Search-After twice; paging would not progress")
             search_after = next_after
 
+    def credentials_endpoint(self, query: CmrQuery) -> str | None:
+        """The collection's TEA: ``DirectDistributionInformation.S3CredentialsAPIEndpoint`` (without the
+        ``/s3credentials`` path), or None when the collection record does not name one."""
+        params: list[tuple[str, str]] = (
+            [("concept_id", query.collection_concept_id)]
+            if query.collection_concept_id
+            else [("short_name", query.short_name or ""), ("version", query.version or "")]
+        )
+        if query.provider:
+            params.append(("provider", query.provider))
+        url = f"{self.base_url}{COLLECTIONS_PATH}?{urllib.parse.urlencode([*params, ('page_size', '1')])}"
+        _headers, document = self._page(url, None, self._clock() + self.deadline_seconds, query)
+        items = document.get("items")
+        if not isinstance(items, list) or not items:
+            raise InvalidInput("source.cmr", f"CMR knows no collection {query.describe()}")
+        umm = items[0].get("umm") if isinstance(items[0], dict) else None
+        direct = umm.get("DirectDistributionInformation") if isinstance(umm, dict) else None
+        endpoint = direct.get("S3CredentialsAPIEndpoint") if isinstance(direct, dict) else None
+        if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+            return None
+        return normalize_tea_url(endpoint)
+
     # -- one page, with bounded retries
 
     def _page(
@@ -643,6 +666,13 @@ class CmrClient:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         return max(0.0, (when - self._wall_clock()).total_seconds())
+
+
+def normalize_tea_url(url: str) -> str:
+    """``https://host/s3credentials/`` and ``https://HOST`` compare equal (scheme + lowercase host + path)."""
+    parts = urllib.parse.urlsplit(url.strip())
+    path = parts.path.rstrip("/").removesuffix("/s3credentials").rstrip("/")
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{path}"
 
 
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import sources, staging
-from .cmr import DIRECT_ACCESS, CmrClient, CmrQuery
+from .cmr import DIRECT_ACCESS, CmrClient, CmrQuery, normalize_tea_url
 from .errors import ConfigurationError, InvalidInput
 from .models import DEFAULT_ENDPOINT, Batch, CopyOptions, Destination, ObjectSpec, format_time, parse_time
 from .schedule_state import ScheduleRef
@@ -348,6 +348,31 @@ class _Resolved:
     extra: Mapping[str, str] | None = None
 
 
+def _endpoint_chooser(
+    request: JobRequest, settings: PlanSettings, deps: SourceDeps
+) -> tuple[Callable[[str], str], str | None]:
+    """Which TEA endpoint reads each source bucket: ``tea_endpoints[].buckets`` first; for a CMR source,
+    the collection's DirectDistributionInformation names its TEA, used for the granules' other buckets
+    when it is one of the configured endpoints. Returns the chooser and a note for plan.json."""
+    if request.cmr is None or deps.cmr is None or not settings.endpoint_urls:
+        return settings.endpoint_for, None
+    url = deps.cmr.credentials_endpoint(request.cmr)
+    if url is None:
+        return settings.endpoint_for, "the collection names no S3 credentials endpoint: bucket mapping applies"
+    by_url = {normalize_tea_url(u): name for name, u in settings.endpoint_urls}
+    name = by_url.get(url)
+    if name is None:
+        note = (
+            f"the collection's TEA {url} is not configured (tea_endpoint / tea_endpoints): its buckets use the "
+            "bucket mapping, and reads fail with AccessDenied if that is another DAAC"
+        )
+        logger.warning(note)
+        return settings.endpoint_for, note
+    explicit = dict(settings.bucket_endpoints)
+    logger.info("collection %s is served by TEA endpoint %r (%s)", request.cmr.describe(), name, url)
+    return (lambda bucket: explicit.get(bucket, name)), f"the collection's TEA is endpoint {name!r} ({url})"
+
+
 def _narrow_incremental(request: JobRequest, deps: SourceDeps) -> tuple[JobRequest, str | None]:
     """An incremental schedule's CMR query, narrowed to what changed since its last successful run.
 
@@ -397,8 +422,9 @@ def plan_job(
     )
     manifest_key = staging.manifest_key(run_id)
     writer = sources.StagedManifest(s3, settings.staging_bucket, manifest_key, sources.STAGED_PART_BYTES)
+    endpoint_for, endpoint_note = _endpoint_chooser(request, settings, deps)
     batcher = sources.Batcher(
-        writer, settings.batch_max_objects, settings.batch_max_bytes, MAX_BATCH_JSON_BYTES, settings.endpoint_for
+        writer, settings.batch_max_objects, settings.batch_max_bytes, MAX_BATCH_JSON_BYTES, endpoint_for
     )
     stats: dict[str, Any] = {}
     count, known_bytes, unknown_sizes, duplicates = 0, 0, 0, 0
@@ -462,6 +488,8 @@ def plan_job(
         "endpoints": sorted(batcher.endpoints),
         "planned_at": planned_at,
     }
+    if endpoint_note:
+        plan["endpoint_note"] = endpoint_note
     if request.schedule is not None:
         plan["schedule"] = {**request.schedule.to_dict(), "since": since}
     staging.put_json(s3, settings.staging_bucket, staging.plan_key(run_id), plan)

@@ -155,6 +155,7 @@ class PlanSettings:
     schedule_state_prefix: str = ""  # SSM path of incremental schedules' state ("" = no incremental schedule)
     bucket_endpoints: tuple[tuple[str, str], ...] = ()  # (source bucket, TEA endpoint name); others: default
     extra_cache_secret_ids: tuple[tuple[str, str], ...] = ()  # (endpoint name, cache secret) besides default
+    endpoint_urls: tuple[tuple[str, str], ...] = ()  # (endpoint name, TEA URL), "default" included when known
 
     def endpoint_for(self, bucket: str) -> str:
         """The TEA endpoint whose credentials read ``bucket`` (config ``tea_endpoints[].buckets``)."""
@@ -191,6 +192,17 @@ class PlanSettings:
             bucket_endpoints=_bucket_endpoints(e),
             extra_cache_secret_ids=tuple(
                 (k, v.cache_secret_id) for k, v in _tea_endpoints(e, None).items() if k != DEFAULT_ENDPOINT
+            ),
+            endpoint_urls=tuple(
+                (k, v.url)
+                for k, v in {
+                    **(
+                        {DEFAULT_ENDPOINT: TeaEndpoint(DEFAULT_ENDPOINT, e[env.TEA_ENDPOINT], "")}
+                        if e.get(env.TEA_ENDPOINT)
+                        else {}
+                    ),
+                    **_tea_endpoints(e, None),
+                }.items()
             ),
         )
 
