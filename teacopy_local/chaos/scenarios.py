@@ -547,12 +547,17 @@ def s3_500_put(world: World) -> RunResult:
 @scenario(
     "s3-slowdown-on-destination-head",
     "s3",
-    "SlowDown 503 on 3 destination HEADs",
+    "SlowDown 503 on 3 destination HEADs (older copies exist, so each object is HEADed)",
     Expected(counts={"copied": 6, "failed": 0}),
 )
 def s3_slowdown_head(world: World) -> RunResult:
+    names = keys("g", 6)
+    world.seed(names, 2048)
+    dest = world.engine.client("s3")
+    for name in names:  # an older copy at each destination key: the batch's listing shows it, HEAD follows
+        dest.put_object(Bucket=world.dest, Key=f"chaos/{name}", Body=b"an older version")
     rule = world.faults.add("slowdown", operations=("HeadObject",), bucket=world.dest, times=3)
-    result = simple_run(world)
+    result = world.run(world.job(names, prefix="chaos/"))
     world.expect(rule.fired == 3, f"SlowDown answered {rule.fired} times")
     return result
 
