@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from . import env_names as env
 from .errors import ConfigurationError
@@ -36,26 +37,26 @@ def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) 
     return value
 
 
-def _json_list(environ: Mapping[str, str], name: str) -> list[object]:
-    raw = _str(environ, name, "[]")
+def _json_env(environ: Mapping[str, str], name: str, expected: type[list[Any]] | type[dict[str, Any]]) -> Any:
+    """A JSON list/object from the environment (absent or empty: an empty one)."""
+    kind = "list" if expected is list else "object"
     try:
-        value = json.loads(raw)
+        value = json.loads(environ.get(name) or ("[]" if expected is list else "{}"))
     except json.JSONDecodeError as exc:
-        raise ConfigurationError(f"environment variable {name} must be a JSON list") from exc
-    if not isinstance(value, list):
-        raise ConfigurationError(f"environment variable {name} must be a JSON list")
+        raise ConfigurationError(f"environment variable {name} must be a JSON {kind}") from exc
+    if not isinstance(value, expected):
+        raise ConfigurationError(f"environment variable {name} must be a JSON {kind}")
+    return value
+
+
+def _json_list(environ: Mapping[str, str], name: str) -> list[object]:
+    value: list[object] = _json_env(environ, name, list)
     return value
 
 
 def _bucket_endpoints(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    raw = environ.get(env.BUCKET_ENDPOINTS) or "{}"
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(f"environment variable {env.BUCKET_ENDPOINTS} must be a JSON object") from exc
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and ENDPOINT_NAME_RE.match(v) for k, v in value.items()
-    ):
+    value: dict[str, Any] = _json_env(environ, env.BUCKET_ENDPOINTS, dict)
+    if not all(isinstance(v, str) and ENDPOINT_NAME_RE.match(v) for v in value.values()):
         raise ConfigurationError(f"environment variable {env.BUCKET_ENDPOINTS} must map bucket names to endpoints")
     return tuple(sorted(value.items()))
 
@@ -69,21 +70,10 @@ class TeaEndpoint:
     cache_secret_id: str
 
 
-def _tea_endpoints(environ: Mapping[str, str], default_url: str | None) -> dict[str, TeaEndpoint]:
-    """``default`` (TEA_ENDPOINT + CREDENTIALS_SECRET_ID) plus the named ones of TEA_ENDPOINTS."""
-    endpoints: dict[str, TeaEndpoint] = {}
-    if default_url is not None:
-        endpoints[DEFAULT_ENDPOINT] = TeaEndpoint(
-            DEFAULT_ENDPOINT, default_url.rstrip("/"), _str(environ, env.CREDENTIALS_SECRET_ID)
-        )
-    raw = environ.get(env.TEA_ENDPOINTS) or "{}"
-    try:
-        extra = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(f"environment variable {env.TEA_ENDPOINTS} must be a JSON object") from exc
-    if not isinstance(extra, dict):
-        raise ConfigurationError(f"environment variable {env.TEA_ENDPOINTS} must be a JSON object")
-    for name, item in extra.items():
+def _extra_endpoints(environ: Mapping[str, str]) -> tuple[TeaEndpoint, ...]:
+    """The TEA endpoints named in TEA_ENDPOINTS (``default`` is TEA_ENDPOINT + CREDENTIALS_SECRET_ID)."""
+    endpoints = []
+    for name, item in _json_env(environ, env.TEA_ENDPOINTS, dict).items():
         if (
             not ENDPOINT_NAME_RE.match(name)
             or name == DEFAULT_ENDPOINT
@@ -92,8 +82,12 @@ def _tea_endpoints(environ: Mapping[str, str], default_url: str | None) -> dict[
             or not isinstance(item.get("cache"), str)
         ):
             raise ConfigurationError(f"{env.TEA_ENDPOINTS}: {name!r} must map to {{'url': ..., 'cache': ...}}")
-        endpoints[name] = TeaEndpoint(name, item["url"].rstrip("/"), item["cache"])
-    return endpoints
+        endpoints.append(TeaEndpoint(name, item["url"].rstrip("/"), item["cache"]))
+    return tuple(endpoints)
+
+
+def _cache_ids(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple((e.name, e.cache_secret_id) for e in _extra_endpoints(environ))
 
 
 @dataclass(frozen=True)
@@ -132,7 +126,7 @@ class CredentialSettings:
             safety_margin_seconds=_int(e, env.SAFETY_MARGIN_SECONDS, 300),
             tea_timeout_seconds=_int(e, env.TEA_TIMEOUT_SECONDS, 15, minimum=1),
             staging_bucket=_str(e, env.STAGING_BUCKET),
-            extra_endpoints=tuple(v for k, v in _tea_endpoints(e, None).items() if k != DEFAULT_ENDPOINT),
+            extra_endpoints=_extra_endpoints(e),
         )
 
 
@@ -190,20 +184,9 @@ class PlanSettings:
             cmr_max_granules=_int(e, env.CMR_MAX_GRANULES, 1_000_000, minimum=1),
             schedule_state_prefix=e.get(env.SCHEDULE_STATE_PREFIX, ""),
             bucket_endpoints=_bucket_endpoints(e),
-            extra_cache_secret_ids=tuple(
-                (k, v.cache_secret_id) for k, v in _tea_endpoints(e, None).items() if k != DEFAULT_ENDPOINT
-            ),
-            endpoint_urls=tuple(
-                (k, v.url)
-                for k, v in {
-                    **(
-                        {DEFAULT_ENDPOINT: TeaEndpoint(DEFAULT_ENDPOINT, e[env.TEA_ENDPOINT], "")}
-                        if e.get(env.TEA_ENDPOINT)
-                        else {}
-                    ),
-                    **_tea_endpoints(e, None),
-                }.items()
-            ),
+            extra_cache_secret_ids=_cache_ids(e),
+            endpoint_urls=(((DEFAULT_ENDPOINT, e[env.TEA_ENDPOINT].rstrip("/")),) if e.get(env.TEA_ENDPOINT) else ())
+            + tuple((x.name, x.url) for x in _extra_endpoints(e)),
         )
 
 
@@ -249,9 +232,7 @@ class CopySettings:
             inflight_parts=_int(e, env.INFLIGHT_PARTS, DEFAULT_INFLIGHT_PARTS, minimum=1),
             object_concurrency=_int(e, env.OBJECT_CONCURRENCY, 4, minimum=1),
             deadline_reserve_seconds=_int(e, env.DEADLINE_RESERVE_SECONDS, 60, minimum=1),
-            extra_cache_secret_ids=tuple(
-                (k, v.cache_secret_id) for k, v in _tea_endpoints(e, None).items() if k != DEFAULT_ENDPOINT
-            ),
+            extra_cache_secret_ids=_cache_ids(e),
         )
 
 
