@@ -394,15 +394,13 @@ class CredentialDeps:
     wait_seconds: float = 30
     poll_seconds: float = 0.5
     teas: dict[str, TeaClient] = field(default_factory=dict)  # the other endpoints' clients (built lazily)
-    cache: CredentialCache = field(init=False)
     _caches: dict[str, CredentialCache] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.tea is None:
             self.tea = self._client_for(self.settings.tea_endpoint)
         self.teas[DEFAULT_ENDPOINT] = self.tea
-        self.cache = CredentialCache(self.secrets, self.settings.credentials_secret_id)
-        self._caches[DEFAULT_ENDPOINT] = self.cache
+        self._caches[DEFAULT_ENDPOINT] = CredentialCache(self.secrets, self.settings.credentials_secret_id)
 
     def _client_for(self, url: str) -> TeaClient:
         return TeaClient(
@@ -425,9 +423,6 @@ class CredentialDeps:
             self._caches[name] = CredentialCache(self.secrets, endpoint.cache_secret_id)
         lease = RefreshLease(self.dynamodb, self.settings.lock_table, f"tea-refresh#{endpoint.cache_secret_id}")
         return self.teas[name], self._caches[name], lease
-
-    def lease(self) -> RefreshLease:
-        return self.for_endpoint(DEFAULT_ENDPOINT)[2]
 
 
 @dataclass(frozen=True)

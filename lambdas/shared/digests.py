@@ -110,10 +110,6 @@ class _OpenSslHash:
         return out.raw.hex()
 
 
-def resumable_hashes_available() -> bool:
-    return _libcrypto() is not None
-
-
 def crc64nvme(data: bytes, previous: int = 0) -> int:
     return int(checksums.crc64nvme(data, previous))
 
