@@ -28,9 +28,11 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from .loopback import LoopbackServer
 
 GRANULES_PATH = "/search/granules.umm_json"
 COLLECTIONS_PATH = "/search/collections.umm_json"
@@ -127,34 +129,19 @@ class CmrEmulator:
     _time_outs: int = 0
     _count: int = 0
     _received: list[ReceivedRequest] = field(default_factory=list, repr=False)
-    _server: ThreadingHTTPServer | None = field(default=None, repr=False)
-    _thread: threading.Thread | None = field(default=None, repr=False)
-    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    _http: LoopbackServer = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._http = LoopbackServer("CMR emulator", self.host, self.port, lambda: _make_handler(self))
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> CmrEmulator:
-        if self._server is None:
-            server = ThreadingHTTPServer((self.host, self.port), _make_handler(self))
-            server.daemon_threads = True
-            self._server = server
-            self._stopping.clear()
-            self._thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="cmr-emulator", daemon=True
-            )
-            self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._http.stop()
 
     def __enter__(self) -> CmrEmulator:
         return self.start()
@@ -164,10 +151,7 @@ class CmrEmulator:
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the CMR emulator is not running")
-        host, port = str(self._server.server_address[0]), int(self._server.server_address[1])
-        return f"http://{host}:{port}"
+        return self._http.url
 
     # -- catalogue -------------------------------------------------------------------------------
 
@@ -497,7 +481,7 @@ def _make_handler(emulator: CmrEmulator) -> type[BaseHTTPRequestHandler]:
             _number, scripted = emulator._next_script()
             if scripted is not None:
                 if scripted.delay:
-                    emulator._stopping.wait(scripted.delay)
+                    emulator._http.stopping.wait(scripted.delay)
                 status, body, headers = scripted.status, scripted.body, scripted.headers
             elif parts.path == COLLECTIONS_PATH:
                 document = emulator.collection_search(params)

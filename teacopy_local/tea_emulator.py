@@ -29,9 +29,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+
+from .loopback import LoopbackServer
 
 EDL_AUTHORIZE = "https://urs.earthdata.nasa.gov/oauth/authorize"
 DEFAULT_TOKEN = "emulator-edl-token"  # noqa: S105 - the emulator's default test token, not a real one
@@ -88,35 +90,16 @@ class TeaEmulator:
         self.early_expiries = 0
         self._issued: list[tuple[str, datetime]] = []
         self._received: list[dict[str, str]] = []
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http = LoopbackServer("TEA emulator", host, port, lambda: _make_handler(self))
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> TeaEmulator:
-        if self._server is not None:
-            return self
-        server = ThreadingHTTPServer((self._host, self._port), _make_handler(self))
-        server.daemon_threads = True
-        self._server = server
-        self._stopping.clear()
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="tea-emulator", daemon=True
-        )
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()  # wakes handlers sleeping on a scripted delay
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._http.stop()
 
     def __enter__(self) -> TeaEmulator:
         return self.start()
@@ -126,10 +109,7 @@ class TeaEmulator:
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the TEA emulator is not running")
-        host, port = str(self._server.server_address[0]), int(self._server.server_address[1])
-        return f"http://{host}:{port}"
+        return self._http.url
 
     # -- fault hooks and inspection ----------------------------------------------------------------
 
@@ -287,7 +267,7 @@ class TeaEmulator:
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
-            self._stopping.wait(seconds)
+            self._http.stopping.wait(seconds)
 
 
 def _make_handler(emulator: TeaEmulator) -> type[BaseHTTPRequestHandler]:
