@@ -49,10 +49,7 @@ chaos: synth
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	@# two runs: Lambda code is the package `shared` (asset root lambdas/), the CDK app imports it as `lambdas.shared`
-	$(BIN)/mypy lambdas
-	$(BIN)/mypy app.py stacks teacopy_local teacopy_cli
-	$(BIN)/mypy bench  # imports the engine as `shared` (like the Lambdas): its own run
+	$(BIN)/mypy app.py lambdas stacks teacopy_local teacopy_cli bench scripts tests
 
 format: setup
 	$(BIN)/ruff format .

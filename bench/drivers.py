@@ -5,11 +5,11 @@ and the objects; the driver writes what it measured (copy wall clock, counts, er
 The parent reads the process's peak RSS from the kernel (``os.wait4``), the driver reports its own
 ``ru_maxrss`` as well.
 
-- ``teacopy``: batches the objects as the Plan does (``shared.planning.make_batches`` with the
-  Plan's default limits) and calls ``shared.copy_engine.copy_batch`` for one batch at a time, as one
+- ``teacopy``: batches the objects as the Plan does (``lambdas.planning.staged.Batcher`` with the
+  Plan's default limits) and calls ``lambdas.copying.engine.copy_batch`` for one batch at a time, as one
   map child's Lambda would: a fresh time budget per invocation, the same event again while the
   engine says ``done: false``, a bounded retry on ``CredentialsExpired``/``TransientCopyError``
-  (what the state machine does). Clients are built like ``lambdas/copy_batch/handler.py`` does.
+  (what the state machine does). Clients are built like ``lambdas/handlers/copy_batch.py`` does.
 - ``naive``: the loop of the TEA documentation, sequential, default boto3 clients::
 
       body = s3src.get_object(Bucket=src, Key=key)["Body"]
@@ -46,12 +46,20 @@ def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
-    from shared import env_names as env
-    from shared.copy_engine import copy_batch
-    from shared.errors import CredentialsExpired, TransientCopyError
-    from shared.models import CopyBatchEvent, CopyOptions, CredentialsRef, Destination, ObjectSpec, TeaCredentials
-    from shared.planning import make_batches
-    from shared.settings import CopySettings, PlanSettings
+
+    from lambdas.contracts import env_names as env
+    from lambdas.contracts.errors import CredentialsExpired, TransientCopyError
+    from lambdas.contracts.models import (
+        CopyBatchEvent,
+        CopyOptions,
+        CredentialsRef,
+        Destination,
+        ObjectSpec,
+        TeaCredentials,
+    )
+    from lambdas.contracts.settings import CopySettings, PlanSettings
+    from lambdas.copying.engine import copy_batch
+    from lambdas.planning.staged import batches_in_memory
 
     # Lambda logs at INFO (handler.py); botocore never below WARNING (it would log the session token).
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
@@ -69,10 +77,10 @@ def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
     objects = [
         ObjectSpec(key=o["key"], size=o["size"] if spec.get("sizes_known", True) else None) for o in spec["objects"]
     ]
-    batches = list(make_batches(objects, spec["source_bucket"], plan.batch_max_objects, plan.batch_max_bytes))
+    batches = list(batches_in_memory(objects, spec["source_bucket"], plan.batch_max_objects, plan.batch_max_bytes))
     mine = batches[spec.get("worker_index", 0) :: spec.get("workers", 1)]
 
-    def config(pool: int) -> Config:  # as lambdas/copy_batch/handler.py
+    def config(pool: int) -> Config:  # as lambdas/handlers/copy_batch.py
         return Config(
             connect_timeout=5,
             read_timeout=60,

@@ -5,7 +5,7 @@ the console script calls, with the engine's backend instead of the AWS one. Outp
 what they printed, as a shell transcript; the HTML report of the first run is written to
 ``artifacts/session/`` and its screenshot (headless Chromium, if installed) next to it.
 
-    .venv/bin/python scripts/cli_session.py [--template cdk.out/TeacopyStack.template.json]
+    .venv/bin/python -m scripts.cli_session [--template cdk.out/TeacopyStack.template.json]
 """
 
 from __future__ import annotations
@@ -24,14 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "lambdas")]
+from lambdas.contracts import env_names
+from teacopy_cli.backend import local_backend
+from teacopy_cli.cli import main
+from teacopy_local.engine import LocalEngine, load_template
+from teacopy_local.tea_emulator import TeaEmulator
 
-from lambdas.shared import env_names  # noqa: E402
-from teacopy_cli.backend import local_backend  # noqa: E402
-from teacopy_cli.cli import main  # noqa: E402
-from teacopy_local.engine import LocalEngine, load_template  # noqa: E402
-from teacopy_local.tea_emulator import TeaEmulator  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SOURCE = "podaac-ops-cumulus-protected"
 TOKEN = "session-edl-token-" + "x" * 20

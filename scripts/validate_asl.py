@@ -7,8 +7,8 @@ a file and runs ``node_modules/.bin/asl-validator --json-path <file>``.
 
 Usage::
 
-    python scripts/validate_asl.py                       # cdk.out/TeacopyStack.template.json
-    python scripts/validate_asl.py path/to/template.json --out artifacts/definition.asl.json
+    python -m scripts.validate_asl                       # cdk.out/TeacopyStack.template.json
+    python -m scripts.validate_asl path/to/template.json --out artifacts/definition.asl.json
 
 Exit status: 0 valid, 1 invalid, 2 cannot run (no template, no validator, bad template).
 """
@@ -22,11 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from stacks.template_tools import TemplateError, dummy_resolver, state_machine_definition
 
-from stacks.template_tools import TemplateError, dummy_resolver, state_machine_definition  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_TEMPLATE = REPO_ROOT / "cdk.out" / "TeacopyStack.template.json"
 VALIDATOR = REPO_ROOT / "node_modules" / ".bin" / "asl-validator"

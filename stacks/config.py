@@ -6,9 +6,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_BUCKET_RE = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+from lambdas.contracts.models import ENDPOINT_NAME_RE
+from lambdas.s3.limits import MIB
+from lambdas.s3.names import is_bucket_name
+
 _APP_NAME_RE = re.compile(r"^[\w+=,.@-]{1,64}$")
-MIB = 1024**2
 _TOPIC_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -25,9 +27,6 @@ class DestinationConfig:
 
 _SCHEDULE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _SCHEDULE_EXPRESSION_RE = re.compile(r"^(cron|rate|at)\(.+\)$")
-
-
-_ENDPOINT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")  # = lambdas.shared.models.ENDPOINT_NAME_RE
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,7 @@ class TeacopyConfig:
             raise ConfigError("teacopy.app_name: only letters, digits and +=,.@-_ (at most 64 characters)")
         if "manifest_buckets" in raw:
             buckets = raw["manifest_buckets"]
-            if not isinstance(buckets, list) or not all(isinstance(b, str) and _BUCKET_RE.match(b) for b in buckets):
+            if not isinstance(buckets, list) or not all(is_bucket_name(b) for b in buckets):
                 raise ConfigError("teacopy.manifest_buckets: must be a list of bucket names")
             values["manifest_buckets"] = tuple(buckets)
         if "tea_endpoints" in raw:
@@ -182,7 +181,7 @@ def _destination(index: int, raw: Any) -> DestinationConfig:
     if not isinstance(raw, dict) or not isinstance(raw.get("bucket"), str):
         raise ConfigError(f"{where}: must be a bucket name or {{'bucket': ..., 'prefix': ...}}")
     bucket, prefix = raw["bucket"], raw.get("prefix", "")
-    if not _BUCKET_RE.match(bucket):
+    if not is_bucket_name(bucket):
         raise ConfigError(f"{where}.bucket: {bucket!r} is not a valid S3 bucket name")
     if not isinstance(prefix, str) or prefix.startswith("/") or (prefix and not prefix.endswith("/")):
         raise ConfigError(f"{where}.prefix: must be empty or end with '/' and not start with '/'")
@@ -230,16 +229,12 @@ def _tea_endpoint(index: int, raw: Any) -> TeaEndpointConfig:
     if not isinstance(raw, dict) or set(raw) != {"name", "endpoint", "buckets"}:
         raise ConfigError(f"{where}: must be an object with exactly name, endpoint and buckets")
     name, endpoint, buckets = raw["name"], raw["endpoint"], raw["buckets"]
-    if not isinstance(name, str) or not _ENDPOINT_NAME_RE.match(name) or name == "default":
+    if not isinstance(name, str) or not ENDPOINT_NAME_RE.match(name) or name == "default":
         raise ConfigError(f"{where}.name: lowercase letters, digits and '-' (not 'default', which is tea_endpoint)")
     if not isinstance(endpoint, str) or not re.match(r"^https?://[^/\s]+", endpoint):
         raise ConfigError(
             f"{where}.endpoint: must be an http(s) URL such as https://data.nsidc.earthdatacloud.nasa.gov"
         )
-    if (
-        not isinstance(buckets, list)
-        or not buckets
-        or not all(isinstance(b, str) and _BUCKET_RE.match(b) for b in buckets)
-    ):
+    if not isinstance(buckets, list) or not buckets or not all(is_bucket_name(b) for b in buckets):
         raise ConfigError(f"{where}.buckets: must be a non-empty list of the DAAC's bucket names")
     return TeaEndpointConfig(name=name, endpoint=endpoint.rstrip("/"), buckets=tuple(buckets))

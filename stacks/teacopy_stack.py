@@ -13,12 +13,13 @@ from aws_cdk import CfnOutput, Duration, Stack, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
-from lambdas.shared import env_names
-from lambdas.shared.cmr import DEFAULT_CMR_URL
-from lambdas.shared.cmr import MAX_PAGE_SIZE as CMR_MAX_PAGE_SIZE
-from lambdas.shared.staging import RUNS_PREFIX
+from lambdas.contracts import env_names
+from lambdas.contracts.staging import RUNS_PREFIX
+from lambdas.earthdata.cmr import DEFAULT_CMR_URL
+from lambdas.earthdata.cmr import MAX_PAGE_SIZE as CMR_MAX_PAGE_SIZE
+from lambdas.s3.limits import MIB
 
-from .config import MIB, TeacopyConfig
+from .config import TeacopyConfig
 from .constructs.function import TeacopyFunction, dependencies_layer, s3_object_arn
 from .constructs.observability import Observability
 from .constructs.schedules import Schedules, schedule_state_parameter_arn, schedule_state_prefix
@@ -85,7 +86,7 @@ class TeacopyStack(Stack):
         self.plan = TeacopyFunction(
             self,
             "Plan",
-            handler="plan.handler.lambda_handler",
+            handler="lambdas.handlers.plan.lambda_handler",
             description="teacopy Plan: validate the request and stage the batched manifest",
             memory_mb=512,
             timeout=Duration.minutes(15),  # a prefix listing or CMR query of millions of objects
@@ -142,7 +143,7 @@ class TeacopyStack(Stack):
         self.credentials = TeacopyFunction(
             self,
             "Credentials",
-            handler="credentials.handler.lambda_handler",
+            handler="lambdas.handlers.credentials.lambda_handler",
             description="teacopy credentials: fetch/refresh TEA S3 credentials into the cache secret",
             memory_mb=256,
             timeout=Duration.minutes(2),
@@ -177,7 +178,7 @@ class TeacopyStack(Stack):
         self.copy_batch = TeacopyFunction(
             self,
             "CopyBatch",
-            handler="copy_batch.handler.lambda_handler",
+            handler="lambdas.handlers.copy_batch.lambda_handler",
             description="teacopy CopyBatch: stream one batch of source objects into the destination bucket",
             memory_mb=config.copy_memory_mb,
             timeout=Duration.seconds(config.copy_timeout_seconds),
@@ -214,7 +215,7 @@ class TeacopyStack(Stack):
         self.summarize = TeacopyFunction(
             self,
             "Summarize",
-            handler="summarize.handler.lambda_handler",
+            handler="lambdas.handlers.summarize.lambda_handler",
             description="teacopy Summarize: aggregate per-object results into the run report",
             memory_mb=1024,
             timeout=Duration.minutes(15),

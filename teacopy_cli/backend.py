@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from lambdas.shared.settings import PlanSettings
+from lambdas.contracts.settings import PlanSettings
 
 logger = logging.getLogger(__name__)
 DEFAULT_STACK = "TeacopyStack"

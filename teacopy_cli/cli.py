@@ -20,10 +20,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from lambdas.shared import report as reports
-from lambdas.shared import staging
-from lambdas.shared.errors import ConfigurationError, InvalidInput
-from lambdas.shared.report import human_bytes, human_duration
+from lambdas.contracts import staging
+from lambdas.contracts.errors import ConfigurationError, InvalidInput
+from lambdas.planning.manifests import format_for, parse_manifest_stream
+from lambdas.reporting import render as reports
+from lambdas.reporting.render import human_bytes, human_duration
 
 from . import __version__
 from .backend import DEFAULT_STACK, TERMINAL, Backend, BackendError, aws_backend
@@ -251,7 +252,6 @@ class Cli:
         return [o.get("size") for batch in batches for o in batch.get("objects", [])]
 
     def sizes_of_input(self, job: Mapping[str, Any]) -> list[int | None]:
-        from lambdas.shared import sources
 
         source = job.get("source") or {}
         if "keys" in source:
@@ -264,8 +264,8 @@ class Cli:
             else:
                 bucket, _, key = url.removeprefix("s3://").partition("/")
                 text = self.backend.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-            fmt = sources.format_for(url, source.get("format"))
-            return [entry.size for entry in sources.parse_manifest_stream([text], fmt)]
+            fmt = format_for(url, source.get("format"))
+            return [entry.size for entry in parse_manifest_stream([text], fmt)]
         raise InputError(
             "a prefix or CMR source is only listed by the Plan step: run a dry run (teacopy start --dry-run ...) "
             "and estimate from it (teacopy estimate --execution <name>), or give --objects and --object-size"

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lambdas.shared.errors import InvalidInput
-from lambdas.shared.planning import parse_request
-from lambdas.shared.settings import PlanSettings
+from lambdas.contracts.errors import InvalidInput
+from lambdas.contracts.settings import PlanSettings
+from lambdas.planning.request import parse_request
 
 
 class InputError(ValueError):

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from lambdas.shared import staging
-from lambdas.shared.report import human_bytes, human_duration
+from lambdas.contracts import staging
+from lambdas.reporting.render import human_bytes, human_duration
 
 DONE_BYTES_STATUSES = ("copied", "would_copy")
 RATE_WINDOW_SECONDS = 30.0

@@ -9,8 +9,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambdas.shared import staging, summary
-from lambdas.shared.sources import CMR_FIELDS
+from lambdas.contracts import staging
+from lambdas.planning.keys import CMR_FIELDS
+from lambdas.reporting import summary
 
 from .backend import Backend
 

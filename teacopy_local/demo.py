@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from lambdas.shared import env_names
-from lambdas.shared.report import save_local_report
+from lambdas.contracts import env_names
+from lambdas.reporting.render import save_local_report
 
 from .cmr_emulator import CmrEmulator, EmulatedFile
 from .engine import LocalEngine, RunResult, load_template

@@ -27,7 +27,7 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
-from lambdas.shared import env_names
+from lambdas.contracts import env_names
 from stacks.template_tools import PSEUDO_DEFAULTS, resolve_intrinsics, state_machine_definition
 
 from .moto_adapters import (
@@ -113,7 +113,7 @@ class LocalEngine:
         self.edl_token = edl_token
         self.source_buckets = source_buckets
         self.env_overrides = dict(env_overrides or {})
-        self.function_timeouts = dict(function_timeouts or {})  # handler module prefix -> seconds
+        self.function_timeouts = dict(function_timeouts or {})  # function logical id -> seconds
         self.runtime = LambdaRuntime()
         self.deployment = Deployment()
         self.logs = CapturedLogs()
@@ -253,10 +253,7 @@ class LocalEngine:
                     raise RuntimeError(f"functions disagree on {key}; the local engine shares one process environment")
                 merged[key] = value
             handler = props["Handler"]
-            timeout = float(props.get("Timeout", 3))
-            for prefix, seconds in self.function_timeouts.items():
-                if handler.startswith(prefix):
-                    timeout = seconds
+            timeout = float(self.function_timeouts.get(logical_id, props.get("Timeout", 3)))
             lam.create_function(
                 FunctionName=logical_id,
                 Runtime="python3.12",

@@ -45,7 +45,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape as xml_escape
@@ -60,10 +59,9 @@ from moto.secretsmanager.models import SecretsManagerBackend
 from urllib3.exceptions import ProtocolError as URLLib3ProtocolError
 
 logger = logging.getLogger(__name__)
+HANDLERS_PACKAGE = "lambdas.handlers"
 _CREDENTIAL_RE = re.compile(r"Credential=([A-Z0-9]+)/")
 _READ_METHODS = ("GET", "HEAD")
-# The Lambda asset root: handlers import ``shared.*`` exactly as they do in the Lambda runtime.
-LAMBDAS_DIR = Path(__file__).resolve().parents[1] / "lambdas"
 
 
 class LocalContext:
@@ -117,7 +115,7 @@ def lambda_error(error_type: str, message: str) -> Exception:
 
 @dataclass
 class FunctionSpec:
-    handler: str  # e.g. "copy_batch.handler.lambda_handler"
+    handler: str  # e.g. "lambdas.handlers.copy_batch.lambda_handler"
     timeout_seconds: float
     memory_mb: int
 
@@ -135,8 +133,6 @@ class LambdaRuntime:
 
     def handler_for(self, spec: FunctionSpec) -> Callable[[Any, Any], Any]:
         module_name, _, func_name = spec.handler.rpartition(".")
-        if str(LAMBDAS_DIR) not in sys.path:
-            sys.path.insert(0, str(LAMBDAS_DIR))
         module = importlib.import_module(module_name)  # first import = cold start
         handler: Callable[[Any, Any], Any] = getattr(module, func_name)
         return handler
@@ -173,9 +169,13 @@ class LambdaRuntime:
 
 
 def fresh_handler_modules() -> None:
-    """Forget imported handler/shared modules so the next invoke is a cold start with the current env."""
+    """Forget the imported handler modules so the next invoke is a cold start with the current environment.
+
+    Only handlers read the environment when imported; the core modules stay imported, so every class
+    (the named errors included) exists once per process.
+    """
     for name in list(sys.modules):
-        if name.split(".")[0] in ("shared", "plan", "credentials", "copy_batch", "summarize"):
+        if name.startswith(HANDLERS_PACKAGE + "."):
             del sys.modules[name]
 
 

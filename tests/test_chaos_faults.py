@@ -131,7 +131,7 @@ def test_kill_switch_blocks_every_later_request_until_the_runtime_reports_a_time
     with pytest.raises(LambdaKilled):
         client.list_objects_v2(Bucket=BUCKET)  # the sandbox is dead: nothing more happens
     runtime = LambdaRuntime(kill_switch=faults.kill_switch)
-    runtime.functions["Fn"] = FunctionSpec("copy_batch.handler.lambda_handler", 900, 1024)
+    runtime.functions["Fn"] = FunctionSpec("lambdas.handlers.copy_batch.lambda_handler", 900, 1024)
     payload, errored = runtime._timed_out("Fn", runtime.functions["Fn"])
     assert errored and json.loads(payload) == {
         "errorType": "Sandbox.Timedout",
@@ -143,7 +143,7 @@ def test_kill_switch_blocks_every_later_request_until_the_runtime_reports_a_time
 
 def test_runtime_reports_kills_and_named_crashes_as_lambda_errors() -> None:
     runtime = LambdaRuntime()
-    runtime.functions["Fn"] = FunctionSpec("copy_batch.handler.lambda_handler", 60, 1024)
+    runtime.functions["Fn"] = FunctionSpec("lambdas.handlers.copy_batch.lambda_handler", 60, 1024)
 
     def killed(name: str, event: dict[str, Any]) -> None:
         raise LambdaKilled("boom")

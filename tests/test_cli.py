@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from lambdas.shared import env_names
+from lambdas.contracts import env_names
 from teacopy_cli.backend import Backend, local_backend
 from teacopy_cli.cli import main
 from teacopy_local.engine import LocalEngine

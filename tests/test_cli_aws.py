@@ -28,7 +28,7 @@ TEMPLATE = {
             "Type": "AWS::Lambda::Function",
             "Properties": {
                 "Runtime": "python3.12",
-                "Handler": "plan.handler.lambda_handler",
+                "Handler": "lambdas.handlers.plan.lambda_handler",
                 "Role": {"Fn::GetAtt": ["Role", "Arn"]},
                 "Code": {"ZipFile": "placeholder = True"},
                 "Environment": {

@@ -12,7 +12,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from shared.cmr import (
+
+from lambdas.contracts.errors import ConfigurationError, InvalidInput
+from lambdas.contracts.models import Checksum
+from lambdas.earthdata.cmr import (
     CmrClient,
     CmrQuery,
     CmrUnavailable,
@@ -22,9 +25,6 @@ from shared.cmr import (
     check_cmr_url,
     parse_granule,
 )
-from shared.errors import ConfigurationError, InvalidInput
-from shared.models import Checksum
-
 from teacopy_local.cmr_emulator import CmrEmulator, EmulatedFile
 
 T0 = datetime(2023, 1, 1, tzinfo=UTC)

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
-from shared import planning
-from shared.cmr import QUERY_FIELDS
-from shared.errors import InvalidInput
-from shared.models import OVERWRITE_POLICIES, CopyOptions, Destination
-from shared.settings import PlanSettings
-from shared.sources import MANIFEST_FORMATS
 
+from lambdas.contracts.errors import InvalidInput
+from lambdas.contracts.models import OVERWRITE_POLICIES, CopyOptions, Destination
+from lambdas.contracts.settings import PlanSettings
+from lambdas.earthdata.cmr import QUERY_FIELDS
+from lambdas.planning.manifests import MANIFEST_FORMATS
+from lambdas.planning.request import DESTINATION_FIELDS, SOURCE_FIELDS, SOURCE_MODES, TOP_LEVEL_FIELDS, parse_request
 from stacks.config import TeacopyConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,8 +48,8 @@ def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:
 
 
 def test_console_documents_examples_of_every_source_mode() -> None:
-    modes = {mode for example in EXAMPLES for mode in planning.SOURCE_MODES if mode in example["source"]}
-    assert modes == set(planning.SOURCE_MODES)
+    modes = {mode for example in EXAMPLES for mode in SOURCE_MODES if mode in example["source"]}
+    assert modes == set(SOURCE_MODES)
     assert any((example.get("options") or {}).get("dry_run") for example in EXAMPLES)
     assert len(EXAMPLES) >= 7
 
@@ -59,7 +59,7 @@ def test_documented_example_is_valid_for_the_schema_and_the_plan_step(index: int
     example = EXAMPLES[index]
     errors = [f"{list(e.absolute_path)}: {e.message}" for e in VALIDATOR.iter_errors(example)]
     assert errors == []
-    request = planning.parse_request(example, deployed_settings())  # raises InvalidInput if the Plan step would
+    request = parse_request(example, deployed_settings())  # raises InvalidInput if the Plan step would
     assert request.destination.bucket == example["destination"]["bucket"]
 
 
@@ -149,16 +149,16 @@ INVALID = [
 @pytest.mark.parametrize(("raw", "field"), INVALID, ids=[field for _, field in INVALID])
 def test_inputs_the_plan_step_rejects_are_rejected_by_the_schema(raw: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidInput) as info:
-        planning.parse_request(raw, deployed_settings())
+        parse_request(raw, deployed_settings())
     assert field in info.value.field or info.value.field in field
     assert not VALIDATOR.is_valid(raw)
 
 
 def test_schema_names_exactly_the_fields_the_code_accepts() -> None:
     defs = SCHEMA["$defs"]
-    assert set(SCHEMA["properties"]) == set(planning.TOP_LEVEL_FIELDS)
-    assert set(defs["source"]["properties"]) == set(planning.SOURCE_FIELDS)
-    assert set(defs["destination"]["properties"]) == set(planning.DESTINATION_FIELDS)
+    assert set(SCHEMA["properties"]) == set(TOP_LEVEL_FIELDS)
+    assert set(defs["source"]["properties"]) == set(SOURCE_FIELDS)
+    assert set(defs["destination"]["properties"]) == set(DESTINATION_FIELDS)
     assert set(defs["options"]["properties"]) == {f.name for f in dataclasses.fields(CopyOptions)}
     assert set(defs["cmr"]["properties"]) == set(QUERY_FIELDS)
     assert defs["options"]["properties"]["overwrite"]["enum"] == list(OVERWRITE_POLICIES)

@@ -22,11 +22,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, ResponseStreamingError
 from moto import mock_aws
-from shared import staging
-from shared.copy_engine import META_SOURCE_ETAG, META_SOURCE_SIZE, META_VERIFIED, copy_batch, part_size_for
-from shared.digests import crc64nvme, crc64nvme_b64
-from shared.errors import CredentialsExpired, DestinationAccessDenied, TransientCopyError
-from shared.models import (
+
+from lambdas.contracts import staging
+from lambdas.contracts.errors import CredentialsExpired, DestinationAccessDenied, TransientCopyError
+from lambdas.contracts.models import (
     Batch,
     Checksum,
     CopyBatchEvent,
@@ -36,7 +35,9 @@ from shared.models import (
     ObjectSpec,
     TeaCredentials,
 )
-from shared.settings import CopySettings
+from lambdas.contracts.settings import CopySettings
+from lambdas.copying.digests import crc64nvme, crc64nvme_b64
+from lambdas.copying.engine import META_SOURCE_ETAG, META_SOURCE_SIZE, META_VERIFIED, copy_batch, part_size_for
 
 MIB = 1024**2
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -873,14 +874,13 @@ def test_destination_put_denied_is_access_denied(env: Env) -> None:
 
 
 def test_handler_wires_settings_credentials_and_clients(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("shared.credentials")
     monkeypatch.setenv("TEACOPY_STAGING_BUCKET", STAGING)
     monkeypatch.setenv("TEACOPY_CREDENTIALS_SECRET_ID", "teacopy/tea-credentials")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     # A fresh import reads this environment; teardown restores sys.modules as it was.
-    monkeypatch.setitem(sys.modules, "copy_batch.handler", types.ModuleType("placeholder"))
-    del sys.modules["copy_batch.handler"]
-    handler = importlib.import_module("copy_batch.handler")
+    monkeypatch.setitem(sys.modules, "lambdas.handlers.copy_batch", types.ModuleType("placeholder"))
+    del sys.modules["lambdas.handlers.copy_batch"]
+    handler = importlib.import_module("lambdas.handlers.copy_batch")
     requested: list[str] = []
 
     class FakeCache:

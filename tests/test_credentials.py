@@ -15,27 +15,22 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from shared import env_names
-from shared.credentials import (
-    CredentialCache,
-    CredentialDeps,
-    RefreshLease,
-    ensure_fresh,
-    handle_credentials_request,
-    utc_now,
-)
-from shared.errors import (
+
+from lambdas.contracts import env_names
+from lambdas.contracts.errors import (
     CredentialsExpired,
     CredentialsUnusable,
     EdlTokenRejected,
     InvalidInput,
     RefreshInProgress,
 )
-from shared.models import CredentialsRef
-from shared.settings import CredentialSettings
-from shared.staging import events_prefix, get_json, list_keys
-from shared.tea import TeaAuth, TeaClient
-
+from lambdas.contracts.models import CredentialsRef
+from lambdas.contracts.settings import CredentialSettings
+from lambdas.contracts.staging import events_prefix, get_json, list_keys
+from lambdas.credentials.cache import CredentialCache, utc_now
+from lambdas.credentials.lease import RefreshLease
+from lambdas.credentials.refresh import CredentialDeps, ensure_fresh, handle_credentials_request
+from lambdas.earthdata.tea import TeaAuth, TeaClient
 from teacopy_local.moto_adapters import atomic_backends
 from teacopy_local.tea_emulator import DEFAULT_TOKEN, TeaEmulator
 
@@ -499,7 +494,7 @@ def test_handler_returns_only_a_reference_and_records_events(
     staging_text = "".join(
         aws.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode() for key in list_keys(aws.s3, BUCKET, "")
     )
-    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith(("shared", "credentials")))
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("lambdas"))
     assert ours  # we did log (versions, expirations, outcomes)
     for value in secrets:
         assert value not in results_text and value not in staging_text and value not in ours
@@ -531,7 +526,7 @@ def test_handler_rejects_bad_events(aws: Aws, tea: TeaEmulator, clock: FakeClock
 
 
 def test_lambda_handler_wiring_from_environment(aws: Aws, tea: TeaEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    from credentials import handler
+    from lambdas.handlers import credentials as handler
 
     for name, value in {
         env_names.TOKEN_SECRET_ID: TOKEN_SECRET,
@@ -562,7 +557,7 @@ def test_lambda_handler_wiring_from_environment(aws: Aws, tea: TeaEmulator, monk
 def test_fetch_for_the_plans_endpoints_and_refresh_one_endpoint_in_the_map(
     aws: Aws, tea: TeaEmulator, clock: FakeClock
 ) -> None:
-    from shared.settings import TeaEndpoint
+    from lambdas.contracts.settings import TeaEndpoint
 
     with TeaEmulator(clock=clock) as other:
         aws.secrets.create_secret(Name="teacopy/cache-nsidc", SecretString=PLACEHOLDER)

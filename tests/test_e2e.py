@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from lambdas.shared import env_names
+from lambdas.contracts import env_names
+from stacks.teacopy_stack import LOGICAL_IDS
 from teacopy_local.demo import secrets_of
 from teacopy_local.engine import LocalEngine, RunResult
 from teacopy_local.tea_emulator import TeaEmulator
@@ -257,9 +258,9 @@ def test_object_larger_than_one_invocation_copies_across_invocations(synth: Any)
         env_names.INFLIGHT_PARTS: "1",
         env_names.DEADLINE_RESERVE_SECONDS: "1",
     }
-    with engine_for(synth, function_timeouts={"copy_batch.": 2}, **env) as (engine, tea):
+    with engine_for(synth, function_timeouts={LOGICAL_IDS["copy_batch"]: 2}, **env) as (engine, tea):
         engine.client("s3", region="us-west-2").put_object(Bucket=SOURCE, Key="big/granule.h5", Body=data)
-        handler = importlib.import_module("copy_batch.handler")
+        handler = importlib.import_module("lambdas.handlers.copy_batch")
         parts: list[int] = []
 
         def slow_part(params: dict[str, Any], **_: Any) -> None:

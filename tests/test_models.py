@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from shared.errors import InvalidInput
-from shared.models import Checksum, CopyOptions, ObjectSpec
+
+from lambdas.contracts.errors import InvalidInput
+from lambdas.contracts.models import Checksum, CopyOptions, ObjectSpec
 
 
 def test_options_defaults_and_dry_run() -> None:

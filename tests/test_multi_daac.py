@@ -16,7 +16,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from lambdas.shared import env_names
+from lambdas.contracts import env_names
 from teacopy_local.cmr_emulator import CmrEmulator, EmulatedFile
 from teacopy_local.demo import secrets_of
 from teacopy_local.engine import LocalEngine

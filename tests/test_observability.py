@@ -16,11 +16,11 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from shared import env_names
-from shared import metrics as m
-from shared.errors import EdlTokenRejected
-from shared.models import TeaCredentials
 
+from lambdas.contracts import env_names
+from lambdas.contracts.errors import EdlTokenRejected
+from lambdas.contracts.models import TeaCredentials
+from lambdas.observability import metrics as m
 from stacks.config import ConfigError, TeacopyConfig
 from stacks.teacopy_stack import LOGICAL_IDS
 from teacopy_local.tea_emulator import DEFAULT_TOKEN, TeaEmulator
@@ -236,7 +236,7 @@ def test_credentials_handler_publishes_tea_requests_latency_and_refreshes(
 ) -> None:
     with TeaEmulator() as tea:
         credentials_environment(monkeypatch, aws, tea.url)
-        handler = fresh_module(monkeypatch, "credentials.handler")
+        handler = fresh_module(monkeypatch, "lambdas.handlers.credentials")
         first = handler.lambda_handler({"action": "fetch", "run_id": "r1"}, Context())
         handler.lambda_handler({"action": "refresh", "run_id": "r1", "used_version": first["version"]}, Context())
         second = handler.lambda_handler(
@@ -261,10 +261,8 @@ def test_expired_edl_token_is_counted_as_a_tea_authentication_failure(
 ) -> None:
     with TeaEmulator(valid_tokens={"a-token-we-do-not-have"}) as tea:  # ours is rejected: 302 to EDL
         credentials_environment(monkeypatch, aws, tea.url)
-        handler = fresh_module(monkeypatch, "credentials.handler")
-        # the class the handler raises (an earlier local engine may have re-imported shared.*)
-        rejected = importlib.import_module("shared.errors").EdlTokenRejected
-        with pytest.raises(rejected):
+        handler = fresh_module(monkeypatch, "lambdas.handlers.credentials")
+        with pytest.raises(EdlTokenRejected):
             handler.lambda_handler({"action": "fetch", "run_id": "r1"}, Context())
     values = metric_values(emf_documents(capsys.readouterr().out), m.SERVICE_CREDENTIALS)
     assert values[m.TEA_AUTH_FAILURES] == [1.0]
@@ -282,7 +280,7 @@ def test_copy_batch_handler_publishes_objects_and_bytes(
     s3.put_object(Bucket="daac", Key="b.nc", Body=b"y" * 500)
     monkeypatch.setenv(env_names.STAGING_BUCKET, "staging")
     monkeypatch.setenv(env_names.CREDENTIALS_SECRET_ID, "teacopy/cache")
-    handler = fresh_module(monkeypatch, "copy_batch.handler")
+    handler = fresh_module(monkeypatch, "lambdas.handlers.copy_batch")
 
     class FakeCache:
         def get(self, version: str) -> TeaCredentials:

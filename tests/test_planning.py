@@ -7,11 +7,14 @@ import json
 import boto3
 import pytest
 from moto import mock_aws
-from shared import staging
-from shared.errors import InvalidInput
-from shared.models import Destination, ObjectSpec
-from shared.planning import make_batches, parse_manifest, plan_job
-from shared.settings import PlanSettings
+
+from lambdas.contracts import staging
+from lambdas.contracts.errors import InvalidInput
+from lambdas.contracts.models import Destination, ObjectSpec
+from lambdas.contracts.settings import PlanSettings
+from lambdas.planning.manifests import parse_manifest
+from lambdas.planning.plan import plan_job
+from lambdas.planning.staged import batches_in_memory
 
 SETTINGS = PlanSettings(
     staging_bucket="staging",
@@ -173,9 +176,9 @@ def test_missing_manifest_is_input_error(s3):
 
 def test_batches_bounded_by_count_bytes_and_json_size():
     objects = [ObjectSpec(f"k{i}", 400) for i in range(5)]
-    assert [len(b.objects) for b in make_batches(objects, "b", 100, 1000)] == [2, 2, 1]
+    assert [len(b.objects) for b in batches_in_memory(objects, "b", 100, 1000)] == [2, 2, 1]
     long_keys = [ObjectSpec("x" * 1000 + str(i)) for i in range(300)]
-    batches = list(make_batches(long_keys, "b", 1000, 10**12))
+    batches = list(batches_in_memory(long_keys, "b", 1000, 10**12))
     assert all(len(json.dumps(b.to_dict())) < 200 * 1024 for b in batches)
     assert sum(len(b.objects) for b in batches) == 300
 

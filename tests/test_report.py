@@ -18,11 +18,12 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from shared import report as reports
-from shared import staging
-from shared.errors import CopyJobFailed
-from shared.settings import SummarySettings
-from shared.summary import summarize
+
+from lambdas.contracts import staging
+from lambdas.contracts.errors import CopyJobFailed
+from lambdas.contracts.settings import SummarySettings
+from lambdas.reporting import render as reports
+from lambdas.reporting.summary import summarize
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "artifacts"

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from lambdas.shared import env_names
-from lambdas.shared.schedule_state import parameter_name
+from lambdas.contracts import env_names
+from lambdas.reporting.schedule_state import parameter_name
 from stacks.config import ScheduleConfig
 from stacks.constructs.schedules import schedule_input, schedule_state_prefix
 from teacopy_local.cmr_emulator import CmrEmulator, EmulatedFile

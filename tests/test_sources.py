@@ -14,20 +14,25 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
-from shared import sources, staging
-from shared.cmr import CmrClient
-from shared.errors import (
+
+import lambdas.planning.plan as plan_module
+from lambdas.contracts import staging
+from lambdas.contracts.errors import (
     ConfigurationError,
     CredentialsExpired,
     EdlTokenRejected,
     InvalidInput,
     TeaUnavailable,
 )
-from shared.models import Checksum, Destination, ObjectSpec, TeaCredentials
-from shared.planning import SourceDeps, parse_manifest, plan_job
-from shared.settings import PlanSettings
-from shared.sources import KeyFilter, KeyMapping, StagedManifest, parse_manifest_stream
-
+from lambdas.contracts.models import Checksum, Destination, ObjectSpec, TeaCredentials
+from lambdas.contracts.settings import PlanSettings
+from lambdas.credentials.invoked import InvokedCredentials
+from lambdas.earthdata.cmr import CmrClient
+from lambdas.planning.keys import KeyFilter, KeyMapping
+from lambdas.planning.listing import list_prefix
+from lambdas.planning.manifests import decode_chunks, format_for, parse_manifest, parse_manifest_stream
+from lambdas.planning.plan import SourceDeps, plan_job
+from lambdas.planning.staged import StagedManifest
 from teacopy_local.cmr_emulator import CmrEmulator, EmulatedFile
 
 SETTINGS = PlanSettings(
@@ -115,12 +120,12 @@ def test_json_lines_csv_and_plain_lines() -> None:
 
 
 def test_format_from_extension_or_content() -> None:
-    assert sources.format_for("lists/x.CSV", None) == "csv"
-    assert sources.format_for("lists/x.jsonl", None) == "jsonl"
-    assert sources.format_for("lists/x.ndjson", None) == "jsonl"
-    assert sources.format_for("lists/x.json", None) == "json"
-    assert sources.format_for("lists/x.txt", None) is None
-    assert sources.format_for("lists/x.txt", "csv") == "csv"
+    assert format_for("lists/x.CSV", None) == "csv"
+    assert format_for("lists/x.jsonl", None) == "jsonl"
+    assert format_for("lists/x.ndjson", None) == "jsonl"
+    assert format_for("lists/x.json", None) == "json"
+    assert format_for("lists/x.txt", None) is None
+    assert format_for("lists/x.txt", "csv") == "csv"
     assert entries('{"key": "a"}\n{"key": "b"}\n') == [(None, "a", None, None), (None, "b", None, None)]
 
 
@@ -168,11 +173,11 @@ def test_bad_manifest_entries_name_the_line(case: str, fmt: str | None, text: st
 
 def test_manifest_decoding_is_bounded_and_strict() -> None:
     with pytest.raises(InvalidInput, match="larger than 1 MiB"):
-        list(sources.decode_chunks([b"a\n" * 400_000, b"b\n" * 400_000], "source.manifest", 1024**2))
+        list(decode_chunks([b"a\n" * 400_000, b"b\n" * 400_000], "source.manifest", 1024**2))
     with pytest.raises(InvalidInput, match="not UTF-8"):
-        list(sources.decode_chunks([b"a\n\xff\n"], "source.manifest", 1024))
+        list(decode_chunks([b"a\n\xff\n"], "source.manifest", 1024))
     # a multi-byte character split between two chunks
-    assert "".join(sources.decode_chunks([b"caf\xc3", b"\xa9\n"], "f", 100)) == "café\n"
+    assert "".join(decode_chunks([b"caf\xc3", b"\xa9\n"], "f", 100)) == "café\n"
 
 
 def test_parse_manifest_keeps_its_api() -> None:
@@ -261,7 +266,7 @@ def test_large_staged_manifest_is_a_multipart_upload_of_one_json_array(s3: Any) 
 
 
 def test_failed_plan_aborts_the_staged_upload(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sources, "STAGED_PART_BYTES", 5 * 1024**2)
+    monkeypatch.setattr(plan_module, "STAGED_PART_BYTES", 5 * 1024**2)
     created: list[str] = []
     original = s3.create_multipart_upload
 
@@ -411,12 +416,12 @@ def test_prefix_listing_with_include_exclude_and_expiry(s3: Any) -> None:
 def test_list_prefix_pages_and_refreshes_bounded(s3: Any) -> None:
     seed_keys(s3, [f"p/{i:03d}" for i in range(25)])
     clients = MotoClients(s3, expire_on_calls=(3,))
-    listed = list(sources.list_prefix(clients, DAAC, "p/", KeyFilter(), page_size=10))
+    listed = list(list_prefix(clients, DAAC, "p/", KeyFilter(), page_size=10))
     assert [o.key for o in listed] == [f"p/{i:03d}" for i in range(25)]
     assert clients.calls == 4 and clients.refreshes == 1
     always = MotoClients(s3, expire_on_calls=tuple(range(1, 100)))
     with pytest.raises(CredentialsExpired):
-        list(sources.list_prefix(always, DAAC, "p/", KeyFilter(), page_size=10, max_refreshes=3))
+        list(list_prefix(always, DAAC, "p/", KeyFilter(), page_size=10, max_refreshes=3))
     assert always.refreshes == 3
 
 
@@ -566,7 +571,7 @@ def test_prefix_listing_of_50000_keys_plans_with_bounded_memory(monkeypatch: pyt
     staged_50k = sink.objects["runs/run-50000/manifest.json"]
     assert state["batches"] == 500
     # With the smallest part S3 allows, three times the keys: the staged manifest outgrows what is held.
-    monkeypatch.setattr(sources, "STAGED_PART_BYTES", 5 * 1024**2)
+    monkeypatch.setattr(plan_module, "STAGED_PART_BYTES", 5 * 1024**2)
     peak_150k, sink_150k, _ = plan_listing(150_000, settings)
     staged_150k = sink_150k.objects["runs/run-150000/manifest.json"]
     print(
@@ -609,7 +614,7 @@ def test_invoked_credentials_fetch_then_refresh_with_the_used_version() -> None:
         [(False, {"version": "v1", "expiration": expiration}), (False, {"version": "v2", "expiration": expiration})]
     )
     made: list[str] = []
-    clients = sources.InvokedCredentials(fake, "creds-fn", FakeCache(), lambda c: made.append(c.access_key_id), "run-9")
+    clients = InvokedCredentials(fake, "creds-fn", FakeCache(), lambda c: made.append(c.access_key_id), "run-9")
     clients.s3_for(DAAC)
     clients.s3_for(DAAC)  # cached: no second invocation
     clients.refreshed(DAAC)
@@ -631,7 +636,7 @@ def test_invoked_credentials_fetch_then_refresh_with_the_used_version() -> None:
 )
 def test_invoked_credentials_errors_keep_their_names(error_type: str, expected: type[Exception]) -> None:
     fake = FakeLambda([(True, {"errorType": error_type, "errorMessage": "the token expired"})])
-    clients = sources.InvokedCredentials(fake, "creds-fn", FakeCache(), lambda c: c, None)
+    clients = InvokedCredentials(fake, "creds-fn", FakeCache(), lambda c: c, None)
     with pytest.raises(expected):
         clients.s3_for(DAAC)
 

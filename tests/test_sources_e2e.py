@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from lambdas.shared import env_names
-from lambdas.shared.models import ObjectSpec
+from lambdas.contracts import env_names
+from lambdas.contracts.models import ObjectSpec
 from teacopy_local.cmr_emulator import CmrEmulator, EmulatedFile
 from teacopy_local.demo import secrets_of
 from teacopy_local.engine import LocalEngine, RunResult

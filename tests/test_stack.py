@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from lambdas.shared import env_names
-from lambdas.shared.settings import CopySettings, CredentialSettings, PlanSettings, SummarySettings
+from lambdas.contracts import env_names
+from lambdas.contracts.settings import CopySettings, CredentialSettings, PlanSettings, SummarySettings
 from stacks.teacopy_stack import LOGICAL_IDS
 from stacks.template_tools import dummy_resolver, resolve_intrinsics, state_machine_definition
 
@@ -22,10 +22,10 @@ from stacks.template_tools import dummy_resolver, resolve_intrinsics, state_mach
 CFN_LINT_IGNORED = ["W3005"]
 
 FUNCTIONS = {
-    "plan": ("plan.handler.lambda_handler", PlanSettings),
-    "credentials": ("credentials.handler.lambda_handler", CredentialSettings),
-    "copy_batch": ("copy_batch.handler.lambda_handler", CopySettings),
-    "summarize": ("summarize.handler.lambda_handler", SummarySettings),
+    "plan": ("lambdas.handlers.plan.lambda_handler", PlanSettings),
+    "credentials": ("lambdas.handlers.credentials.lambda_handler", CredentialSettings),
+    "copy_batch": ("lambdas.handlers.copy_batch.lambda_handler", CopySettings),
+    "summarize": ("lambdas.handlers.summarize.lambda_handler", SummarySettings),
 }
 EXPECTED_ENV = {
     "plan": {

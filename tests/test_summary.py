@@ -5,10 +5,11 @@ from __future__ import annotations
 import boto3
 import pytest
 from moto import mock_aws
-from shared import staging
-from shared.errors import CopyJobFailed
-from shared.settings import SummarySettings
-from shared.summary import summarize
+
+from lambdas.contracts import staging
+from lambdas.contracts.errors import CopyJobFailed
+from lambdas.contracts.settings import SummarySettings
+from lambdas.reporting.summary import summarize
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from shared.errors import (
+
+from lambdas.contracts.errors import (
     ConfigurationError,
     EdlTokenRejected,
     EulaNotAccepted,
@@ -21,8 +22,7 @@ from shared.errors import (
     TeaForbidden,
     TeaUnavailable,
 )
-from shared.tea import USER_AGENT, TeaAuth, TeaClient, _NoRedirect, safe_snippet, sanitize_app_name
-
+from lambdas.earthdata.tea import USER_AGENT, TeaAuth, TeaClient, _NoRedirect, safe_snippet, sanitize_app_name
 from teacopy_local.tea_emulator import DEFAULT_TOKEN, TeaEmulator
 
 SECRET_NAME = "teacopy/edl-token"

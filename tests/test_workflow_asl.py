@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from lambdas.shared import errors
+from lambdas.contracts import errors
 from stacks.constructs.workflow import LAMBDA_SERVICE_ERRORS
 from stacks.teacopy_stack import LOGICAL_IDS
 from stacks.template_tools import dummy_resolver, iter_states, referenced, state_machine_definition
@@ -189,7 +189,7 @@ def test_validate_asl_script(synth: Any, tmp_path: Path) -> None:
         pytest.skip(f"{ASL_VALIDATOR} missing: run `npm ci` to install asl-validator")
     out = tmp_path / "definition.asl.json"
     result = subprocess.run(  # noqa: S603 - our interpreter running our script
-        [sys.executable, str(REPO_ROOT / "scripts" / "validate_asl.py"), str(synth.template_path), "--out", str(out)],
+        [sys.executable, "-m", "scripts.validate_asl", str(synth.template_path), "--out", str(out)],
         capture_output=True,
         text=True,
         check=False,

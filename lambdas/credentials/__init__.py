@@ -1,1 +1,1 @@
-"""RefreshCredentials Lambda: fetch or coalesced refresh of TEA credentials into the cache secret."""
+"""TEA credentials for every worker: the cache secret, the refresh lease, the coalesced refresh."""

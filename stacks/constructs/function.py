@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,6 +21,9 @@ from constructs import Construct
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAMBDAS_DIR = REPO_ROOT / "lambdas"
+# The function code asset: a copy of the ``lambdas`` package (its .py files) under a folder of its own, so
+# that inside Lambda the package resolves under the same name as everywhere else (``lambdas.…``).
+ASSET_ROOT = REPO_ROOT / "build" / "lambda-asset"
 # Third-party wheels for the Lambdas (arm64, python3.12), installed by `make setup` from requirements-layer.txt.
 LAYER_DIR = REPO_ROOT / "build" / "lambda-layer"
 ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_cache"]
@@ -64,6 +71,36 @@ def s3_bucket_arn(bucket: str) -> str:
     return f"arn:{Aws.PARTITION}:s3:::{bucket}"
 
 
+def lambda_code_dir() -> Path:
+    """A folder holding ``lambdas/`` (Python sources only): the asset every teacopy function is built from.
+
+    Named by the hash of its content and written atomically (a temporary folder, then a rename), so
+    concurrent synths (pytest workers) never see a half-written copy and a stale copy is never used.
+    No Docker, no pip: the third-party code is in the layer.
+    """
+    sources = sorted(p for p in LAMBDAS_DIR.rglob("*.py") if "__pycache__" not in p.parts)
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(path.relative_to(REPO_ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    target = ASSET_ROOT / digest.hexdigest()[:16]
+    if not target.is_dir():
+        ASSET_ROOT.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=ASSET_ROOT))
+        for path in sources:
+            copy = staging / path.relative_to(REPO_ROOT)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, copy)
+        try:
+            staging.rename(target)
+        except OSError:  # another process renamed the same content first
+            shutil.rmtree(staging, ignore_errors=True)
+    stale = time.time() - 3600  # copies of older sources, unused for an hour (a concurrent synth may hold a newer one)
+    for other in ASSET_ROOT.iterdir():
+        if other != target and other.stat().st_mtime < stale:
+            shutil.rmtree(other, ignore_errors=True)
+    return target
+
+
 def dependencies_layer(scope: Construct, construct_id: str) -> lambda_.LayerVersion:
     """The layer with ``requirements-layer.txt`` (awscrt, Powertools), built by ``make setup`` (no Docker)."""
     if not all((LAYER_DIR / "python" / package).is_dir() for package in ("awscrt", "aws_lambda_powertools")):
@@ -82,7 +119,7 @@ def dependencies_layer(scope: Construct, construct_id: str) -> lambda_.LayerVers
 
 
 class TeacopyFunction(Construct):
-    """A Python 3.12 arm64 Lambda built from ``lambdas/``, with its own role and log group.
+    """A Python 3.12 arm64 Lambda built from the ``lambdas`` package, with its own role and log group.
 
     The role starts with nothing but writing to its own log group and X-Ray; every other permission
     is added through the ``grant_*``/``allow_*`` helpers, each one action list on named resources.
@@ -119,7 +156,7 @@ class TeacopyFunction(Construct):
             "Function",
             runtime=lambda_.Runtime.PYTHON_3_12,
             architecture=lambda_.Architecture.ARM_64,
-            code=lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=ASSET_EXCLUDES),
+            code=lambda_.Code.from_asset(str(lambda_code_dir()), exclude=ASSET_EXCLUDES),
             handler=handler,
             layers=list(layers),
             description=description,

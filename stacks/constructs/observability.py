@@ -31,7 +31,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from lambdas.shared import metrics as m
+from lambdas.observability import metrics as m
 
 from ..config import TeacopyConfig
 

@@ -20,10 +20,10 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from lambdas.shared.errors import InvalidInput
-from lambdas.shared.models import Destination
-from lambdas.shared.planning import parse_request
-from lambdas.shared.settings import PlanSettings
+from lambdas.contracts.errors import InvalidInput
+from lambdas.contracts.models import Destination
+from lambdas.contracts.settings import PlanSettings
+from lambdas.planning.request import parse_request
 
 from ..config import ConfigError, ScheduleConfig, TeacopyConfig
 

@@ -8,7 +8,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from lambdas.shared.staging import RUNS_PREFIX
+from lambdas.contracts.staging import RUNS_PREFIX
 
 from ..config import TeacopyConfig
 

@@ -28,8 +28,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from lambdas.shared import errors
-from lambdas.shared.staging import RUNS_PREFIX
+from lambdas.contracts import errors
+from lambdas.contracts.staging import RUNS_PREFIX
 
 from ..config import TeacopyConfig
 from .function import TeacopyFunction, retention_days

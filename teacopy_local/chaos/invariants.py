@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from lambdas.shared import staging
+from lambdas.contracts import staging
 
 from ..engine import RunResult
 from .world import World

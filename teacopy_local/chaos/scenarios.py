@@ -14,7 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lambdas.shared import env_names
+from lambdas.contracts import env_names
+from stacks.teacopy_stack import LOGICAL_IDS
 
 from ..engine import RunResult
 from ..moto_adapters import S3Request, lambda_error
@@ -80,9 +81,7 @@ def each_put_once(world: World, bucket: str, dest_keys: list[str]) -> None:
 
 
 def copy_batch_invocations(world: World) -> int:
-    runtime = world.engine.runtime
-    names = [name for name, spec in runtime.functions.items() if spec.handler.startswith("copy_batch.")]
-    return sum(runtime.invocations[name] for name in names)
+    return world.engine.runtime.invocations[LOGICAL_IDS["copy_batch"]]
 
 
 def reread_in_invocation(world: World, key: str) -> None:

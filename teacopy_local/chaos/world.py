@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lambdas.shared import env_names
+from lambdas.contracts import env_names
 
 from ..engine import ACCOUNT, LocalEngine, RunResult
 from ..moto_adapters import S3Faults, S3Request, s3_fault_injection

@@ -1,0 +1,1 @@
+"""What crosses a boundary: named errors, environment names, event and result shapes, settings, staging layout."""

@@ -1,1 +1,0 @@
-"""CopyBatch Lambda: copies one batch of the manifest (one Distributed Map child)."""

@@ -1,0 +1,87 @@
+"""CopyBatch Lambda: parse the event, fetch the cached TEA credentials, call the copy engine. No logic here."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lambdas.contracts.errors import ConfigurationError, TransientCopyError
+from lambdas.contracts.models import CopyBatchEvent, TeaCredentials
+from lambdas.contracts.settings import CopySettings
+from lambdas.copying.engine import copy_batch
+from lambdas.credentials.cache import CredentialCache
+from lambdas.observability.metrics import SERVICE_COPY, for_lambda, observed, record_copy_result
+
+logging.getLogger().setLevel(logging.INFO)
+# botocore at DEBUG would log request headers, including the TEA session token: never below INFO.
+for _name in ("botocore", "boto3", "urllib3"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+SETTINGS = CopySettings.from_env()
+_POOL = SETTINGS.object_concurrency * (SETTINGS.inflight_parts + 1) + 4
+
+
+def _config(pool: int) -> Config:
+    return Config(
+        connect_timeout=5,
+        read_timeout=60,
+        retries={"mode": "standard", "max_attempts": 8},
+        max_pool_connections=pool,
+    )
+
+
+# One client for the destination and the staging bucket (both written with the Lambda's role).
+S3 = boto3.client("s3", config=_config(_POOL))
+SECRETS = boto3.client("secretsmanager")
+_CACHES: dict[str, CredentialCache] = {}  # TEA endpoint name -> its credentials cache
+_SOURCE_CLIENTS: dict[tuple[str, str], Any] = {}  # (endpoint, version) -> S3 client signed with those credentials
+
+
+def _source_client(endpoint: str, version: str) -> tuple[Any, TeaCredentials]:
+    cache = _CACHES.get(endpoint)
+    if cache is None:
+        try:
+            cache = _CACHES[endpoint] = CredentialCache(SECRETS, SETTINGS.cache_secret_id(endpoint))
+        except KeyError:
+            raise ConfigurationError(f"TEA endpoint {endpoint!r} is not configured for this function") from None
+    try:
+        credentials = cache.get(version)  # CredentialsExpired when the version is gone
+    except (ClientError, BotoCoreError) as exc:  # throttled / unreachable Secrets Manager: retry the batch
+        raise TransientCopyError(f"could not read the credentials cache ({type(exc).__name__})") from exc
+    client = _SOURCE_CLIENTS.get((endpoint, version))
+    if client is None:
+        for key in [k for k in _SOURCE_CLIENTS if k[0] == endpoint]:
+            del _SOURCE_CLIENTS[key]  # this endpoint's older versions are expired or about to be
+        client = boto3.client(
+            "s3",
+            region_name=SETTINGS.source_region,
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            aws_session_token=credentials.session_token,
+            config=_config(SETTINGS.object_concurrency + 2),
+        )
+        _SOURCE_CLIENTS[(endpoint, version)] = client
+    return client, credentials
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    with observed(for_lambda(SERVICE_COPY)) as metrics:
+        request = CopyBatchEvent.from_dict(event)
+        source_s3, credentials = _source_client(request.batch.endpoint, request.credentials.version)
+        result = copy_batch(
+            request,
+            settings=SETTINGS,
+            source_s3=source_s3,
+            dest_s3=S3,
+            staging_s3=S3,
+            credentials=credentials,
+            clock=lambda: datetime.now(UTC),
+            remaining_ms=context.get_remaining_time_in_millis,
+        )
+        record_copy_result(metrics, result)
+        return result

@@ -1,0 +1,72 @@
+"""Plan Lambda: parse the event, build the source-mode clients, call the planning logic. No logic here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from lambdas.contracts.models import TeaCredentials
+from lambdas.contracts.settings import PlanSettings
+from lambdas.credentials.cache import CredentialCache
+from lambdas.credentials.invoked import InvokedCredentials
+from lambdas.earthdata.cmr import CmrClient
+from lambdas.planning.plan import SourceDeps, plan_job
+from lambdas.reporting.schedule_state import read_last_success
+
+logging.getLogger().setLevel(logging.INFO)
+# botocore at DEBUG would log request headers, including the TEA session token: never below INFO.
+for _name in ("botocore", "boto3", "urllib3"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+SETTINGS = PlanSettings.from_env()
+S3 = boto3.client(
+    "s3", config=Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "max_attempts": 5})
+)
+# The Credentials function may wait for TEA (bounded retries) and for a concurrent refresher's lease.
+LAMBDA = boto3.client("lambda", config=Config(connect_timeout=5, read_timeout=150, retries={"max_attempts": 2}))
+SECRETS = boto3.client("secretsmanager")
+_CACHES: dict[str, CredentialCache] = {}  # TEA endpoint name -> its credentials cache
+
+
+def _cache_for(endpoint: str) -> CredentialCache:
+    if endpoint not in _CACHES:
+        _CACHES[endpoint] = CredentialCache(SECRETS, SETTINGS.cache_secret_id(endpoint))
+    return _CACHES[endpoint]
+
+
+SSM = boto3.client("ssm", config=Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard"}))
+
+
+def _source_client(credentials: TeaCredentials) -> Any:
+    return boto3.client(
+        "s3",
+        region_name=SETTINGS.source_region,
+        aws_access_key_id=credentials.access_key_id,
+        aws_secret_access_key=credentials.secret_access_key,
+        aws_session_token=credentials.session_token,
+        config=Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "max_attempts": 5}),
+    )
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    run_id = event.get("run_id", "")
+    deps = SourceDeps(
+        clients=(
+            InvokedCredentials(
+                LAMBDA, SETTINGS.credentials_function, _cache_for, _source_client, run_id, SETTINGS.endpoint_for
+            )
+            if SETTINGS.credentials_function
+            else None
+        ),
+        cmr=CmrClient(SETTINGS.cmr_url, page_size=SETTINGS.cmr_page_size, max_granules=SETTINGS.cmr_max_granules),
+        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
+        schedule_state=(
+            (lambda name: read_last_success(SSM, SETTINGS.schedule_state_prefix, name))
+            if SETTINGS.schedule_state_prefix
+            else None
+        ),
+    )
+    return plan_job(event.get("input"), run_id, settings=SETTINGS, s3=S3, deps=deps)

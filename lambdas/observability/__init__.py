@@ -1,0 +1,1 @@
+"""Metrics (CloudWatch EMF through Powertools); names shared with the dashboard and alarms."""

@@ -1,0 +1,1 @@
+"""Plan: validate the execution input, resolve its source (keys, manifest, prefix, CMR), stage the batched manifest."""

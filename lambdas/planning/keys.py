@@ -1,0 +1,252 @@
+"""Which keys a job takes and where they go: include/exclude filters, destination key mapping, duplicate detection."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import posixpath
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lambdas.contracts.errors import InvalidInput
+from lambdas.s3.limits import MAX_KEY_BYTES
+from lambdas.s3.names import validate_key
+
+logger = logging.getLogger(__name__)
+MAX_PATTERNS = 50
+MAX_PATTERN_CHARS = 256
+
+
+# --- include/exclude patterns ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyFilter:
+    """Shell-style patterns (``*``, ``?``, ``[abc]``; ``*`` also matches '/'), matched against a key.
+
+    A key is accepted when it matches at least one include pattern (or there are none) and no exclude
+    pattern.
+    """
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    _include_re: tuple[re.Pattern[str], ...] = field(default=(), repr=False, compare=False)
+    _exclude_re: tuple[re.Pattern[str], ...] = field(default=(), repr=False, compare=False)
+
+    @classmethod
+    def from_input(cls, include: Any, exclude: Any, field_prefix: str = "source") -> KeyFilter:
+        inc = _patterns(include, f"{field_prefix}.include")
+        exc = _patterns(exclude, f"{field_prefix}.exclude")
+        return cls(
+            include=inc,
+            exclude=exc,
+            _include_re=tuple(re.compile(fnmatch.translate(p)) for p in inc),
+            _exclude_re=tuple(re.compile(fnmatch.translate(p)) for p in exc),
+        )
+
+    @property
+    def active(self) -> bool:
+        return bool(self.include or self.exclude)
+
+    def accepts(self, key: str) -> bool:
+        if self._include_re and not any(p.match(key) for p in self._include_re):
+            return False
+        return not any(p.match(key) for p in self._exclude_re)
+
+
+def _patterns(raw: Any, field_name: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise InvalidInput(field_name, "must be a non-empty list of patterns such as '*.nc'")
+    if len(raw) > MAX_PATTERNS:
+        raise InvalidInput(field_name, f"has {len(raw)} patterns; at most {MAX_PATTERNS}")
+    for index, pattern in enumerate(raw):
+        if not isinstance(pattern, str) or not pattern or len(pattern) > MAX_PATTERN_CHARS:
+            raise InvalidInput(f"{field_name}[{index}]", f"must be a pattern of 1-{MAX_PATTERN_CHARS} characters")
+        if any(not ch.isprintable() for ch in pattern):
+            raise InvalidInput(f"{field_name}[{index}]", "must not contain control characters")
+    return tuple(raw)
+
+
+# --- destination key mapping ---------------------------------------------------------------------------
+
+KEY_MAPPING_MODES = ("keep", "basename", "strip_prefix", "template")
+# Fields of a template; CMR_FIELDS only for a CMR source (from the granule's UMM-G record).
+TEMPLATE_FIELDS = ("key", "basename", "dirname", "stem", "ext", "bucket")
+CMR_FIELDS = ("collection", "version", "granule", "provider", "concept_id", "year", "month", "day", "doy")
+VARYING_FIELDS = frozenset({"key", "basename", "stem"})
+_SLASHES = re.compile(r"/{2,}")
+
+
+@dataclass(frozen=True)
+class KeyMapping:
+    """Source key -> destination key (before the destination prefix).
+
+    - ``keep`` (default): the source key;
+    - ``basename``: the last path segment;
+    - ``{"strip_prefix": "p/"}``: the key without ``p/`` (every key must start with it);
+    - ``{"template": "{collection}/{year}/{basename}"}``: fields TEMPLATE_FIELDS, plus CMR_FIELDS for a
+      CMR source. Empty path segments are dropped (``a//b`` -> ``a/b``).
+    """
+
+    mode: str = "keep"
+    strip_prefix: str = ""
+    template: str = ""
+    fields: frozenset[str] = frozenset()
+
+    @property
+    def injective(self) -> bool:
+        """Two different keys of one bucket can never map to the same destination key."""
+        return self.mode in ("keep", "strip_prefix")
+
+    def to_dict(self) -> Any:
+        if self.mode == "keep" or self.mode == "basename":
+            return self.mode
+        return {"strip_prefix": self.strip_prefix} if self.mode == "strip_prefix" else {"template": self.template}
+
+    @classmethod
+    def from_input(cls, raw: Any, cmr: bool, field_name: str = "destination.key_mapping") -> KeyMapping:
+        if raw is None or raw == "keep":
+            return cls()
+        if raw == "basename":
+            return cls(mode="basename")
+        if isinstance(raw, str):
+            raise InvalidInput(
+                field_name, "must be 'keep', 'basename', {'strip_prefix': 'dir/'} or {'template': '...'}"
+            )
+        if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in ("strip_prefix", "template"):
+            raise InvalidInput(
+                field_name, "must be 'keep', 'basename', {'strip_prefix': 'dir/'} or {'template': '...'}"
+            )
+        mode, value = next(iter(raw.items()))
+        where = f"{field_name}.{mode}"
+        if not isinstance(value, str) or not value:
+            raise InvalidInput(where, "must be a non-empty string")
+        if any(not ch.isprintable() for ch in value) or value.startswith("/"):
+            raise InvalidInput(where, "must not start with '/' or contain control characters")
+        if mode == "strip_prefix":
+            return cls(mode="strip_prefix", strip_prefix=value)
+        allowed = TEMPLATE_FIELDS + (CMR_FIELDS if cmr else ())
+        names: set[str] = set()
+        try:
+            parsed = list(string.Formatter().parse(value))
+        except ValueError as exc:
+            raise InvalidInput(
+                where, f"is not a valid template ({exc}); write literal braces as {{{{ and }}}}"
+            ) from exc
+        for _literal, name, spec, conversion in parsed:
+            if name is None:
+                continue
+            if spec or conversion:
+                raise InvalidInput(where, f"{{{name}}}: format specs and conversions are not supported")
+            if name not in allowed:
+                extra = "" if cmr else f" ({', '.join(CMR_FIELDS)} only for a 'cmr' source)"
+                raise InvalidInput(
+                    where, f"unknown field {{{name}}}; allowed: {', '.join('{' + f + '}' for f in allowed)}{extra}"
+                )
+            names.add(name)
+        if not names & VARYING_FIELDS:
+            raise InvalidInput(where, "must contain {basename}, {stem} or {key}, or every object gets the same key")
+        if ".." in value.split("/"):
+            raise InvalidInput(where, "must not contain '..' path segments")
+        return cls(mode="template", template=value, fields=frozenset(names))
+
+    def map(self, bucket: str, key: str, extra: Mapping[str, str] | None, where: str) -> str:
+        """The mapped key, validated as an S3 key (``where`` names the entry in errors)."""
+        if self.mode == "keep":
+            return key
+        if self.mode == "basename":
+            mapped = posixpath.basename(key)
+        elif self.mode == "strip_prefix":
+            if not key.startswith(self.strip_prefix) or len(key) == len(self.strip_prefix):
+                raise InvalidInput(
+                    where,
+                    f"key {key[:80]!r} does not start with destination.key_mapping.strip_prefix "
+                    f"{self.strip_prefix!r} (or is only that prefix)",
+                )
+            mapped = key[len(self.strip_prefix) :]
+        else:
+            values = template_values(bucket, key, extra)
+            missing = sorted(self.fields - set(values))
+            if missing:
+                raise InvalidInput(where, f"has no value for {{{missing[0]}}} in destination.key_mapping.template")
+            mapped = _SLASHES.sub("/", self.template.format_map(values)).lstrip("/")
+        return validate_key(mapped, f"{where} (destination key)")
+
+
+def template_values(bucket: str, key: str, extra: Mapping[str, str] | None) -> dict[str, str]:
+    dirname, basename = posixpath.split(key)
+    stem, dot, ext = basename.rpartition(".")
+    if not dot or not stem:
+        stem, ext = basename, ""
+    values = {"key": key, "basename": basename, "dirname": dirname, "stem": stem, "ext": ext, "bucket": bucket}
+    if extra:
+        values.update(extra)
+    return values
+
+
+class SeenKeys:
+    """Duplicate sources and destination-key collisions, as 16-byte digests (only where they can occur)."""
+
+    def __init__(self, sources: bool, destinations: bool) -> None:
+        self._sources: set[bytes] | None = set() if sources else None
+        self._destinations: set[bytes] | None = set() if destinations else None
+
+    @staticmethod
+    def _digest(*parts: str) -> bytes:
+        h = hashlib.blake2b(digest_size=16)
+        for part in parts:
+            h.update(part.encode("utf-8", "surrogatepass"))
+            h.update(b"\x00")
+        return h.digest()
+
+    def is_duplicate_source(self, bucket: str, key: str) -> bool:
+        if self._sources is None:
+            return False
+        digest = self._digest(bucket, key)
+        if digest in self._sources:
+            return True
+        self._sources.add(digest)
+        return False
+
+    def claims_destination(self, dest_key: str) -> bool:
+        """False when another source already maps to ``dest_key``."""
+        if self._destinations is None:
+            return True
+        digest = self._digest(dest_key)
+        if digest in self._destinations:
+            return False
+        self._destinations.add(digest)
+        return True
+
+    def __len__(self) -> int:
+        return max(len(self._sources or ()), len(self._destinations or ()))
+
+
+def destination_key(
+    mapping: KeyMapping,
+    dest_prefix: str,
+    bucket: str,
+    key: str,
+    extra: Mapping[str, str] | None,
+    where: str,
+    seen: SeenKeys,
+) -> str:
+    """The full destination key of one source object; two sources mapping to one key is InvalidInput."""
+    dest_key = dest_prefix + mapping.map(bucket, key, extra, where)
+    if len(dest_key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise InvalidInput(where, f"destination key would exceed {MAX_KEY_BYTES} bytes")
+    if not seen.claims_destination(dest_key):
+        raise InvalidInput(
+            where,
+            f"maps to destination key {dest_key[:120]!r}, which an earlier object also maps to; "
+            "choose another destination.key_mapping (e.g. 'keep' or a template with {dirname})",
+        )
+    return dest_key

@@ -1,0 +1,244 @@
+"""Summarize: aggregate the per-object result log of a run into a report and the job's counts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from lambdas.contracts import staging
+from lambdas.contracts.errors import CopyJobFailed, InvalidInput
+from lambdas.contracts.models import COPIED, FAILED, SKIPPED, WOULD_COPY, WOULD_SKIP, parse_time
+from lambdas.contracts.settings import SummarySettings
+from lambdas.reporting import render as reports
+from lambdas.reporting.schedule_state import write_last_success
+
+logger = logging.getLogger(__name__)
+MAX_LISTED_FAILURES = 1000
+
+
+def _read_all(s3: Any, bucket: str, keys: list[str]) -> list[Any]:
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(lambda key: staging.get_json(s3, bucket, key), keys))
+
+
+def abort_leftover_uploads(s3: Any, bucket: str, run_id: str) -> int:
+    """Abort the multipart uploads that paused objects of this run left open (their checkpoints).
+
+    A run that ends with paused objects (a batch failed, refresh rounds ran out) must not leave
+    incomplete uploads in the user's bucket, billed and invisible. Returns how many were aborted.
+    """
+    aborted = 0
+    for key in list(staging.list_keys(s3, bucket, staging.uploads_prefix(run_id))):
+        try:
+            checkpoint = staging.get_json(s3, bucket, key)
+            dest_bucket, dest_key = checkpoint["dest_bucket"], checkpoint["dest_key"]
+            upload_id = checkpoint["upload_id"]
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("ignoring a malformed upload checkpoint s3://%s/%s: %s", bucket, key, exc)
+            continue
+        try:
+            s3.abort_multipart_upload(Bucket=dest_bucket, Key=dest_key, UploadId=upload_id)
+            aborted += 1
+            logger.info("aborted the leftover upload %s of s3://%s/%s", upload_id, dest_bucket, dest_key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise
+        staging.delete_key(s3, bucket, key)
+    return aborted
+
+
+def collect(s3: Any, bucket: str, run_id: str, started: float | None = None) -> dict[str, Any]:
+    """Read the run's plan, results and events; return the report (no secrets are ever in them)."""
+    return collect_run(s3, bucket, run_id, started)[0]
+
+
+def collect_run(
+    s3: Any, bucket: str, run_id: str, started: float | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The report, and the rows of report.csv: each object's last recorded outcome, sorted by key.
+
+    ``started``: when the execution started (epoch seconds); else when Plan started planning
+    (``planned_at``), else the first TEA request of the run, else when plan.json was written. The
+    timing fields and the progress curve are for people (report.html, ``teacopy report``); result
+    files are named by time (``staging.sequence_name``).
+    """
+    plan_key = staging.plan_key(run_id)
+    plan = staging.get_json(s3, bucket, plan_key)
+    result_keys = sorted(
+        staging.list_keys(s3, bucket, staging.results_prefix(run_id)), key=lambda k: k.rsplit("/", 1)[-1]
+    )
+    final: dict[str, dict[str, Any]] = {}
+    files: list[tuple[float | None, list[dict[str, Any]]]] = []
+    for result_key, records in zip(result_keys, _read_all(s3, bucket, result_keys), strict=True):
+        when = reports.sequence_time(result_key)
+        files.append((when, records))
+        batch, recorded_at = reports.batch_of(result_key), reports.iso(when)
+        for record in records:
+            # later files win (a retried object's last word)
+            final[record["key"]] = {**record, "batch": batch, "recorded_at": recorded_at}
+    counts = Counter(r["status"] for r in final.values())
+    tea_events = _read_all(s3, bucket, list(staging.list_keys(s3, bucket, staging.events_prefix(run_id, "tea"))))
+    refresh_events = _read_all(
+        s3, bucket, list(staging.list_keys(s3, bucket, staging.events_prefix(run_id, "refresh")))
+    )
+    adopted = {
+        e["new_version"]
+        for e in refresh_events
+        if e.get("new_version") and e.get("new_version") != e.get("used_version")
+    }
+    failures = [
+        {"key": r["key"], "reason": r.get("reason", "")}
+        for r in sorted(final.values(), key=lambda r: r["key"])
+        if r["status"] == FAILED
+    ]
+    objects = int(plan["objects"])
+    if started is None and isinstance(plan.get("planned_at"), str):
+        started = _started(plan["planned_at"])
+    if started is None:
+        started = min((float(e["at"]) for e in tea_events if isinstance(e.get("at"), int | float)), default=None)
+    if started is None:
+        started = s3.head_object(Bucket=bucket, Key=plan_key)["LastModified"].timestamp()
+    finished = max((when for when, _ in files if when is not None), default=None)
+    duration = None if finished is None else max(0.0, finished - started)
+    copied_bytes = sum(int(r.get("bytes", 0)) for r in final.values() if r["status"] == COPIED)
+    first_adoption: dict[str, float] = {}
+    for e in refresh_events:
+        if e.get("new_version") in adopted and isinstance(e.get("at"), int | float):
+            version, at = str(e["new_version"]), float(e["at"])
+            first_adoption[version] = min(first_adoption.get(version, at), at)
+    report = {
+        "run_id": run_id,
+        "objects": objects,
+        "copied": counts.get(COPIED, 0),
+        "skipped": counts.get(SKIPPED, 0),
+        "failed": counts.get(FAILED, 0),
+        "not_attempted": max(0, objects - len(final)),
+        "bytes": copied_bytes,
+        "dry_run": bool((plan.get("options") or {}).get("dry_run")),
+        "would_copy": counts.get(WOULD_COPY, 0),
+        "would_skip": counts.get(WOULD_SKIP, 0),
+        "bytes_to_copy": sum(int(r.get("bytes", 0)) for r in final.values() if r["status"] == WOULD_COPY),
+        "tea_requests": len(tea_events),
+        "tea_errors": sum(1 for e in tea_events if e.get("outcome") != "ok"),
+        "credential_refreshes": len(adopted),
+        "refresh_calls": len(refresh_events),
+        "source": plan.get("source"),
+        "destination": plan.get("destination"),
+        "schedule": plan.get("schedule"),
+        "planned_at": plan.get("planned_at"),
+        "failures_by_reason": dict(Counter(_reason_class(f["reason"]) for f in failures)),
+        "failures": failures[:MAX_LISTED_FAILURES],
+        "failures_truncated": len(failures) > MAX_LISTED_FAILURES,
+        "by_status": dict(counts),
+        "started_at": reports.iso(started),
+        "finished_at": reports.iso(finished),
+        "duration_seconds": None if duration is None else round(duration, 3),
+        "throughput_bytes_per_second": round(copied_bytes / duration) if duration else None,
+        "timeline": reports.progress_timeline(files, started),
+        "refresh_offsets": sorted(round(max(0.0, t - started), 3) for t in first_adoption.values())[
+            : reports.MAX_REFRESH_MARKS
+        ],
+    }
+    return report, [final[key] for key in sorted(final)]
+
+
+def _reason_class(reason: str) -> str:
+    return reason.split(":", 1)[0] if reason else "unknown"
+
+
+COUNT_FIELDS = (
+    "objects",
+    "copied",
+    "skipped",
+    "failed",
+    "not_attempted",
+    "bytes",
+    "tea_requests",
+    "credential_refreshes",
+)
+
+
+def summarize(event: Any, *, settings: SummarySettings, s3: Any, ssm: Any = None) -> dict[str, Any]:
+    if not isinstance(event, dict) or not isinstance(event.get("run_id"), str):
+        raise InvalidInput("run_id", "must be a string")
+    run_id = event["run_id"]
+    outcome = event.get("outcome") or {}
+    uploads_aborted = abort_leftover_uploads(s3, settings.staging_bucket, run_id)
+    report, rows = collect_run(s3, settings.staging_bucket, run_id, _started(event.get("execution_started")))
+    report["uploads_aborted"] = uploads_aborted
+    report["errors"] = _fatal_errors(s3, settings.staging_bucket, run_id)
+    report["map_failed"] = bool(outcome.get("map_failed"))
+    if report["map_failed"]:
+        report["map_error"] = {"error": outcome.get("error"), "cause": _short(outcome.get("cause"))}
+    report_key = staging.report_key(run_id)
+    report["report_csv"] = f"s3://{settings.staging_bucket}/{reports.csv_key(run_id)}"
+    report["report_html"] = f"s3://{settings.staging_bucket}/{reports.html_key(run_id)}"
+    report["generated_at"] = reports.iso(time.time())
+    staging.put_json(s3, settings.staging_bucket, report_key, report)
+    reports.write_reports(s3, settings.staging_bucket, run_id, report, rows)
+    location = f"s3://{settings.staging_bucket}/{report_key}"
+    summary = {name: report[name] for name in COUNT_FIELDS}
+    if report["dry_run"]:
+        summary.update({name: report[name] for name in ("dry_run", "would_copy", "would_skip", "bytes_to_copy")})
+    summary["report"] = location
+    summary["report_csv"] = report["report_csv"]
+    summary["report_html"] = report["report_html"]
+    logger.info("run %s summary: %s", run_id, json.dumps(summary))
+    too_many = report["failed"] * 100 > settings.max_failed_percent * report["objects"]
+    if report["map_failed"] or too_many or report["not_attempted"]:
+        why = []
+        if report["failed"]:
+            why.append(f"{report['failed']} of {report['objects']} objects failed ({report['failures_by_reason']})")
+        if report["not_attempted"]:
+            why.append(f"{report['not_attempted']} objects were not attempted")
+        for error in report["errors"][:3]:  # the failed batches' own words (their causes stay in the children)
+            why.append(f"{error['error']}: {_short(error['message'], 400).rstrip('.')}")
+        if report["map_failed"] and not report["errors"]:
+            why.append(f"a batch failed: {outcome.get('error')}: {_short(outcome.get('cause'), 300)}")
+        raise CopyJobFailed("; ".join(why) + f". Report: {location}")
+    _record_schedule_success(report, settings, ssm)
+    return summary
+
+
+def _record_schedule_success(report: dict[str, Any], settings: SummarySettings, ssm: Any) -> None:
+    """An incremental schedule's run succeeded: the next one queries from this run's plan time on."""
+    schedule, planned_at = report.get("schedule"), report.get("planned_at")
+    if not isinstance(schedule, dict) or not schedule.get("incremental") or report.get("dry_run"):
+        return
+    if not settings.schedule_state_prefix or ssm is None or not isinstance(planned_at, str):
+        logger.warning("schedule %s: no state store configured, the next run is not narrowed", schedule.get("name"))
+        return
+    write_last_success(ssm, settings.schedule_state_prefix, str(schedule["name"]), planned_at)
+
+
+def _started(value: Any) -> float | None:
+    """The execution's start time, if the state machine passes it (``$$.Execution.StartTime``)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_time(value).timestamp()
+    except ValueError:
+        return None
+
+
+def _fatal_errors(s3: Any, bucket: str, run_id: str) -> list[dict[str, Any]]:
+    """The errors that failed map children recorded (CopyBatch, Credentials), each once, oldest first."""
+    keys = sorted(staging.list_keys(s3, bucket, staging.events_prefix(run_id, "errors")))
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in _read_all(s3, bucket, keys):
+        key = (str(event.get("error", "")), str(event.get("message", "")))
+        if key not in seen:
+            seen[key] = {"error": key[0], "message": key[1], "count": 0}
+        seen[key]["count"] += 1
+    return list(seen.values())
+
+
+def _short(text: Any, limit: int = 2000) -> str:
+    value = "" if text is None else str(text)
+    return value if len(value) <= limit else value[:limit] + "…"
