@@ -50,12 +50,13 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app.py lambdas stacks teacopy_local teacopy_cli bench scripts tests
+	$(BIN)/python -m scripts.check_imports
 
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Headless Chromium renders the HTML run report in tests/test_report.py: the Debian package, installed
+# Headless Chromium renders the HTML run report in tests/integration/test_report.py: the Debian package, installed
 # when missing (as root, or with sudo).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \

@@ -20,7 +20,7 @@ SYNTH_CONTEXT_OVERRIDES: dict[str, Any] = {
         {"bucket": "teacopy-archive", "prefix": "podaac/"},
     ],
     "manifest_buckets": ["teacopy-manifests"],
-    # a second DAAC: its buckets are read with credentials from its own TEA (tests/test_multi_daac.py)
+    # a second DAAC: its buckets are read with credentials from its own TEA (tests/e2e/test_multi_daac.py)
     "tea_endpoints": [
         {
             "name": "nsidc",

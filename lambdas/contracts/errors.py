@@ -2,7 +2,7 @@
 
 The Lambda runtime reports an unhandled exception as ``errorType`` = the class name, and the state
 machine routes on that name (``add_catch``/``add_retry``). Renaming a class here is an API change:
-``tests/test_workflow_asl.py`` asserts the ASL routes every name listed in the sets below.
+``tests/infrastructure/test_workflow_asl.py`` asserts the ASL routes every name listed in the sets below.
 """
 
 from __future__ import annotations

@@ -191,7 +191,7 @@ class PlanSettings:
 
 
 # The stack passes its config (stacks/config.py) in the environment; these defaults are the same values
-# (tests/test_stack.py checks it), so `make bench` and local runs measure what is deployed.
+# (tests/infrastructure/test_stack.py checks it), so `make bench` and local runs measure what is deployed.
 DEFAULT_PART_SIZE_BYTES = 16 * 1024**2
 DEFAULT_INFLIGHT_PARTS = 8
 DEFAULT_MULTIPART_THRESHOLD_BYTES = 64 * 1024**2

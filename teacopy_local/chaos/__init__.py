@@ -7,5 +7,5 @@
 - ``invariants.py`` what is checked after every scenario (nothing lost, corrupt, orphaned or leaked)
 - ``report.py``     the table and the totals JSON; ``__main__.py`` the command line
 
-tests/test_chaos*.py parametrize over the same tables, so `make test` and `make chaos` share one source.
+tests/chaos/test_chaos*.py parametrize over the same tables, so `make test` and `make chaos` share one source.
 """

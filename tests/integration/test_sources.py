@@ -329,7 +329,7 @@ def test_bad_key_mapping(mapping: Any, cmr: bool, field: str, rule: str) -> None
 
 
 def test_inline_keys_mapping_is_checked_at_validation(s3: Any) -> None:
-    raw = {
+    raw: dict[str, Any] = {
         "source": {"bucket": DAAC, "keys": ["2023/a.nc", "2024/a.nc"]},
         "destination": {"bucket": "dest", "key_mapping": "basename"},
     }
@@ -342,7 +342,7 @@ def test_inline_keys_mapping_is_checked_at_validation(s3: Any) -> None:
 
 
 def test_mapped_destination_keys_are_staged_per_object(s3: Any) -> None:
-    raw = {
+    raw: dict[str, Any] = {
         "source": {"bucket": DAAC, "keys": ["MUR/2023/a.nc", "MUR/2024/b.nc"]},
         "destination": {"bucket": "dest", "prefix": "copy", "key_mapping": {"strip_prefix": "MUR/"}},
     }
@@ -445,7 +445,7 @@ def test_prefix_listing_errors(s3: Any) -> None:
     [
         (prefix_job("/abs"), "source.prefix"),
         (prefix_job("a/../b"), "source.prefix"),
-        (prefix_job(5), "source.prefix"),
+        (prefix_job(5), "source.prefix"),  # type: ignore[arg-type]  # a number where a string belongs
         ({"source": {"prefix": "x/"}, "destination": {"bucket": "dest"}}, "source.bucket"),
         (prefix_job("x/", include=[]), "source.include"),
         (prefix_job("x/", exclude=[""]), "source.exclude[0]"),

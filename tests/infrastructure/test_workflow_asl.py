@@ -18,7 +18,7 @@ from stacks.constructs.workflow import LAMBDA_SERVICE_ERRORS
 from stacks.teacopy_stack import LOGICAL_IDS
 from stacks.template_tools import dummy_resolver, iter_states, referenced, state_machine_definition
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ASL_VALIDATOR = REPO_ROOT / "node_modules" / ".bin" / "asl-validator"
 
 # Where each retryable error can be raised: the task states invoking the Lambda that raises it.

@@ -21,7 +21,7 @@ from stacks.template_tools import dummy_resolver, resolve_intrinsics, state_mach
 #          the state machine). Redundant and harmless; not something the stack can switch off.
 CFN_LINT_IGNORED = ["W3005"]
 
-FUNCTIONS = {
+FUNCTIONS: dict[str, tuple[str, Any]] = {
     "plan": ("lambdas.handlers.plan.lambda_handler", PlanSettings),
     "credentials": ("lambdas.handlers.credentials.lambda_handler", CredentialSettings),
     "copy_batch": ("lambdas.handlers.copy_batch.lambda_handler", CopySettings),
@@ -520,9 +520,9 @@ def test_copy_settings_defaults_are_the_deployed_defaults() -> None:
     """Local runs and `make bench` (CopySettings from a bare environment) measure what the stack deploys."""
     from stacks.config import TeacopyConfig
 
-    fields = TeacopyConfig.__dataclass_fields__
+    defaults = TeacopyConfig(tea_endpoint="https://tea.example", destinations=())
     bare = CopySettings.from_env({env_names.STAGING_BUCKET: "s", env_names.CREDENTIALS_SECRET_ID: "c"})
-    assert bare.part_size_bytes == fields["part_size_mb"].default * 1024**2
-    assert bare.multipart_threshold_bytes == fields["multipart_threshold_mb"].default * 1024**2
-    assert bare.inflight_parts == fields["inflight_parts"].default
-    assert bare.object_concurrency == fields["object_concurrency"].default
+    assert bare.part_size_bytes == defaults.part_size_mb * 1024**2
+    assert bare.multipart_threshold_bytes == defaults.multipart_threshold_mb * 1024**2
+    assert bare.inflight_parts == defaults.inflight_parts
+    assert bare.object_concurrency == defaults.object_concurrency

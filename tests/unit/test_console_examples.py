@@ -22,7 +22,7 @@ from lambdas.planning.manifests import MANIFEST_FORMATS
 from lambdas.planning.request import DESTINATION_FIELDS, SOURCE_FIELDS, SOURCE_MODES, TOP_LEVEL_FIELDS, parse_request
 from stacks.config import TeacopyConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((REPO / "schema" / "execution-input.schema.json").read_text(encoding="utf-8"))
 CONSOLE = (REPO / "docs" / "console.md").read_text(encoding="utf-8")
 EXAMPLES = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", CONSOLE, flags=re.DOTALL)]

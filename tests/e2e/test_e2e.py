@@ -39,7 +39,7 @@ def engine_for(
     margin: int = 1,
     later_lifetime: float | None = None,
     function_timeouts: dict[str, float] | None = None,
-    **env: str,
+    env: dict[str, str] | None = None,
 ) -> Iterator[tuple[LocalEngine, TeaEmulator]]:
     """``lifetime`` of the first credentials TEA issues; ``later_lifetime`` (if given) of the rest."""
 
@@ -49,7 +49,7 @@ def engine_for(
 
     tea = TeaEmulator(lifetime_seconds=lifetime, valid_tokens={TOKEN}, issue=after_issue)
     with tea:
-        overrides = {env_names.TEA_ENDPOINT: tea.url, env_names.SAFETY_MARGIN_SECONDS: str(margin), **env}
+        overrides = {env_names.TEA_ENDPOINT: tea.url, env_names.SAFETY_MARGIN_SECONDS: str(margin), **(env or {})}
         with LocalEngine(
             synth.template,
             tea=tea,
@@ -127,7 +127,7 @@ def test_expiry_mid_run_refreshes_once_per_expiry_and_coalesces(synth: Any) -> N
             with gate:
                 time.sleep(0.15)
 
-    with engine_for(synth, lifetime=2, margin=1, later_lifetime=30, **{env_names.BATCH_MAX_OBJECTS: "2"}) as (
+    with engine_for(synth, lifetime=2, margin=1, later_lifetime=30, env={env_names.BATCH_MAX_OBJECTS: "2"}) as (
         engine,
         tea,
     ):
@@ -258,7 +258,7 @@ def test_object_larger_than_one_invocation_copies_across_invocations(synth: Any)
         env_names.INFLIGHT_PARTS: "1",
         env_names.DEADLINE_RESERVE_SECONDS: "1",
     }
-    with engine_for(synth, function_timeouts={LOGICAL_IDS["copy_batch"]: 2}, **env) as (engine, tea):
+    with engine_for(synth, function_timeouts={LOGICAL_IDS["copy_batch"]: 2}, env=env) as (engine, tea):
         engine.client("s3", region="us-west-2").put_object(Bucket=SOURCE, Key="big/granule.h5", Body=data)
         handler = importlib.import_module("lambdas.handlers.copy_batch")
         parts: list[int] = []

@@ -24,7 +24,7 @@ from lambdas.observability import metrics as m
 from stacks.config import ConfigError, TeacopyConfig
 from stacks.teacopy_stack import LOGICAL_IDS
 from teacopy_local.tea_emulator import DEFAULT_TOKEN, TeaEmulator
-from tests.test_stack import CFN_LINT_IGNORED, resources
+from tests.infrastructure.test_stack import CFN_LINT_IGNORED, resources
 
 ALERT_TOPIC = "arn:aws:sns:us-west-2:123456789012:ops-alerts"
 ALERT_EMAIL = "ops@example.org"
@@ -114,7 +114,7 @@ def test_metrics_layer_is_attached_to_the_functions_that_publish(synth: Any) -> 
         assert functions[LOGICAL_IDS[key]]["Properties"]["Layers"] == [layer_ref], key
     for key in ("plan", "summarize"):  # they import no third-party package
         assert "Layers" not in functions[LOGICAL_IDS[key]]["Properties"], key
-    requirements = (Path(__file__).resolve().parents[1] / "requirements-layer.txt").read_text()
+    requirements = (Path(__file__).resolve().parents[2] / "requirements-layer.txt").read_text()
     assert "aws-lambda-powertools==" in requirements
 
 

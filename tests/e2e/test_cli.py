@@ -22,14 +22,14 @@ from lambdas.contracts import env_names
 from teacopy_cli.backend import Backend, local_backend
 from teacopy_cli.cli import main
 from teacopy_local.engine import LocalEngine
-from tests.test_e2e import DEST, SOURCE, engine_for, seed
+from tests.e2e.test_e2e import DEST, SOURCE, engine_for, seed
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def local(synth: Any) -> Iterator[tuple[LocalEngine, Backend]]:
-    with engine_for(synth, **{env_names.BATCH_MAX_OBJECTS: "3"}) as (engine, _tea):
+    with engine_for(synth, env={env_names.BATCH_MAX_OBJECTS: "3"}) as (engine, _tea):
         yield engine, local_backend(engine)
 
 

@@ -25,7 +25,7 @@ from lambdas.contracts.settings import SummarySettings
 from lambdas.reporting import render as reports
 from lambdas.reporting.summary import summarize
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -132,7 +132,7 @@ def test_summarize_writes_csv_and_html_next_to_the_json_and_links_them(s3: Any) 
 
 def test_execution_start_time_is_used_when_the_state_machine_passes_it(s3: Any) -> None:
     t0 = seed_run(s3)
-    event = {"run_id": "r", "outcome": {}, "execution_started": reports.iso(t0 - 2)}
+    event: dict[str, Any] = {"run_id": "r", "outcome": {}, "execution_started": reports.iso(t0 - 2)}
     with pytest.raises(CopyJobFailed):
         summarize(event, settings=SummarySettings("staging", 100), s3=s3)
     report = staging.get_json(s3, "staging", "runs/r/report.json")
@@ -153,7 +153,8 @@ def test_progress_timeline_counts_each_object_once_with_its_last_status() -> Non
 
 def test_sequence_names_are_times() -> None:
     name = staging.sequence_name()
-    assert abs(reports.sequence_time(f"runs/r/results/b1/{name}") - time.time()) < 5
+    recorded = reports.sequence_time(f"runs/r/results/b1/{name}")
+    assert recorded is not None and abs(recorded - time.time()) < 5
     assert reports.sequence_time("runs/r/results/b1/not-a-sequence.json") is None
     assert reports.batch_of("runs/r/results/b000042/x.json") == "b000042"
 

@@ -33,14 +33,14 @@ MANIFESTS = "teacopy-manifests"  # the manifest bucket of the test synth
 
 
 @contextmanager
-def engine_for(synth: Any, **env: str) -> Iterator[tuple[LocalEngine, TeaEmulator, CmrEmulator]]:
+def engine_for(synth: Any, env: dict[str, str] | None = None) -> Iterator[tuple[LocalEngine, TeaEmulator, CmrEmulator]]:
     with TeaEmulator(valid_tokens={TOKEN}) as tea, CmrEmulator() as cmr:
         overrides = {
             env_names.TEA_ENDPOINT: tea.url,
             env_names.SAFETY_MARGIN_SECONDS: "1",
             env_names.CMR_URL: cmr.url,
             env_names.CMR_PAGE_SIZE: "4",
-            **env,
+            **(env or {}),
         }
         with LocalEngine(
             synth.template, tea=tea, edl_token=TOKEN, source_buckets={SOURCE, PUBLIC}, env_overrides=overrides
@@ -122,7 +122,7 @@ def test_jsonl_manifest_of_urls_without_source_bucket(synth: Any) -> None:
 def test_prefix_listing_with_include_exclude(synth: Any) -> None:
     wanted = [f"MUR/2023/{m:02d}/sst-{m}.nc" for m in range(1, 11)]
     unwanted = ["MUR/2023/01/sst-1.nc.md5", "MUR/2023/README.txt", "MUR/2022/12/sst-12.nc", "MUR/2023/10/skip.nc"]
-    with engine_for(synth, **{env_names.BATCH_MAX_OBJECTS: "3"}) as (engine, tea, _cmr):
+    with engine_for(synth, env={env_names.BATCH_MAX_OBJECTS: "3"}) as (engine, tea, _cmr):
         bodies = seed(engine, wanted + unwanted)
         job = {
             "source": {"bucket": SOURCE, "prefix": "MUR/2023/", "include": ["*.nc"], "exclude": ["*/skip*"]},

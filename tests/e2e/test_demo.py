@@ -37,7 +37,7 @@ def test_demo_run_meets_the_bar_and_leaks_no_secret(synth: Any) -> None:
 
 def test_lambda_errors_surface_as_named_function_errors(synth: Any) -> None:
     """The in-process invoke seam returns what Lambda returns for an unhandled exception."""
-    from tests.test_e2e import engine_for
+    from tests.e2e.test_e2e import engine_for
 
     with engine_for(synth) as (engine, _tea):
         response = engine.client("lambda").invoke(
