@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from lambdas.contracts import errors
-from stacks.constructs.workflow import LAMBDA_SERVICE_ERRORS
+from stacks.constructs.steps.base import LAMBDA_SERVICE_ERRORS
 from stacks.teacopy_stack import LOGICAL_IDS
 from stacks.template_tools import dummy_resolver, iter_states, referenced, state_machine_definition
 
