@@ -201,10 +201,6 @@ class TeacopyFunction(Construct):
             )
         )
 
-    @property
-    def function_arn(self) -> str:
-        return self.function.function_arn
-
     # --- grant helpers: explicit actions on explicit resources, never wildcard actions ---------------
 
     def allow(

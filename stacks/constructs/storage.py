@@ -142,7 +142,3 @@ class Storage(Construct):
                     "refresh, which is more frequent than any rotation schedule.",
                 )
             )
-
-    def staging_objects_arn(self, prefix: str) -> str:
-        """ARN of the staging objects under ``prefix`` (e.g. ``runs/``), with the trailing ``*``."""
-        return self.staging_bucket.arn_for_objects(f"{prefix}*")

@@ -1,4 +1,4 @@
-"""The state machine definition honours the error contract of ``lambdas/shared/errors.py``.
+"""The state machine definition honours the error contract of ``lambdas/contracts/errors.py``.
 
 Parsed from the synthesized template with ``stacks.template_tools`` (what is deployed, not a copy).
 """
