@@ -19,6 +19,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from stacks.logical_ids import override_logical_id
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAMBDAS_DIR = REPO_ROOT / "lambdas"
 # The function code asset: a copy of the ``lambdas`` package (its .py files) under a folder of its own, so
@@ -102,7 +104,10 @@ def lambda_code_dir() -> Path:
 
 
 def dependencies_layer(scope: Construct, construct_id: str) -> lambda_.LayerVersion:
-    """The layer with ``requirements-layer.txt`` (awscrt, Powertools), built by ``make setup`` (no Docker)."""
+    """The layer with ``requirements-layer.txt`` (awscrt, Powertools), built by ``make setup`` (no Docker).
+
+    Every teacopy function gets it (stacks/constructs/steps/base.py).
+    """
     if not all((LAYER_DIR / "python" / package).is_dir() for package in ("awscrt", "aws_lambda_powertools")):
         raise FileNotFoundError(
             f"{LAYER_DIR} is missing or incomplete: run `make setup` (it pip-installs the arm64 wheels of "
@@ -121,8 +126,10 @@ def dependencies_layer(scope: Construct, construct_id: str) -> lambda_.LayerVers
 class TeacopyFunction(Construct):
     """A Python 3.12 arm64 Lambda built from the ``lambdas`` package, with its own role and log group.
 
-    The role starts with nothing but writing to its own log group and X-Ray; every other permission
-    is added through the ``grant_*``/``allow_*`` helpers, each one action list on named resources.
+    ``name`` is the step it runs (``Plan``: the role's description), ``logical_id`` the function's fixed
+    logical id (``stacks/logical_ids.py``). The role starts with nothing but writing to its own log group
+    and X-Ray; every other permission is added through the ``grant_*``/``allow_*`` helpers, each one
+    action list on named resources.
     """
 
     def __init__(
@@ -130,11 +137,13 @@ class TeacopyFunction(Construct):
         scope: Construct,
         construct_id: str,
         *,
+        name: str,
+        logical_id: str,
         handler: str,
         description: str,
         memory_mb: int,
         timeout: Duration,
-        layers: Sequence[lambda_.ILayerVersion] = (),
+        layers: Sequence[lambda_.ILayerVersion],
         environment: Mapping[str, str],
         log_retention_days: int,
     ) -> None:
@@ -143,7 +152,7 @@ class TeacopyFunction(Construct):
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"teacopy {construct_id} Lambda",
+            description=f"teacopy {name} Lambda",
         )
         self.log_group = logs.LogGroup(
             self,
@@ -170,14 +179,18 @@ class TeacopyFunction(Construct):
             system_log_level_v2=lambda_.SystemLogLevel.INFO,
             tracing=lambda_.Tracing.ACTIVE,
         )
+        override_logical_id(self.function, logical_id)
         # Only CreateLogStream/PutLogEvents on this function's own log group (no AWSLambdaBasicExecutionRole).
         self.log_group.grant_write(self.role)
+        self._acknowledge_findings()
 
+    def _acknowledge_findings(self) -> None:
         Validations.of(self.function).acknowledge(
             Ack(
                 id="AwsSolutions-L1",
-                reason="Pinned to python3.12 on purpose: the handlers (stdlib + the runtime's boto3) are tested "
-                "locally on CPython 3.11 with no newer-only features; moving runtimes is a deliberate change.",
+                reason="Pinned to python3.12 on purpose: the handlers (stdlib, the runtime's boto3, the layer's "
+                "python3.12 wheels) are tested locally on CPython 3.11 with no newer-only features; moving "
+                "runtimes is a deliberate change (and a rebuild of the layer).",
             )
         )
         Validations.of(self.role).acknowledge(
@@ -187,10 +200,6 @@ class TeacopyFunction(Construct):
                 "resource-level permissions.",
             )
         )
-
-    @property
-    def function_arn(self) -> str:
-        return self.function.function_arn
 
     # --- grant helpers: explicit actions on explicit resources, never wildcard actions ---------------
 

@@ -5,7 +5,7 @@ Alarms:
 - **executions failed**: the copy state machine's ``ExecutionsFailed`` + ``ExecutionsTimedOut``
   (AWS/States) summed over 5 minutes is at least 1;
 - **TEA authentication failures**: the Credentials function's ``TeaAuthFailures`` metric (EMF,
-  ``lambdas/shared/metrics.py``: a fetch/refresh that failed with EdlTokenRejected, i.e. the EDL token
+  ``lambdas/observability/metrics.py``: a fetch/refresh that failed with EdlTokenRejected, i.e. the EDL token
   in the token secret expired or was revoked) is at least 1 over 5 minutes. Every run fails until
   someone puts a new token, so this one deserves a notification.
 
@@ -39,7 +39,7 @@ PERIOD = Duration.minutes(5)
 
 
 def app_metric(name: str, service: str, statistic: str = "Sum", label: str | None = None) -> cw.Metric:
-    """A metric the Lambdas publish with EMF (namespace and ``service`` dimension: shared/metrics.py)."""
+    """A metric the Lambdas publish with EMF (namespace and ``service`` dimension: lambdas/observability/metrics.py)."""
     return cw.Metric(
         namespace=m.NAMESPACE,
         metric_name=name,

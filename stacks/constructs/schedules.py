@@ -9,6 +9,7 @@ nightly schedule copies only new granules and a failed night is picked up the ne
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import Acknowledgment as Ack
@@ -24,8 +25,7 @@ from lambdas.contracts.errors import InvalidInput
 from lambdas.contracts.models import Destination
 from lambdas.contracts.settings import PlanSettings
 from lambdas.planning.request import parse_request
-
-from ..config import ConfigError, ScheduleConfig, TeacopyConfig
+from stacks.config import ConfigError, ScheduleConfig, TeacopyConfig
 
 
 def schedule_state_prefix(app_name: str) -> str:
@@ -36,6 +36,28 @@ def schedule_state_prefix(app_name: str) -> str:
 def schedule_state_parameter_arn(app_name: str) -> str:
     path = schedule_state_prefix(app_name).lstrip("/")
     return f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter/{path}*"
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    """The SSM parameters of the incremental schedules: the Plan step reads them, the Summarize step writes them."""
+
+    prefix: str  # the functions' TEACOPY_SCHEDULE_STATE_PREFIX
+    parameter_arn: str  # every parameter under the prefix (one per incremental schedule)
+    nag_finding: str  # parameter_arn as cdk-nag prints it (IAM5 acknowledgments)
+    reason: str = "One SSM parameter per configured incremental schedule, under this app's own path."
+
+    @classmethod
+    def of(cls, config: TeacopyConfig) -> ScheduleState | None:
+        """The state of ``config``'s incremental schedules; None when it has none."""
+        if not any(s.incremental for s in config.schedules):
+            return None
+        prefix = schedule_state_prefix(config.app_name)
+        return cls(
+            prefix=prefix,
+            parameter_arn=schedule_state_parameter_arn(config.app_name),
+            nag_finding=f"arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/{prefix.lstrip('/')}*",
+        )
 
 
 def schedule_input(schedule: ScheduleConfig) -> dict[str, Any]:

@@ -1,16 +1,17 @@
-"""Stateful resources: the staging bucket, the two secrets and the refresh-lease table."""
+"""Stateful resources: the staging bucket, the two secrets and the refresh-lease table (their logical ids, nag acks)."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Acknowledgment as Ack
+from aws_cdk import Duration, RemovalPolicy, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from lambdas.contracts.staging import RUNS_PREFIX
-
-from ..config import TeacopyConfig
+from stacks.config import TeacopyConfig
+from stacks.logical_ids import LOGICAL_IDS, endpoint_cache_logical_id, override_logical_id
 
 MAP_RESULTS_PREFIX = "map-results"  # the Distributed Map's ResultWriter writes under map-results/
 LEASE_PARTITION_KEY = "lease_id"
@@ -37,9 +38,55 @@ class Storage(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, config: TeacopyConfig) -> None:
         super().__init__(scope, construct_id)
-        retention = Duration.days(config.staging_retention_days)
+        self.staging_bucket = self._staging_bucket(Duration.days(config.staging_retention_days))
+        self.token_secret = secretsmanager.Secret(
+            self,
+            "EdlTokenSecret",
+            secret_name=config.token_secret_name,
+            description=(
+                "Earthdata Login bearer token used by teacopy to call TEA /s3credentials. The deployed value is a "
+                "placeholder: store your EDL token with `aws secretsmanager put-secret-value --secret-id "
+                f"{config.token_secret_name} --secret-string <token>`."
+            ),
+            generate_secret_string=secretsmanager.SecretStringGenerator(exclude_punctuation=True, password_length=32),
+        )
+        self.credentials_cache = self._credentials_cache(
+            "CredentialsCacheSecret",
+            "teacopy TEA credentials cache, written by the credentials Lambda (one version per refresh). Do not edit.",
+        )
+        # One cache per additional TEA endpoint (several DAACs in one job): each refreshed on its own.
+        self.endpoint_caches: dict[str, secretsmanager.Secret] = {
+            endpoint.name: self._credentials_cache(
+                f"CredentialsCacheSecret-{endpoint.name}",
+                f"teacopy TEA credentials cache for {endpoint.endpoint}, written by the credentials Lambda. "
+                "Do not edit.",
+            )
+            for endpoint in config.tea_endpoints
+        }
+        self.lease_table = dynamodb.Table(
+            self,
+            "LeaseTable",
+            partition_key=dynamodb.Attribute(name=LEASE_PARTITION_KEY, type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            time_to_live_attribute=LEASE_TTL_ATTRIBUTE,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        for key, construct in (
+            ("staging_bucket", self.staging_bucket),
+            ("token_secret", self.token_secret),
+            ("credentials_cache", self.credentials_cache),
+            ("lease_table", self.lease_table),
+        ):
+            override_logical_id(construct, LOGICAL_IDS[key])
+        for name, cache in self.endpoint_caches.items():
+            override_logical_id(cache, endpoint_cache_logical_id(name))
+        self._acknowledge_findings()
 
-        self.staging_bucket = s3.Bucket(
+    def _staging_bucket(self, retention: Duration) -> s3.Bucket:
+        return s3.Bucket(
             self,
             "StagingBucket",
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
@@ -58,25 +105,12 @@ class Storage(Construct):
             ],
         )
 
-        self.token_secret = secretsmanager.Secret(
+    def _credentials_cache(self, construct_id: str, description: str) -> secretsmanager.Secret:
+        """A TEA credentials cache: a placeholder JSON value until the credentials Lambda writes a version."""
+        return secretsmanager.Secret(
             self,
-            "EdlTokenSecret",
-            secret_name=config.token_secret_name,
-            description=(
-                "Earthdata Login bearer token used by teacopy to call TEA /s3credentials. The deployed value is a "
-                "placeholder: store your EDL token with `aws secretsmanager put-secret-value --secret-id "
-                f"{config.token_secret_name} --secret-string <token>`."
-            ),
-            generate_secret_string=secretsmanager.SecretStringGenerator(exclude_punctuation=True, password_length=32),
-        )
-
-        self.credentials_cache = secretsmanager.Secret(
-            self,
-            "CredentialsCacheSecret",
-            description=(
-                "teacopy TEA credentials cache, written by the credentials Lambda (one version per refresh). "
-                "Do not edit."
-            ),
+            construct_id,
+            description=description,
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 secret_string_template='{"placeholder": true}',  # noqa: S106 - a JSON template, not a password
                 generate_string_key="nonce",
@@ -85,35 +119,26 @@ class Storage(Construct):
             ),
         )
 
-        # One cache per additional TEA endpoint (several DAACs in one job): each refreshed on its own.
-        self.endpoint_caches: dict[str, secretsmanager.Secret] = {
-            endpoint.name: secretsmanager.Secret(
-                self,
-                f"CredentialsCacheSecret-{endpoint.name}",
-                description=f"teacopy TEA credentials cache for {endpoint.endpoint}, written by the credentials "
-                "Lambda. Do not edit.",
-                generate_secret_string=secretsmanager.SecretStringGenerator(
-                    secret_string_template='{"placeholder": true}',  # noqa: S106 - a JSON template, not a password
-                    generate_string_key="nonce",
-                    exclude_punctuation=True,
-                    password_length=16,
-                ),
+    def _acknowledge_findings(self) -> None:
+        Validations.of(self.staging_bucket).acknowledge(
+            Ack(
+                id="AwsSolutions-S1",
+                reason="Staging bucket holds only transient manifests/results (expired by lifecycle); every "
+                "access is made by this stack's roles and recorded by CloudTrail; no separate access-log bucket.",
             )
-            for endpoint in config.tea_endpoints
-        }
-
-        self.lease_table = dynamodb.Table(
-            self,
-            "LeaseTable",
-            partition_key=dynamodb.Attribute(name=LEASE_PARTITION_KEY, type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            time_to_live_attribute=LEASE_TTL_ATTRIBUTE,
-            removal_policy=RemovalPolicy.DESTROY,
         )
-
-    def staging_objects_arn(self, prefix: str) -> str:
-        """ARN of the staging objects under ``prefix`` (e.g. ``runs/``), with the trailing ``*``."""
-        return self.staging_bucket.arn_for_objects(f"{prefix}*")
+        Validations.of(self.token_secret).acknowledge(
+            Ack(
+                id="AwsSolutions-SMG4",
+                reason="EDL tokens cannot be rotated by a Lambda: renewal needs the user's Earthdata password, "
+                "so the user replaces the token (60-day lifetime) with put-secret-value.",
+            )
+        )
+        for cache in (self.credentials_cache, *self.endpoint_caches.values()):
+            Validations.of(cache).acknowledge(
+                Ack(
+                    id="AwsSolutions-SMG4",
+                    reason="Cache of 1-hour TEA credentials: the credentials Lambda writes a new version on every "
+                    "refresh, which is more frequent than any rotation schedule.",
+                )
+            )

@@ -1,6 +1,8 @@
 """The copy state machine: Plan -> FetchCredentials -> CopyObjects (Distributed Map) -> Summarize.
 
-State names are an API: the local engine, the tests and the runbooks refer to them.
+State names are an API (stacks/constructs/state_names.py): the local engine, the tests and the
+runbooks refer to them. The steps (stacks/constructs/steps/) own their tasks and retries; this
+construct only wires them, and owns the map, the child loop's flow states and the state machine.
 
 Each map child copies one pre-batched item of the staged manifest::
 
@@ -19,169 +21,125 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import Acknowledgment as Ack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from lambdas.contracts import errors
 from lambdas.contracts.staging import RUNS_PREFIX
+from stacks.config import TeacopyConfig
+from stacks.constructs.function import retention_days
+from stacks.constructs.state_names import StateNames
+from stacks.constructs.steps.copy_batch import CopyBatchStep
+from stacks.constructs.steps.credentials import CredentialsStep
+from stacks.constructs.steps.plan import PlanStep
+from stacks.constructs.steps.summarize import SummarizeStep
+from stacks.constructs.storage import MAP_RESULTS_PREFIX
+from stacks.logical_ids import LOGICAL_IDS, override_logical_id
 
-from ..config import TeacopyConfig
-from .function import TeacopyFunction, retention_days
-from .storage import MAP_RESULTS_PREFIX
-
-LAMBDA_SERVICE_ERRORS = (
-    "Lambda.ServiceException",
-    "Lambda.AWSLambdaException",
-    "Lambda.SdkClientException",
-    "Lambda.TooManyRequestsException",
-)
-# A CopyBatch invocation that crashed or hit the Lambda timeout: retried a little (it resumes).
-CRASH_ERRORS = ("Sandbox.Timedout", "Lambda.Unknown")
-COPY_TRANSIENT_ERRORS = ("TransientCopyError",)
 REFRESH_EXHAUSTED_ERROR = "CredentialsRefreshExhausted"
 MAP_LABEL = "CopyBatches"
 
 
-class StateNames:
-    PLAN = "Plan"
-    FETCH_CREDENTIALS = "FetchCredentials"
-    COPY_OBJECTS = "CopyObjects"
-    MAP_FAILED = "MapFailed"
-    MAP_SUCCEEDED = "MapSucceeded"
-    SUMMARIZE = "Summarize"
-    COPY_BATCH = "CopyBatch"
-    COUNT_REFRESH_ROUND = "CountRefreshRound"
-    CAN_REFRESH = "CanRefresh"
-    REFRESH_ROUNDS_EXHAUSTED = "RefreshRoundsExhausted"
-    REFRESH_CREDENTIALS = "RefreshCredentials"
-    BATCH_DONE = "BatchDone"
-    RESET_REFRESH_ROUND = "ResetRefreshRound"
-    BATCH_COPIED = "BatchCopied"
-
-
 @dataclass(frozen=True)
-class WorkflowFunctions:
-    plan: TeacopyFunction
-    credentials: TeacopyFunction
-    copy_batch: TeacopyFunction
-    summarize: TeacopyFunction
+class WorkflowSteps:
+    plan: PlanStep
+    credentials: CredentialsStep
+    copy_batch: CopyBatchStep
+    summarize: SummarizeStep
+
+    @property
+    def all(self) -> tuple[PlanStep, CredentialsStep, CopyBatchStep, SummarizeStep]:
+        return (self.plan, self.credentials, self.copy_batch, self.summarize)
 
 
-def _retry_lambda_service(task: tasks.LambdaInvoke) -> None:
-    task.add_retry(
-        errors=list(LAMBDA_SERVICE_ERRORS),
-        interval=Duration.seconds(2),
-        backoff_rate=2,
-        max_attempts=6,
-    )
-
-
-def _retry_credentials(task: tasks.LambdaInvoke) -> None:
-    _retry_lambda_service(task)
-    task.add_retry(
-        errors=list(errors.RETRYABLE_ERRORS),
-        interval=Duration.seconds(5),
-        backoff_rate=2,
-        max_attempts=4,
-    )
-    # A timed-out or crashed invocation (the coalesced refresh is safe to repeat: the lease expires)
-    task.add_retry(errors=list(CRASH_ERRORS), interval=Duration.seconds(5), backoff_rate=2, max_attempts=2)
+def _child_state(refresh_round: Any) -> dict[str, Any]:
+    """The map child's state for the next CopyBatch: the event fields plus the refresh round."""
+    return {
+        "run_id": sfn.JsonPath.string_at("$.run_id"),
+        "batch": sfn.JsonPath.object_at("$.batch"),
+        "destination": sfn.JsonPath.object_at("$.destination"),
+        "options": sfn.JsonPath.object_at("$.options"),
+        "credentials": sfn.JsonPath.object_at("$.credentials"),
+        "refresh_round": refresh_round,
+    }
 
 
 class CopyWorkflow(Construct):
-    def _lambda_task(
-        self, name: str, function: lambda_.IFunction, result_path: str, payload: sfn.TaskInput | None = None
-    ) -> tasks.LambdaInvoke:
-        """A Lambda task whose state is the function's payload; retries are added explicitly per task."""
-        return tasks.LambdaInvoke(
-            self,
-            name,
-            state_name=name,
-            lambda_function=function,
-            payload=payload,
-            payload_response_only=True,
-            retry_on_service_exceptions=False,
-            result_path=result_path,
-        )
-
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
         config: TeacopyConfig,
-        functions: WorkflowFunctions,
+        steps: WorkflowSteps,
         staging_bucket: s3.IBucket,
     ) -> None:
         super().__init__(scope, construct_id)
         n = StateNames
-
-        plan = self._lambda_task(
-            n.PLAN,
-            functions.plan.function,
-            result_path="$",
-            payload=sfn.TaskInput.from_object(
-                {"input": sfn.JsonPath.entire_payload, "run_id": sfn.JsonPath.execution_name}
-            ),
+        copy_objects = self._copy_objects(config, staging_bucket, self._child(config, steps))
+        map_failed = sfn.Pass(
+            self,
+            n.MAP_FAILED,
+            state_name=n.MAP_FAILED,
+            parameters={
+                "map_failed": True,
+                "error": sfn.JsonPath.string_at("$.map_error.Error"),
+                "cause": sfn.JsonPath.string_at("$.map_error.Cause"),
+            },
+            result_path="$.outcome",
         )
-        _retry_credentials(plan)  # a prefix source makes Plan ask the Credentials function for TEA credentials
-
-        fetch = self._lambda_task(
-            n.FETCH_CREDENTIALS,
-            functions.credentials.function,
-            result_path="$.credentials",
-            # one {version, expiration} per TEA endpoint the plan's batches need: {"default": {...}, ...}
-            payload=sfn.TaskInput.from_object(
-                {
-                    "action": "fetch",
-                    "run_id": sfn.JsonPath.string_at("$.run_id"),
-                    "endpoints": sfn.JsonPath.list_at("$.endpoints"),
-                }
-            ),
+        map_succeeded = sfn.Pass(
+            self,
+            n.MAP_SUCCEEDED,
+            state_name=n.MAP_SUCCEEDED,
+            result=sfn.Result.from_object({"map_failed": False}),
+            result_path="$.outcome",
         )
-        _retry_credentials(fetch)
+        copy_objects.add_catch(map_failed, errors=["States.ALL"], result_path="$.map_error")
+        map_failed.next(steps.summarize.task)
+        map_succeeded.next(steps.summarize.task)
+        definition = steps.plan.task.next(steps.credentials.fetch_task).next(copy_objects).next(map_succeeded)
 
-        # --- the map child ---------------------------------------------------------------------------
-        copy_batch = self._lambda_task(
-            n.COPY_BATCH,
-            functions.copy_batch.function,
-            result_path="$.result",
-            # No payload: the whole state is the event. (TaskInput.from_json_path_at("$") would render
-            # `"Parameters": "$"`, which is not valid ASL with payload_response_only.)
+        self.log_group = logs.LogGroup(
+            self,
+            "LogGroup",
+            log_group_name=f"/aws/vendedlogs/states/{Stack.of(self).stack_name}-CopyStateMachine",
+            retention=retention_days(config.log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
         )
-        _retry_lambda_service(copy_batch)
-        copy_batch.add_retry(
-            errors=list(COPY_TRANSIENT_ERRORS), interval=Duration.seconds(5), backoff_rate=2, max_attempts=5
+        # The role's policies are written here, not by CDK: CDK's item reader/result writer grants cover
+        # the whole staging bucket (and `<function>:*`); ours name the prefixes and the functions only.
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
+            description="teacopy copy state machine",
         )
-        copy_batch.add_retry(errors=list(CRASH_ERRORS), interval=Duration.seconds(5), backoff_rate=2, max_attempts=2)
+        self.role_policy = self._role_policy(steps, staging_bucket)
+        self.state_machine = self._state_machine(definition)
+        self.distributed_map_policy = self._distributed_map_policy()
+        self._acknowledge_findings()
 
-        def child_state(refresh_round: Any) -> dict[str, Any]:
-            """The child's state for the next CopyBatch: the event fields plus the refresh round."""
-            return {
-                "run_id": sfn.JsonPath.string_at("$.run_id"),
-                "batch": sfn.JsonPath.object_at("$.batch"),
-                "destination": sfn.JsonPath.object_at("$.destination"),
-                "options": sfn.JsonPath.object_at("$.options"),
-                "credentials": sfn.JsonPath.object_at("$.credentials"),
-                "refresh_round": refresh_round,
-            }
-
+    def _child(self, config: TeacopyConfig, steps: WorkflowSteps) -> sfn.IChainable:
+        """The map child: CopyBatch until done, refreshing the credentials (bounded) when they expire."""
+        n = StateNames
+        copy_batch, refresh = steps.copy_batch.task, steps.credentials.refresh_task
         # Expiry before any progress (CopyBatch raised CredentialsExpired): a counted round, bounded.
         count_round = sfn.Pass(
             self,
             n.COUNT_REFRESH_ROUND,
             state_name=n.COUNT_REFRESH_ROUND,
-            parameters=child_state(sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.refresh_round"), 1)),
+            parameters=_child_state(sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.refresh_round"), 1)),
         )
         # Expiry after progress (CopyBatch returned refresh=true): the budget starts again, since a
         # batch that keeps making progress may legitimately outlive many one-hour credentials.
-        reset_round = sfn.Pass(self, n.RESET_REFRESH_ROUND, state_name=n.RESET_REFRESH_ROUND, parameters=child_state(0))
+        reset_round = sfn.Pass(
+            self, n.RESET_REFRESH_ROUND, state_name=n.RESET_REFRESH_ROUND, parameters=_child_state(0)
+        )
         exhausted = sfn.Fail(
             self,
             n.REFRESH_ROUNDS_EXHAUSTED,
@@ -189,27 +147,12 @@ class CopyWorkflow(Construct):
             error=REFRESH_EXHAUSTED_ERROR,
             cause=(f"credentials expired {config.max_refresh_rounds} times for this batch; check TEA and the clock"),
         )
-        refresh = self._lambda_task(
-            n.REFRESH_CREDENTIALS,
-            functions.credentials.function,
-            result_path="$.credentials",
-            payload=sfn.TaskInput.from_object(
-                {
-                    # renews the batch's endpoint in the credentials map (the other entries pass through)
-                    "action": "refresh",
-                    "run_id": sfn.JsonPath.string_at("$.run_id"),
-                    "endpoint": sfn.JsonPath.string_at("$.batch.endpoint"),
-                    "credentials": sfn.JsonPath.object_at("$.credentials"),
-                }
-            ),
-        )
-        _retry_credentials(refresh)
         can_refresh = (
             sfn.Choice(self, n.CAN_REFRESH, state_name=n.CAN_REFRESH)
             .when(sfn.Condition.number_greater_than("$.refresh_round", config.max_refresh_rounds), exhausted)
             .otherwise(refresh)
         )
-        copy_batch.add_catch(count_round, errors=list(errors.REFRESH_ERRORS), result_path="$.expired")
+        steps.copy_batch.on_credentials_expired(count_round)
         count_round.next(can_refresh)
         reset_round.next(refresh)
         refresh.next(copy_batch)
@@ -227,9 +170,13 @@ class CopyWorkflow(Construct):
             )
             .otherwise(copy_batch)
         )
-        child = copy_batch.next(batch_done)
+        return copy_batch.next(batch_done)
 
-        # --- the map ---------------------------------------------------------------------------------
+    def _copy_objects(
+        self, config: TeacopyConfig, staging_bucket: s3.IBucket, child: sfn.IChainable
+    ) -> sfn.DistributedMap:
+        """The Distributed Map over the staged manifest (one item per batch)."""
+        n = StateNames
         copy_objects = sfn.DistributedMap(
             self,
             n.COPY_OBJECTS,
@@ -253,62 +200,10 @@ class CopyWorkflow(Construct):
             result_path="$.map",
         )
         copy_objects.item_processor(child)
+        return copy_objects
 
-        summarize = self._lambda_task(
-            n.SUMMARIZE,
-            functions.summarize.function,
-            result_path="$",
-            payload=sfn.TaskInput.from_object(
-                {
-                    "run_id": sfn.JsonPath.string_at("$.run_id"),
-                    "outcome": sfn.JsonPath.object_at("$.outcome"),
-                    "execution_started": sfn.JsonPath.string_at("$$.Execution.StartTime"),
-                }
-            ),
-        )
-        _retry_lambda_service(summarize)
-
-        map_failed = sfn.Pass(
-            self,
-            n.MAP_FAILED,
-            state_name=n.MAP_FAILED,
-            parameters={
-                "map_failed": True,
-                "error": sfn.JsonPath.string_at("$.map_error.Error"),
-                "cause": sfn.JsonPath.string_at("$.map_error.Cause"),
-            },
-            result_path="$.outcome",
-        )
-        map_succeeded = sfn.Pass(
-            self,
-            n.MAP_SUCCEEDED,
-            state_name=n.MAP_SUCCEEDED,
-            result=sfn.Result.from_object({"map_failed": False}),
-            result_path="$.outcome",
-        )
-        copy_objects.add_catch(map_failed, errors=["States.ALL"], result_path="$.map_error")
-        map_failed.next(summarize)
-        map_succeeded.next(summarize)
-
-        definition = plan.next(fetch).next(copy_objects).next(map_succeeded)
-
-        self.log_group = logs.LogGroup(
-            self,
-            "LogGroup",
-            log_group_name=f"/aws/vendedlogs/states/{Stack.of(self).stack_name}-CopyStateMachine",
-            retention=retention_days(config.log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-
-        # The role's policies are written here, not by CDK: CDK's item reader/result writer grants cover
-        # the whole staging bucket (and `<function>:*`); ours name the prefixes and the functions only.
-        self.role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
-            description="teacopy copy state machine",
-        )
-        base_policy = iam.Policy(
+    def _role_policy(self, steps: WorkflowSteps, staging_bucket: s3.IBucket) -> iam.Policy:
+        return iam.Policy(
             self,
             "RolePolicy",
             roles=[self.role],
@@ -316,10 +211,7 @@ class CopyWorkflow(Construct):
                 iam.PolicyStatement(
                     sid="InvokeTeacopyFunctions",
                     actions=["lambda:InvokeFunction"],
-                    resources=[
-                        fn.function.function_arn
-                        for fn in (functions.plan, functions.credentials, functions.copy_batch, functions.summarize)
-                    ],
+                    resources=[step.function.function_arn for step in steps.all],
                 ),
                 iam.PolicyStatement(
                     sid="ReadStagedManifest",
@@ -362,7 +254,9 @@ class CopyWorkflow(Construct):
                 ),
             ],
         )
-        self.state_machine = sfn.StateMachine(
+
+    def _state_machine(self, definition: sfn.IChainable) -> sfn.StateMachine:
+        state_machine = sfn.StateMachine(
             self,
             "StateMachine",
             definition_body=sfn.DefinitionBody.from_chainable(definition),
@@ -373,26 +267,30 @@ class CopyWorkflow(Construct):
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
             comment="teacopy: copy Earthdata Cloud objects (read with TEA credentials) into your own bucket",
         )
+        override_logical_id(state_machine, LOGICAL_IDS["state_machine"])
         # CreateStateMachine checks the log-delivery permissions: the policy must exist first.
-        self.state_machine.node.add_dependency(base_policy)
+        state_machine.node.add_dependency(self.role_policy)
         # CDK's own DistributedMapPolicy could not attach to the immutable role (it is not rendered);
         # drop the dead construct so nothing (cdk-nag included) mistakes it for a live policy.
-        self.state_machine.node.try_remove_child("DistributedMapPolicy")
+        state_machine.node.try_remove_child("DistributedMapPolicy")
+        return state_machine
 
-        # The Distributed Map starts, watches and redrives child executions of this state machine.
-        executions = Stack.of(self).format_arn(
+    def _distributed_map_policy(self) -> iam.Policy:
+        """The Distributed Map starts, watches and redrives child executions of this state machine."""
+        stack, name = Stack.of(self), self.state_machine.state_machine_name
+        executions = stack.format_arn(
             service="states",
             resource="execution",
-            resource_name=f"{self.state_machine.state_machine_name}:*",
+            resource_name=f"{name}:*",
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
-        child_executions = Stack.of(self).format_arn(
+        child_executions = stack.format_arn(
             service="states",
             resource="execution",
-            resource_name=f"{self.state_machine.state_machine_name}/{MAP_LABEL}:*",
+            resource_name=f"{name}/{MAP_LABEL}:*",
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
-        map_policy = iam.Policy(
+        return iam.Policy(
             self,
             "DistributedMapPolicy",
             roles=[self.role],
@@ -413,5 +311,32 @@ class CopyWorkflow(Construct):
             ],
         )
 
-        self.role_policy = base_policy
-        self.distributed_map_policy = map_policy
+    def _acknowledge_findings(self) -> None:
+        bucket, machine = LOGICAL_IDS["staging_bucket"], LOGICAL_IDS["state_machine"]
+        Validations.of(self.role_policy).acknowledge(
+            Ack(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="Vended log delivery (logs:*LogDelivery, PutResourcePolicy, Describe*) and X-Ray "
+                "do not support resource-level permissions.",
+            ),
+            Ack(
+                id=f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/{RUNS_PREFIX}*]",
+                reason="ItemReader reads the manifest Plan staged under runs/<run_id>/ (key known only at run time).",
+            ),
+            Ack(
+                id=f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/{MAP_RESULTS_PREFIX}/*]",
+                reason="ResultWriter writes the map run's result files under map-results/<map run id>/.",
+            ),
+        )
+        execution_arn = f"arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<{machine}.Name>"
+        Validations.of(self.distributed_map_policy).acknowledge(
+            Ack(
+                id=f"AwsSolutions-IAM5[Resource::{execution_arn}:*]",
+                reason="The Distributed Map describes/stops the executions of this state machine only "
+                "(execution names are generated).",
+            ),
+            Ack(
+                id=f"AwsSolutions-IAM5[Resource::{execution_arn}/{MAP_LABEL}:*]",
+                reason="Redrive of this state machine's CopyBatches map-run child executions only.",
+            ),
+        )

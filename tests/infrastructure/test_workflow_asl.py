@@ -1,4 +1,4 @@
-"""The state machine definition honours the error contract of ``lambdas/shared/errors.py``.
+"""The state machine definition honours the error contract of ``lambdas/contracts/errors.py``.
 
 Parsed from the synthesized template with ``stacks.template_tools`` (what is deployed, not a copy).
 """
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from lambdas.contracts import errors
-from stacks.constructs.workflow import LAMBDA_SERVICE_ERRORS
+from stacks.constructs.steps.base import LAMBDA_SERVICE_ERRORS
 from stacks.teacopy_stack import LOGICAL_IDS
 from stacks.template_tools import dummy_resolver, iter_states, referenced, state_machine_definition
 

@@ -1,0 +1,71 @@
+"""The Summarize step: aggregate per-object results into the run report (state ``Summarize``).
+
+Also aborts the multipart uploads that paused objects of a failed run left open, and, for an
+incremental schedule, records a successful run (``write_schedule_state``).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from lambdas.contracts import env_names
+from lambdas.contracts.staging import RUNS_PREFIX
+from stacks.constructs.function import s3_object_arn
+from stacks.constructs.schedules import ScheduleState
+from stacks.constructs.state_names import StateNames
+from stacks.constructs.steps.base import (
+    RUNS_OBJECTS_FINDING,
+    STAGING_OBJECTS_REASON,
+    LambdaStep,
+    StepResources,
+    destination_object_findings,
+    retry_lambda_service,
+)
+from stacks.logical_ids import LOGICAL_IDS
+
+ABORT_UPLOADS_REASON = (
+    "Summarize may only abort multipart uploads under the configured destination prefixes; upload keys "
+    "are the copied objects' keys, known at run time only."
+)
+
+
+class SummarizeStep(LambdaStep):
+    def __init__(self, scope: Construct, construct_id: str, *, resources: StepResources) -> None:
+        config, staging = resources.config, resources.storage.staging_bucket
+        super().__init__(
+            scope,
+            construct_id,
+            resources=resources,
+            logical_id=LOGICAL_IDS["summarize"],
+            handler="lambdas.handlers.summarize.lambda_handler",
+            description="teacopy Summarize: aggregate per-object results into the run report",
+            memory_mb=1024,
+            timeout=Duration.minutes(15),
+            environment={**resources.staging_env, env_names.MAX_FAILED_PERCENT: str(config.max_failed_percent)},
+        )
+        fn = self.lambda_
+        fn.grant_objects(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], staging, RUNS_PREFIX)
+        fn.grant_list_prefix(staging, RUNS_PREFIX)
+        fn.acknowledge_object_wildcards([RUNS_OBJECTS_FINDING], STAGING_OBJECTS_REASON)
+        # aborts the multipart uploads that paused objects of a failed run left open (nothing else there)
+        fn.allow(["s3:AbortMultipartUpload"], sorted({s3_object_arn(d.bucket, d.prefix) for d in config.destinations}))
+        fn.acknowledge_object_wildcards(destination_object_findings(config), ABORT_UPLOADS_REASON)
+
+        self.task = self._lambda_task(
+            StateNames.SUMMARIZE,
+            result_path="$",
+            payload=sfn.TaskInput.from_object(
+                {
+                    "run_id": sfn.JsonPath.string_at("$.run_id"),
+                    "outcome": sfn.JsonPath.object_at("$.outcome"),
+                    "execution_started": sfn.JsonPath.string_at("$$.Execution.StartTime"),
+                }
+            ),
+        )
+        retry_lambda_service(self.task)
+
+    def write_schedule_state(self, state: ScheduleState) -> None:
+        """Incremental schedules: a successful run records its start time for the next run's Plan."""
+        self._use_schedule_state(state, "ssm:PutParameter")
