@@ -59,9 +59,9 @@ The convention for every module under ``lambdas/`` (the handlers included)
    (an exception's class name or an error code), ``bytes``, counts by what they count (``objects``,
    ``batches``). Values are str, int, float, bool, None, or a small dict/list of those.
 5. Never a key the stdlib reserves (``name``, ``msg``, ``args``, ``message``, ``module``, ``filename``,
-   ``lineno``, ``levelname``, ``process``, ``thread``, … — ``logging`` raises KeyError for some and
-   silently overwrites others) nor one Powertools writes (``service``, ``level``, ``location``,
-   ``timestamp``, ``cold_start``, ``function_*``, ``xray_trace_id``, ``exception``, ``stack_trace``).
+   ``lineno``, ``levelname``, ``process``, ``thread``, …: ``logging`` raises KeyError) nor one Powertools
+   writes (``service``, ``level``, ``location``, ``timestamp``, ``cold_start``, ``function_*``,
+   ``xray_trace_id``, ``exception``, ``stack_trace``: the record's value would silently replace it).
 6. Never a secret, in the message or a key: no EDL token, no ``TeaAuth``, no ``TeaCredentials`` (secret key,
    session token), no secret string, no raw TEA body or request headers. Log an exception by its class name
    or error code (``type(exc).__name__``, ``error_code(exc)``); our named errors' messages are safe by
