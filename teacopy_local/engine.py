@@ -28,6 +28,7 @@ import boto3
 from moto import mock_aws
 
 from lambdas.contracts import env_names
+from lambdas.observability.logs import local_sink
 from stacks.template_tools import PSEUDO_DEFAULTS, resolve_intrinsics, state_machine_definition
 
 from .moto_adapters import (
@@ -49,11 +50,20 @@ TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 
 class CapturedLogs(logging.Handler):
-    """Keeps every log record emitted while the engine runs (the Lambdas' logs, locally)."""
+    """Keeps every log record emitted while the engine runs (the Lambdas' logs, locally).
+
+    ``lines``: each record at the root logger as ``LEVEL logger message``; ``json_lines``: each record of the
+    Lambdas (``lambdas.…``) as the JSON line it would be in CloudWatch, with its structured keys
+    (``lambdas.observability.logs.local_sink``). Neither is printed: ``make demo``'s output stays readable.
+    """
 
     def __init__(self) -> None:
         super().__init__(level=logging.DEBUG)
         self.lines: list[str] = []
+        self.json_lines: list[str] = []
+
+    def add_json(self, line: str) -> None:
+        self.json_lines.append(line)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -162,6 +172,9 @@ class LocalEngine:
         atomic_cm.__enter__()
         self._stack.append(atomic_cm)
         logging.getLogger().addHandler(self.logs)
+        sink_cm = local_sink(self.logs.add_json)
+        sink_cm.__enter__()
+        self._stack.append(sink_cm)
         if logging.getLogger().level > logging.INFO:
             logging.getLogger().setLevel(logging.INFO)
         self.deploy()
@@ -416,7 +429,7 @@ def scan_for_secrets(engine: LocalEngine, secrets: list[str], execution_arns: li
     for key, body in engine.staging_dump():
         if _scan(body.decode("utf-8", "replace"), secrets):
             found.append(f"staging object {key}")
-    for line in engine.logs.lines:
+    for line in [*engine.logs.lines, *engine.logs.json_lines]:
         if _scan(line, secrets):
             found.append(f"log line {line[:60]!r}")
     return found

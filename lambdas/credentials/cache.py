@@ -58,7 +58,9 @@ class CredentialCache:
             code = error_code(exc)
             if code == "ResourceNotFoundException":
                 # The secret exists (the stack creates it) but has no AWSCURRENT value yet, or is missing.
-                logger.warning("credentials cache %s has no current value (%s)", self.secret_id, code)
+                logger.warning(
+                    "credentials cache has no current value", extra={"secret_id": self.secret_id, "error": code}
+                )
                 return None
             if code in ("AccessDeniedException", "DecryptionFailure"):
                 raise ConfigurationError(
@@ -125,7 +127,10 @@ class CredentialCache:
         try:
             creds = TeaCredentials.from_tea_json(json.loads(secret_string))
         except (json.JSONDecodeError, ValueError):
-            logger.info("credentials cache %s version %s holds no credentials (placeholder?)", self.secret_id, version)
+            logger.info(
+                "credentials cache version holds no credentials (placeholder?)",
+                extra={"secret_id": self.secret_id, "version": version},
+            )
             return None
         self._remember(version, creds)
         return creds

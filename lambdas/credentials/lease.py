@@ -74,9 +74,15 @@ class RefreshLease:
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
-                logger.warning("refresh lease %s was no longer held by this caller when released", self.lease_id)
+                logger.warning(
+                    "refresh lease no longer held by this caller when released", extra={"lease_id": self.lease_id}
+                )
             else:
                 # Never mask the caller's own outcome (release runs in a finally); the lease expires anyway.
-                logger.warning("could not release refresh lease %s (%s)", self.lease_id, error_code(exc))
+                logger.warning(
+                    "could not release the refresh lease", extra={"lease_id": self.lease_id, "error": error_code(exc)}
+                )
         except BotoCoreError as exc:
-            logger.warning("could not release refresh lease %s (%s)", self.lease_id, type(exc).__name__)
+            logger.warning(
+                "could not release the refresh lease", extra={"lease_id": self.lease_id, "error": type(exc).__name__}
+            )

@@ -172,7 +172,7 @@ def _refresh_as_holder(
                 "check clocks (ours and TEA's) or lower TEACOPY_SAFETY_MARGIN_SECONDS. Not retried: it would loop."
             )
         ref = cache.put(creds)
-        logger.info("stored new TEA credentials version=%s expiration=%s", ref.version, ref.expiration)
+        logger.info("stored new TEA credentials", extra={"version": ref.version, "expiration": ref.expiration})
         return ref, True
     finally:
         lease.release(owner)
@@ -337,7 +337,7 @@ def _record_error(deps: CredentialDeps, request: CredentialsRequest, error: Exce
     try:
         record_event(deps.s3, deps.settings.staging_bucket, request.run_id, "errors", detail)
     except (ClientError, BotoCoreError) as exc:
-        logger.warning("could not record a credentials error for run %s: %s", request.run_id, type(exc).__name__)
+        logger.warning("could not record a credentials error in the run's events", extra={"error": type(exc).__name__})
 
 
 def _serve(
@@ -357,7 +357,9 @@ def _serve(
             record_event(deps.s3, settings.staging_bucket, request.run_id, kind, detail)
         except (ClientError, BotoCoreError) as exc:
             # The event log is telemetry: losing one entry must not fail the credentials call.
-            logger.warning("could not record a %s event for run %s: %s", kind, request.run_id, type(exc).__name__)
+            logger.warning(
+                "could not record an event in the run's events", extra={"event": kind, "error": type(exc).__name__}
+            )
 
     def on_tea_request(detail: dict[str, Any]) -> None:
         if metrics is not None:
@@ -388,14 +390,14 @@ def _serve(
         lease_ttl_seconds=lease_ttl_for(tea),
     )
     logger.info(
-        "credentials %s: run_id=%s endpoint=%s used_version=%s version=%s expiration=%s fetched=%s",
-        request.action,
-        request.run_id,
-        endpoint,
-        used_version,
-        ref.version,
-        ref.expiration,
-        fetched,
+        "credentials served",
+        extra={
+            "endpoint": endpoint,  # one of possibly several in this call
+            "used_version": used_version,
+            "version": ref.version,
+            "expiration": ref.expiration,
+            "fetched": fetched,
+        },
     )
     if request.action == "refresh":
         if metrics is not None:

@@ -14,31 +14,37 @@ What it relies on (nasa/Common-Metadata-Repository search API, UMM-G schema):
   basename. ``Size`` + ``SizeUnit`` is approximate and is not carried. Checksums are optional; only the
   algorithms the copy engine verifies (models.CHECKSUM_ALGORITHMS) are carried.
 
-Only the stdlib is used (the Lambda runtime has no ``requests``). The HTTP session, the clock and the
-sleep are injected; the CMR URL must be https (plain http only to a loopback address: the emulator).
+The HTTP basics are ``lambdas.earthdata.http``'s (stdlib only). The HTTP session, the clock and the sleep
+are injected; the CMR URL must be https (plain http only to a loopback address: the emulator).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import json
 import logging
 import math
 import posixpath
 import random
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any
 
 from lambdas.contracts.errors import CmrUnavailable, ConfigurationError, InvalidInput
 from lambdas.contracts.models import CHECKSUM_ALGORITHMS, Checksum, format_time, parse_time
+from lambdas.earthdata.http import (
+    USER_AGENT,
+    HttpResponse,
+    HttpSession,
+    HttpTransportError,
+    UrllibSession,
+    backoff_delay,
+    base_url,
+    retry_after_seconds,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +54,7 @@ COLLECTIONS_PATH = "/search/collections.umm_json"
 DIRECT_ACCESS = "GET DATA VIA DIRECT ACCESS"
 MAX_PAGE_SIZE = 2000
 MAX_PAGE_BYTES = 256 * 1024**2  # a UMM-JSON page of 2000 granules is typically 5-40 MB
-USER_AGENT = "teacopy/0.1 (+python-urllib)"
 CLIENT_ID = "teacopy"
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 QUERY_FIELDS = (
     "collection_concept_id",
     "short_name",
@@ -367,71 +371,11 @@ def parse_granule(item: Any, stats: ParseStats) -> CmrGranule | None:
     )
 
 
-# --- HTTP -----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HttpResponse:
-    status: int
-    headers: Mapping[str, str]  # lower-case names
-    body: bytes
-
-
-class HttpTransportError(Exception):
-    """A network-level failure (timeout, refused connection, reset). Retried."""
-
-
-class HttpSession(Protocol):
-    def get(self, url: str, headers: Mapping[str, str], timeout: float) -> HttpResponse: ...
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-class UrllibSession:
-    """The default session: stdlib urllib, no redirects followed, bodies read up to a limit."""
-
-    def __init__(self, max_body_bytes: int = MAX_PAGE_BYTES) -> None:
-        self._opener = urllib.request.build_opener(_NoRedirect())
-        self._max = max_body_bytes
-
-    def get(self, url: str, headers: Mapping[str, str], timeout: float) -> HttpResponse:
-        request = urllib.request.Request(url, headers=dict(headers), method="GET")  # noqa: S310 - scheme checked
-        try:
-            try:
-                with self._opener.open(request, timeout=timeout) as response:
-                    body = response.read(self._max + 1)
-                    return HttpResponse(int(response.status), _lower(response.headers.items()), body)
-            except urllib.error.HTTPError as err:
-                try:
-                    body = err.read(64 * 1024) if err.fp is not None else b""
-                except (TimeoutError, http.client.HTTPException, OSError):
-                    body = b""
-                finally:
-                    err.close()
-                return HttpResponse(int(err.code), _lower(err.headers.items() if err.headers else []), body)
-        except (TimeoutError, urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise HttpTransportError(f"{type(reason).__name__}: {str(reason)[:120]}") from None
-
-
-def _lower(items: Any) -> dict[str, str]:
-    return {str(k).lower(): str(v) for k, v in items}
-
-
 # --- the client -----------------------------------------------------------------------------------------
 
 
 def check_cmr_url(url: str) -> str:
-    parsed = urllib.parse.urlsplit(url.strip())
-    host = parsed.hostname or ""
-    if parsed.scheme not in ("https", "http") or not host:
-        raise ConfigurationError(f"the CMR URL must be an https:// URL, got {url[:80]!r}")
-    if parsed.scheme == "http" and host not in LOOPBACK_HOSTS:
-        raise ConfigurationError(f"the CMR URL {host} must use https:// (plain http only to a loopback address)")
-    return f"{parsed.scheme}://{parsed.netloc}{parsed.path.rstrip('/')}"
+    return base_url(url, "the CMR URL", "plain http only to a loopback address")[0]
 
 
 @dataclass
@@ -486,7 +430,7 @@ class CmrClient:
             raise ConfigurationError("CMR max_attempts must be >= 1")
         self.base_url = check_cmr_url(base_url)
         self.url = self.base_url + GRANULES_PATH
-        self.session: HttpSession = session or UrllibSession()
+        self.session: HttpSession = session or UrllibSession(MAX_PAGE_BYTES)
         self.page_size = page_size
         self.timeout_seconds = timeout_seconds
         self.max_attempts = max_attempts
@@ -544,7 +488,14 @@ class CmrClient:
             fetched += len(items)
             next_after = headers.get("cmr-search-after")
             logger.info(
-                "CMR page %d of %s: %d granules (%d of %d)", stats.pages, query.describe(), len(items), fetched, hits
+                "CMR page read",
+                extra={
+                    "cmr_query": query.describe(),
+                    "page": stats.pages,
+                    "granules": len(items),
+                    "fetched": fetched,
+                    "hits": hits,
+                },
             )
             if not items or not next_after or fetched >= hits:
                 return
@@ -627,7 +578,16 @@ class CmrClient:
             if self._clock() + delay > deadline:
                 last += f"; the next attempt (in {delay:.1f} s) would pass the deadline"
                 break
-            logger.warning("CMR attempt %d/%d failed (%s); retrying in %.2f s", attempt, self.max_attempts, last, delay)
+            logger.warning(
+                "CMR attempt failed, retrying",
+                extra={
+                    "cmr_query": query.describe(),
+                    "attempt": attempt,
+                    "max_attempts": self.max_attempts,
+                    "reason": last,
+                    "retry_in_seconds": round(delay, 3),
+                },
+            )
             stats.waited_seconds += delay
             self._sleep(delay)
         raise CmrUnavailable(
@@ -647,25 +607,10 @@ class CmrClient:
         return document
 
     def _backoff(self, attempt: int) -> float:
-        ceiling = min(self._backoff_max, self._backoff_base * (2 ** (attempt - 1)))
-        return ceiling / 2 + self._jitter() * ceiling / 2
+        return backoff_delay(attempt, self._backoff_base, self._backoff_max, self._jitter)
 
     def _retry_after(self, headers: Mapping[str, str]) -> float | None:
-        raw = headers.get("retry-after")
-        if raw is None:
-            return None
-        raw = raw.strip()
-        try:
-            return max(0.0, float(raw))
-        except ValueError:
-            pass
-        try:
-            when = parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max(0.0, (when - self._wall_clock()).total_seconds())
+        return retry_after_seconds(headers, self._wall_clock)
 
 
 def normalize_tea_url(url: str) -> str:

@@ -13,23 +13,21 @@ hour for the Earthdata Login (EDL) user behind the request. Its behaviours this 
 - Success: ``accessKeyId``/``secretAccessKey``/``sessionToken``/``expiration`` with ``expiration`` in
   ``str(datetime)`` form (``2021-01-27 00:50:09+00:00``); parsed as JSON whatever the Content-Type.
 
-Only the stdlib is used (the Lambda runtime has no ``requests``). Every exception message is safe to
-show to the operator: it never contains the EDL token, the cookie or any credential.
+The HTTP basics (one GET without redirects, a bounded body, backoff, ``Retry-After``) are
+``lambdas.earthdata.http``'s. Every exception message is safe to show to the operator: it never contains
+the EDL token, the cookie or any credential.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import random
 import re
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
-from email.message import Message
+from datetime import UTC, datetime
 from typing import Any
 
 from lambdas.contracts.errors import (
@@ -42,19 +40,28 @@ from lambdas.contracts.errors import (
     TeaUnavailable,
 )
 from lambdas.contracts.models import TeaCredentials
+from lambdas.earthdata.http import (
+    USER_AGENT,
+    HttpResponse,
+    HttpSession,
+    HttpTransportError,
+    UrllibSession,
+    backoff_delay,
+    base_url,
+    printable,
+    retry_after_seconds,
+    safe_snippet,
+)
 
 logger = logging.getLogger(__name__)
 
-USER_AGENT = "teacopy/0.1 (+python-urllib)"
 EDL_HOST = "urs.earthdata.nasa.gov"
 EDL_PROFILE_URL = "https://urs.earthdata.nasa.gov/profile"
 UNNAMED_TOKEN_SECRET = "<EDL token secret>"  # noqa: S105 - a label for messages, not a secret
 CREDENTIALS_PATH = "/s3credentials"
 APP_NAME_MAX = 64
 MAX_BODY_BYTES = 256 * 1024  # a credentials document is ~1.5 KB; never buffer more than this
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _APP_NAME_DISALLOWED = re.compile(r"[^\w+=,.@-]", re.ASCII)
-_CREDENTIAL_LIKE = re.compile(r"[A-Za-z0-9+/=_-]{12,}")
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 
 RequestCallback = Callable[[dict[str, Any]], None]
@@ -63,23 +70,6 @@ RequestCallback = Callable[[dict[str, Any]], None]
 def sanitize_app_name(app_name: str) -> str:
     """Restrict the ``app-name`` header to ``[\\w+=,.@-]`` (TEA puts it in an STS session name), <= 64."""
     return _APP_NAME_DISALLOWED.sub("", app_name)[:APP_NAME_MAX]
-
-
-def _printable(text: str, limit: int) -> str:
-    return "".join(ch if ch.isprintable() else " " for ch in text[:limit])
-
-
-def safe_snippet(text: str, limit: int = 40) -> str:
-    """A short printable excerpt with every credential-looking run (>= 12 token chars) redacted."""
-    excerpt = "".join(ch if ch.isprintable() else " " for ch in text[: limit * 4])
-    excerpt = _CREDENTIAL_LIKE.sub("<redacted>", excerpt)
-    return excerpt[:limit] + ("..." if len(excerpt) > limit else "")
-
-
-def printable(text: str, limit: int = 60) -> str:
-    """A header value (e.g. Content-Type) for a message: printable characters only, no redaction."""
-    excerpt = "".join(ch if ch.isprintable() else " " for ch in text[:limit])
-    return excerpt + ("..." if len(text) > limit else "")
 
 
 def renewal_hint(token_secret_name: str) -> str:
@@ -162,20 +152,6 @@ def _strip_bearer(value: str) -> str:
     return value[7:] if value[:7].lower() == "bearer " else value
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Never follow a redirect: TEA's 302 to Earthdata Login means the token was rejected.
-
-    Returning None makes urllib raise HTTPError with the 3xx status.
-    """
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-def build_opener() -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(_NoRedirect())
-
-
 class _Retryable(Exception):
     """Internal: one attempt failed in a way worth retrying."""
 
@@ -201,7 +177,7 @@ class TeaClient:
         endpoint: str,
         app_name: str,
         timeout_seconds: float,
-        opener: urllib.request.OpenerDirector | None = None,
+        session: HttpSession | None = None,
         sleep: Callable[[float], None] = time.sleep,
         max_attempts: int = 3,
         *,
@@ -210,28 +186,23 @@ class TeaClient:
         backoff_base_seconds: float = 0.5,
         backoff_max_seconds: float = 8.0,
         jitter: Callable[[], float] = random.random,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        parsed = urllib.parse.urlsplit(endpoint.strip())
-        host = parsed.hostname or ""
-        if parsed.scheme not in ("https", "http") or not host:
-            raise ConfigurationError(f"TEA endpoint must be an https:// URL, got {safe_snippet(endpoint, 80)!r}")
-        if parsed.scheme == "http" and host not in _LOOPBACK_HOSTS:
-            raise ConfigurationError(f"TEA endpoint {host} must use https:// (the EDL token is sent to it)")
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
-        self.endpoint = f"{parsed.scheme}://{parsed.netloc}{parsed.path.rstrip('/')}"
-        self.host = host
+        self.endpoint, self.host = base_url(endpoint, "TEA endpoint", "the EDL token is sent to it")
         self.url = self.endpoint + CREDENTIALS_PATH
         self.app_name = sanitize_app_name(app_name)
         self.timeout_seconds = timeout_seconds
         self.max_attempts = max_attempts
         self.token_secret_name = token_secret_name
-        self._opener = opener or build_opener()
+        self._session: HttpSession = session or UrllibSession(MAX_BODY_BYTES)
         self._sleep = sleep
         self._on_request = on_request
         self._backoff_base = backoff_base_seconds
         self.backoff_max_seconds = backoff_max_seconds
         self._jitter = jitter
+        self._wall_clock = wall_clock
 
     def __repr__(self) -> str:
         return f"TeaClient(url={self.url!r}, app_name={self.app_name!r}, max_attempts={self.max_attempts})"
@@ -251,11 +222,14 @@ class TeaClient:
                     break
                 delay = self._backoff(attempt, retry.retry_after)
                 logger.warning(
-                    "TEA attempt %d/%d failed (%s); retrying in %.2f s",
-                    attempt,
-                    self.max_attempts,
-                    retry.reason,
-                    delay,
+                    "TEA attempt failed, retrying",
+                    extra={
+                        "tea_host": self.host,
+                        "attempt": attempt,
+                        "max_attempts": self.max_attempts,
+                        "reason": retry.reason,
+                        "retry_in_seconds": round(delay, 3),
+                    },
                 )
                 self._sleep(delay)
         raise TeaUnavailable(
@@ -273,41 +247,28 @@ class TeaClient:
         return headers
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        ceiling = min(self.backoff_max_seconds, self._backoff_base * (2 ** (attempt - 1)))
-        delay = ceiling / 2 + self._jitter() * ceiling / 2
+        delay = backoff_delay(attempt, self._backoff_base, self.backoff_max_seconds, self._jitter)
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.backoff_max_seconds))
         return delay
 
     def _attempt(self, auth: TeaAuth, attempt: int, callbacks: list[RequestCallback]) -> TeaCredentials:
-        request = urllib.request.Request(self.url, headers=self._headers(auth), method="GET")  # noqa: S310
         started = time.monotonic()
         status: int | None = None
         outcome = "error"
         try:
             try:
-                with self._opener.open(request, timeout=self.timeout_seconds) as response:
-                    status = int(response.status)
-                    body = response.read(MAX_BODY_BYTES)
-                    headers: Message = response.headers
-            except urllib.error.HTTPError as err:
-                status = int(err.code)
-                headers = err.headers
-                try:
-                    body = err.read(MAX_BODY_BYTES) if err.fp is not None else b""
-                except (TimeoutError, http.client.HTTPException, OSError):
-                    body = b""
-                finally:
-                    err.close()
-            except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError, OSError) as exc:
-                outcome = "timeout" if _is_timeout(exc) else "connection_error"
-                raise _Retryable(_describe_network_error(exc, self.timeout_seconds)) from None
+                response = self._session.get(self.url, self._headers(auth), self.timeout_seconds)
+            except HttpTransportError as exc:
+                outcome = "timeout" if exc.timed_out else "connection_error"
+                raise _Retryable(str(exc)) from None
             except ValueError as exc:  # e.g. an invalid URL or header value
                 outcome = "client_error"
                 raise ConfigurationError(
                     f"cannot build the TEA request for {self.host}: {type(exc).__name__}"
                 ) from None
-            credentials, outcome = self._classify(status, headers, body)
+            status = response.status
+            credentials, outcome = self._classify(response)
             return credentials
         except TeacopyError as exc:
             outcome = getattr(exc, "outcome", outcome)
@@ -318,17 +279,21 @@ class TeaClient:
         finally:
             seconds = round(time.monotonic() - started, 3)
             detail = {"status": status, "outcome": outcome, "seconds": seconds, "attempt": attempt}
-            logger.info("TEA request %s: status=%s outcome=%s seconds=%.3f", attempt, status, outcome, seconds)
+            logger.info("TEA request", extra={"tea_host": self.host, **detail})
             for callback in callbacks:
                 callback(detail)
 
-    def _classify(self, status: int, headers: Message, body: bytes) -> tuple[TeaCredentials, str]:
+    def _retry_after(self, headers: Mapping[str, str]) -> float | None:
+        return retry_after_seconds(headers, self._wall_clock)
+
+    def _classify(self, response: HttpResponse) -> tuple[TeaCredentials, str]:
         """Map one HTTP answer to credentials or a named error. Sets ``outcome`` on raised errors."""
-        content_type = headers.get("Content-Type", "") if headers is not None else ""
+        status, headers, body = response.status, response.headers, response.body
+        content_type = headers.get("content-type", "")
         if 200 <= status < 300:
             return self._parse_success(status, content_type, body), "ok"
         if status in _REDIRECT_CODES:
-            location = headers.get("Location", "") if headers is not None else ""
+            location = headers.get("location", "")
             target = urllib.parse.urlsplit(location).hostname or "an unknown location"
             what = "Earthdata Login" if target == EDL_HOST else target
             raise _tag(
@@ -374,9 +339,9 @@ class TeaClient:
                 "forbidden",
             )
         if status == 429:
-            raise _Retryable("TEA answered 429 Too Many Requests", _retry_after(headers), "throttled")
+            raise _Retryable("TEA answered 429 Too Many Requests", self._retry_after(headers), "throttled")
         if status >= 500:
-            raise _Retryable(f"TEA answered HTTP {status}", _retry_after(headers), "server_error")
+            raise _Retryable(f"TEA answered HTTP {status}", self._retry_after(headers), "server_error")
         if status == 404:
             raise _tag(
                 ConfigurationError(
@@ -388,6 +353,14 @@ class TeaClient:
         raise _tag(TeaBadResponse(f"TEA at {self.host} answered unexpected HTTP {status}"), "unexpected_status")
 
     def _parse_success(self, status: int, content_type: str, body: bytes) -> TeaCredentials:
+        if len(body) > MAX_BODY_BYTES:
+            raise _tag(
+                TeaBadResponse(
+                    f"TEA at {self.host} answered HTTP {status} with more than {MAX_BODY_BYTES // 1024} KiB: "
+                    "not a credentials document"
+                ),
+                "bad_response",
+            )
         text = body.decode("utf-8", errors="replace").strip()
         if not text:
             raise _tag(TeaBadResponse(f"TEA at {self.host} answered HTTP {status} with an empty body"), "bad_response")
@@ -416,7 +389,7 @@ class TeaClient:
             raise _tag(
                 TeaBadResponse(
                     f"TEA at {self.host} answered HTTP {status} but not with a usable credentials document: "
-                    f"{_printable(str(exc), 200)}"
+                    f"{printable(str(exc), 200)}"
                 ),
                 "bad_response",
             ) from None
@@ -432,29 +405,3 @@ def _try_json(body: bytes) -> Any:
         return json.loads(body.decode("utf-8", errors="replace").strip() or "null")
     except json.JSONDecodeError:
         return None
-
-
-def _retry_after(headers: Mapping[str, str] | Message | None) -> float | None:
-    if headers is None:
-        return None
-    raw = headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    if isinstance(exc, TimeoutError):
-        return True
-    reason = getattr(exc, "reason", None)
-    return isinstance(reason, TimeoutError) or "timed out" in str(reason or exc).lower()
-
-
-def _describe_network_error(exc: BaseException, timeout_seconds: float) -> str:
-    if _is_timeout(exc):
-        return f"timed out after {timeout_seconds:g} s"
-    reason = getattr(exc, "reason", exc)
-    return f"connection failed ({type(reason).__name__})"

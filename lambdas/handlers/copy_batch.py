@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,13 +14,10 @@ from lambdas.contracts.models import CopyBatchEvent, TeaCredentials
 from lambdas.contracts.settings import CopySettings
 from lambdas.copying.engine import copy_batch
 from lambdas.credentials.cache import CredentialCache
+from lambdas.observability import logs
 from lambdas.observability.metrics import SERVICE_COPY, for_lambda, observed, record_copy_result
 
-logging.getLogger().setLevel(logging.INFO)
-# botocore at DEBUG would log request headers, including the TEA session token: never below INFO.
-for _name in ("botocore", "boto3", "urllib3"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
-
+LOGGER = logs.function_logger(logs.COPY_BATCH)  # level from the function's configuration; see logs.py
 SETTINGS = CopySettings.from_env()
 _POOL = SETTINGS.object_concurrency * (SETTINGS.inflight_parts + 1) + 4
 
@@ -69,7 +65,9 @@ def _source_client(endpoint: str, version: str) -> tuple[Any, TeaCredentials]:
     return client, credentials
 
 
+@LOGGER.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    LOGGER.append_keys(**logs.invocation_keys(event))  # run_id, batch_id, endpoint on every record
     with observed(for_lambda(SERVICE_COPY)) as metrics:
         request = CopyBatchEvent.from_dict(event)
         source_s3, credentials = _source_client(request.batch.endpoint, request.credentials.version)

@@ -1,13 +1,12 @@
-"""RefreshCredentials Lambda entry point: wiring only; the logic is shared.credentials.
+"""Credentials Lambda (FetchCredentials / RefreshCredentials): wiring only; the logic is lambdas.credentials.refresh.
 
 Event: ``{"action": "fetch" | "refresh", "run_id"?: str, "used_version"?: str}`` (``used_version``
 only with ``refresh``). Returns only ``{"version", "expiration"}``: the credentials stay in the cache
-secret. Errors are the named exceptions of shared.errors (the state machine routes on their names).
+secret. Errors are the named exceptions of lambdas.contracts.errors (the state machine routes on their names).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import boto3
@@ -15,10 +14,10 @@ from botocore.config import Config
 
 from lambdas.contracts.settings import CredentialSettings
 from lambdas.credentials.refresh import CredentialDeps, handle_credentials_request
+from lambdas.observability import logs
 from lambdas.observability.metrics import SERVICE_CREDENTIALS, for_lambda, observed
 
-# Level and JSON format come from the function's logging config (set by the stack), not from code.
-logger = logging.getLogger(__name__)
+LOGGER = logs.function_logger(logs.CREDENTIALS)  # level from the function's configuration; see logs.py
 
 _CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 5})
 # Leave this much of the invocation for storing the result and returning, when waiting on a refresher.
@@ -42,7 +41,9 @@ def default_deps() -> CredentialDeps:
     return _deps
 
 
+@LOGGER.inject_lambda_context(clear_state=True)
 def lambda_handler(event: Any, context: Any) -> dict[str, str]:
+    LOGGER.append_keys(**logs.invocation_keys(event))  # run_id, action, endpoint on every record
     deps = default_deps()
     wait_seconds = deps.wait_seconds
     remaining_ms = getattr(context, "get_remaining_time_in_millis", None)

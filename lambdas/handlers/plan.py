@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import boto3
@@ -13,14 +12,11 @@ from lambdas.contracts.settings import PlanSettings
 from lambdas.credentials.cache import CredentialCache
 from lambdas.credentials.invoked import InvokedCredentials
 from lambdas.earthdata.cmr import CmrClient
+from lambdas.observability import logs
 from lambdas.planning.plan import SourceDeps, plan_job
 from lambdas.reporting.schedule_state import read_last_success
 
-logging.getLogger().setLevel(logging.INFO)
-# botocore at DEBUG would log request headers, including the TEA session token: never below INFO.
-for _name in ("botocore", "boto3", "urllib3"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
-
+LOGGER = logs.function_logger(logs.PLAN)  # level from the function's configuration; see logs.py
 SETTINGS = PlanSettings.from_env()
 S3 = boto3.client(
     "s3", config=Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "max_attempts": 5})
@@ -51,7 +47,9 @@ def _source_client(credentials: TeaCredentials) -> Any:
     )
 
 
+@LOGGER.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    LOGGER.append_keys(**logs.invocation_keys(event))  # run_id on every record
     run_id = event.get("run_id", "")
     deps = SourceDeps(
         clients=(

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
+
+from lambdas.observability.logs import running_in_lambda
 
 logger = logging.getLogger(__name__)
 emf_logger = logging.getLogger("teacopy.metrics")
@@ -70,7 +71,7 @@ class RecordingMetrics:
 
 
 def _emit(document: str) -> None:
-    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # set by the Lambda runtime only
+    if running_in_lambda():
         sys.stdout.write(document + "\n")
         sys.stdout.flush()
     else:

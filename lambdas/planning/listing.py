@@ -15,8 +15,6 @@ from lambdas.s3.codes import DENIED_CODES, EXPIRED_CODES, error_status
 
 logger = logging.getLogger(__name__)
 
-logger = logging.getLogger(__name__)
-
 # --- prefix listing ------------------------------------------------------------------------------------
 
 
@@ -70,7 +68,10 @@ def list_prefix(
                         f"S3 kept answering {code} while listing s3://{bucket}/{prefix} after {max_refreshes} "
                         "credential refreshes; check the clocks and TEA"
                     ) from None
-                logger.info("listing s3://%s/%s: %s, refreshing the TEA credentials", bucket, prefix, code)
+                logger.info(
+                    "listing met expired credentials, refreshing them",
+                    extra={"bucket": bucket, "prefix": prefix, "error": code},
+                )
                 counts["refreshes"] += 1
                 client = clients.refreshed(bucket)
                 continue

@@ -17,8 +17,6 @@ from lambdas.s3.names import validate_bucket, validate_key
 
 logger = logging.getLogger(__name__)
 
-logger = logging.getLogger(__name__)
-
 MANIFEST_FORMATS = ("json", "jsonl", "csv", "lines")
 MAX_ENTRY_CHARS = 64 * 1024  # one manifest line / JSON element; a key is at most 1024 bytes
 # Plan refuses a larger manifest (it streams it, but one Plan invocation must be able to read it).

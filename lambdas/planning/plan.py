@@ -85,10 +85,13 @@ def _endpoint_chooser(
             f"the collection's TEA {url} is not configured (tea_endpoint / tea_endpoints): its buckets use the "
             "bucket mapping, and reads fail with AccessDenied if that is another DAAC"
         )
-        logger.warning(note)
+        logger.warning("the collection's TEA is not a configured endpoint", extra={"tea_url": url, "note": note})
         return settings.endpoint_for, note
     explicit = dict(settings.bucket_endpoints)
-    logger.info("collection %s is served by TEA endpoint %r (%s)", request.cmr.describe(), name, url)
+    logger.info(
+        "the collection's TEA is a configured endpoint",
+        extra={"cmr_query": request.cmr.describe(), "endpoint": name, "tea_url": url},
+    )
     return (lambda bucket: explicit.get(bucket, name)), f"the collection's TEA is endpoint {name!r} ({url})"
 
 
@@ -102,17 +105,23 @@ def _narrow_incremental(request: JobRequest, deps: SourceDeps) -> tuple[JobReque
     if schedule is None or not schedule.incremental or request.cmr is None or deps.schedule_state is None:
         if schedule is not None and schedule.incremental and request.cmr is None:
             logger.info(
-                "schedule %s is incremental but its source is not CMR: skip-if-identical applies", schedule.name
+                "incremental schedule without a CMR source: skip-if-identical applies",
+                extra={"schedule": schedule.name},
             )
         return request, None
     since = deps.schedule_state(schedule.name)
     if since is None:
-        logger.info("schedule %s: no successful run yet, the query is not narrowed", schedule.name)
+        logger.info(
+            "no successful run of the schedule yet: the query is not narrowed", extra={"schedule": schedule.name}
+        )
         return request, None
     explicit = request.cmr.updated_since
     if explicit is not None and parse_time(explicit) >= parse_time(since):
         return request, since
-    logger.info("schedule %s: narrowing the CMR query to granules updated since %s", schedule.name, since)
+    logger.info(
+        "narrowing the CMR query to granules updated since the last success",
+        extra={"schedule": schedule.name, "updated_since": since},
+    )
     return dataclasses.replace(request, cmr=request.cmr.with_updated_since(parse_time(since))), since
 
 
@@ -209,12 +218,8 @@ def plan_job(
         plan["schedule"] = {**request.schedule.to_dict(), "since": since}
     staging.put_json(s3, settings.staging_bucket, staging.plan_key(run_id), plan)
     logger.info(
-        "planned run %s (%s): %d objects in %d batches, %d source bucket(s)",
-        run_id,
-        mode,
-        count,
-        batcher.batches,
-        len(buckets),
+        "planned the run",
+        extra={"mode": mode, "objects": count, "batches": batcher.batches, "source_buckets": len(buckets)},
     )
     return {
         "run_id": run_id,

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from lambdas.contracts.errors import InvalidInput
 from lambdas.contracts.models import DEFAULT_ENDPOINT, Batch, ObjectSpec
+from lambdas.s3.codes import error_code
 from lambdas.s3.limits import MIB, MIN_PART_BYTES
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,10 @@ class StagedManifest:
         try:
             self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
         except ClientError as exc:
-            logger.warning("could not abort the staged manifest upload %s (%s)", upload_id, exc)
+            logger.warning(
+                "could not abort the staged manifest upload",
+                extra={"bucket": self.bucket, "key": self.key, "upload_id": upload_id, "error": error_code(exc)},
+            )
 
 
 class ItemSink(Protocol):

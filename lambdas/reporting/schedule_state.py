@@ -64,7 +64,10 @@ def read_last_success(ssm: Any, prefix: str, schedule: str) -> str | None:
     try:
         return format_time(parse_time(value))
     except ValueError:
-        logger.warning("schedule state %s holds %r, not a time: treating as the first run", name, value[:40])
+        logger.warning(
+            "the schedule state is not a time: treating this as the first run",
+            extra={"parameter": name, "value": value[:40]},
+        )
         return None
 
 
@@ -77,4 +80,4 @@ def write_last_success(ssm: Any, prefix: str, schedule: str, started_at: str) ->
         Overwrite=True,
         Description="teacopy: start time of this schedule's last successful run (incremental CMR queries)",
     )
-    logger.info("schedule %s: last successful run started at %s", schedule, started_at)
+    logger.info("recorded the schedule's last successful run", extra={"schedule": schedule, "started_at": started_at})

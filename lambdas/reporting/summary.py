@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -40,12 +39,18 @@ def abort_leftover_uploads(s3: Any, bucket: str, run_id: str) -> int:
             dest_bucket, dest_key = checkpoint["dest_bucket"], checkpoint["dest_key"]
             upload_id = checkpoint["upload_id"]
         except (ValueError, KeyError, TypeError) as exc:
-            logger.warning("ignoring a malformed upload checkpoint s3://%s/%s: %s", bucket, key, exc)
+            logger.warning(
+                "ignoring a malformed upload checkpoint",
+                extra={"bucket": bucket, "key": key, "error": type(exc).__name__, "reason": str(exc)[:200]},
+            )
             continue
         try:
             s3.abort_multipart_upload(Bucket=dest_bucket, Key=dest_key, UploadId=upload_id)
             aborted += 1
-            logger.info("aborted the leftover upload %s of s3://%s/%s", upload_id, dest_bucket, dest_key)
+            logger.info(
+                "aborted a leftover upload",
+                extra={"upload_id": upload_id, "dest_bucket": dest_bucket, "dest_key": dest_key},
+            )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
                 raise
@@ -189,7 +194,7 @@ def summarize(event: Any, *, settings: SummarySettings, s3: Any, ssm: Any = None
     summary["report"] = location
     summary["report_csv"] = report["report_csv"]
     summary["report_html"] = report["report_html"]
-    logger.info("run %s summary: %s", run_id, json.dumps(summary))
+    logger.info("run summary", extra={"summary": summary})
     too_many = report["failed"] * 100 > settings.max_failed_percent * report["objects"]
     if report["map_failed"] or too_many or report["not_attempted"]:
         why = []
@@ -212,7 +217,9 @@ def _record_schedule_success(report: dict[str, Any], settings: SummarySettings, 
     if not isinstance(schedule, dict) or not schedule.get("incremental") or report.get("dry_run"):
         return
     if not settings.schedule_state_prefix or ssm is None or not isinstance(planned_at, str):
-        logger.warning("schedule %s: no state store configured, the next run is not narrowed", schedule.get("name"))
+        logger.warning(
+            "no schedule state store configured: the next run is not narrowed", extra={"schedule": schedule.get("name")}
+        )
         return
     write_last_success(ssm, settings.schedule_state_prefix, str(schedule["name"]), planned_at)
 

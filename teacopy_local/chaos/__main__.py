@@ -15,12 +15,17 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lambdas.observability.logs import PACKAGE, local_sink
+
 from ..engine import load_template
 from . import bad_inputs, report
-from .model import Outcome, run_scenario
+from .bad_inputs import BadInput
+from .model import Outcome, Scenario, run_scenario
 from .scenarios import SCENARIOS
 from .world import CHAOS_CONTEXT, World, WorldSpec
 
@@ -74,7 +79,26 @@ def main(argv: list[str] | None = None) -> int:
         for c in cases:
             print(f"{c.id:50} {c.expected()}")
         return 0
-    logging.getLogger().addHandler(logging.StreamHandler(sys.stderr) if args.verbose else logging.NullHandler())
+    with _log_output(args.verbose):
+        return _run(args, scenarios, cases)
+
+
+@contextmanager
+def _log_output(verbose: bool) -> Iterator[None]:
+    """``--verbose``: the Lambdas' log lines on stderr as CloudWatch would get them (JSON, with their run and
+    batch ids), every other record as plain text. Otherwise nothing (not even Python's last-resort output)."""
+    if not verbose:
+        logging.getLogger().addHandler(logging.NullHandler())
+        yield
+        return
+    plain = logging.StreamHandler(sys.stderr)
+    plain.addFilter(lambda record: not (record.name == PACKAGE or record.name.startswith(PACKAGE + ".")))
+    logging.getLogger().addHandler(plain)
+    with local_sink(lambda line: print(line, file=sys.stderr)):
+        yield
+
+
+def _run(args: argparse.Namespace, scenarios: list[Scenario], cases: list[BadInput]) -> int:
     started = time.monotonic()
     template = load_template(args.template) if args.template else synthesize()
     print(f"teacopy chaos: {len(scenarios)} fault scenarios, {len(cases)} bad inputs", file=sys.stderr)

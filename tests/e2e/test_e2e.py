@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import logging
 import random
 import threading
 import time
@@ -113,6 +114,33 @@ def test_happy_path_copies_everything_byte_for_byte(synth: Any) -> None:
         assert dest_digests(engine, "copy/") == expected
         assert tea.requests == 1
         assert_no_secrets(engine, tea, result)
+
+
+def test_lambda_log_lines_carry_their_ids_stay_off_stdout_and_are_scanned(
+    synth: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = [f"logged/{i}.nc" for i in range(3)]  # one batch: the four functions run one after the other
+    with engine_for(synth) as (engine, tea):
+        seed(engine, keys)
+        result = engine.run(job(keys), name="logged", timeout=120)
+        assert result.status == "SUCCEEDED", (result.error, result.cause)
+        assert capsys.readouterr().out == ""  # the JSON lines go to the engine's capture, not stdout
+        records = [json.loads(line) for line in engine.logs.json_lines]
+        by_service: dict[str, list[dict[str, Any]]] = {}
+        for record in records:
+            by_service.setdefault(record["service"], []).append(record)
+        assert set(by_service) == {"teacopy-plan", "teacopy-credentials", "teacopy-copy-batch", "teacopy-summarize"}
+        assert all(record["run_id"] == "logged" for record in records)
+        assert all(record["batch_id"] for record in by_service["teacopy-copy-batch"])
+        [summary] = [r["summary"] for r in by_service["teacopy-summarize"] if r["message"] == "run summary"]
+        assert (summary["copied"], summary["failed"]) == (3, 0)
+        assert_no_secrets(engine, tea, result)
+
+        # A secret in a structured key (not in the message) is found by the scan.
+        secret = secrets_of(tea, TOKEN)[-1]
+        logging.getLogger("lambdas.planted").warning("planted", extra={"detail": secret})
+        leaks = engine.scan_for_secrets([secret], [result.execution_arn])
+        assert [leak for leak in leaks if leak.startswith("log line")] != []
 
 
 def test_expiry_mid_run_refreshes_once_per_expiry_and_coalesces(synth: Any) -> None:

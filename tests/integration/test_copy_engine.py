@@ -38,6 +38,7 @@ from lambdas.contracts.models import (
 from lambdas.contracts.settings import CopySettings
 from lambdas.copying.digests import crc64nvme, crc64nvme_b64
 from lambdas.copying.engine import META_SOURCE_ETAG, META_SOURCE_SIZE, META_VERIFIED, copy_batch, part_size_for
+from teacopy_local.moto_adapters import LocalContext
 
 MIB = 1024**2
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -888,10 +889,6 @@ def test_handler_wires_settings_credentials_and_clients(env: Env, monkeypatch: p
             requested.append(version)
             return TeaCredentials("ASIAFAKE", "fake-secret", "fake-token", datetime.now(UTC) + timedelta(hours=1))
 
-    class Context:
-        def get_remaining_time_in_millis(self) -> int:
-            return 600_000
-
     monkeypatch.setattr(handler, "_CACHES", {"default": FakeCache()})
     env.put_source("a", b"abc")
     event = env.event(["a"])
@@ -902,7 +899,7 @@ def test_handler_wires_settings_credentials_and_clients(env: Env, monkeypatch: p
         "credentials": event.credentials.to_dict(),
     }
 
-    out = handler.lambda_handler(payload, Context())
+    out = handler.lambda_handler(payload, LocalContext("copy-batch", 600, 1024))
 
     assert out == {
         "batch_id": "b0001",

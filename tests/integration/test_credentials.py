@@ -31,7 +31,7 @@ from lambdas.credentials.cache import CredentialCache, utc_now
 from lambdas.credentials.lease import RefreshLease
 from lambdas.credentials.refresh import CredentialDeps, ensure_fresh, handle_credentials_request
 from lambdas.earthdata.tea import TeaAuth, TeaClient
-from teacopy_local.moto_adapters import atomic_backends
+from teacopy_local.moto_adapters import LocalContext, atomic_backends
 from teacopy_local.tea_emulator import DEFAULT_TOKEN, TeaEmulator
 
 REGION = "us-west-2"
@@ -541,13 +541,10 @@ def test_lambda_handler_wiring_from_environment(aws: Aws, tea: TeaEmulator, monk
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(handler, "_deps", None)
 
-    class Context:
-        def get_remaining_time_in_millis(self) -> int:
-            return 60_000
-
-    result = handler.lambda_handler({"action": "fetch", "run_id": "run-2"}, Context())
+    context = LocalContext("credentials", 60, 256)
+    result = handler.lambda_handler({"action": "fetch", "run_id": "run-2"}, context)
     assert set(result) == {"version", "expiration"} and tea.requests == 1
-    assert handler.lambda_handler({"action": "fetch"}, Context()) == result and tea.requests == 1
+    assert handler.lambda_handler({"action": "fetch"}, context) == result and tea.requests == 1
     assert len(events(aws, "run-2", "tea")) == 1
 
 

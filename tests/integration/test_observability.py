@@ -23,6 +23,7 @@ from lambdas.contracts.models import TeaCredentials
 from lambdas.observability import metrics as m
 from stacks.config import ConfigError, TeacopyConfig
 from stacks.teacopy_stack import LOGICAL_IDS
+from teacopy_local.moto_adapters import LocalContext
 from teacopy_local.tea_emulator import DEFAULT_TOKEN, TeaEmulator
 from tests.infrastructure.test_stack import CFN_LINT_IGNORED, resources
 
@@ -192,9 +193,8 @@ def fresh_module(monkeypatch: pytest.MonkeyPatch, name: str) -> types.ModuleType
     return importlib.import_module(name)
 
 
-class Context:
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+def lambda_context() -> LocalContext:
+    return LocalContext("teacopy-test", 900, 1024)
 
 
 @pytest.fixture
@@ -236,10 +236,12 @@ def test_credentials_handler_publishes_tea_requests_latency_and_refreshes(
     with TeaEmulator() as tea:
         credentials_environment(monkeypatch, aws, tea.url)
         handler = fresh_module(monkeypatch, "lambdas.handlers.credentials")
-        first = handler.lambda_handler({"action": "fetch", "run_id": "r1"}, Context())
-        handler.lambda_handler({"action": "refresh", "run_id": "r1", "used_version": first["version"]}, Context())
+        first = handler.lambda_handler({"action": "fetch", "run_id": "r1"}, lambda_context())
+        handler.lambda_handler(
+            {"action": "refresh", "run_id": "r1", "used_version": first["version"]}, lambda_context()
+        )
         second = handler.lambda_handler(
-            {"action": "refresh", "run_id": "r1", "used_version": first["version"]}, Context()
+            {"action": "refresh", "run_id": "r1", "used_version": first["version"]}, lambda_context()
         )
         assert tea.requests == 2
     documents = emf_documents(capsys.readouterr().out)
@@ -262,7 +264,7 @@ def test_expired_edl_token_is_counted_as_a_tea_authentication_failure(
         credentials_environment(monkeypatch, aws, tea.url)
         handler = fresh_module(monkeypatch, "lambdas.handlers.credentials")
         with pytest.raises(EdlTokenRejected):
-            handler.lambda_handler({"action": "fetch", "run_id": "r1"}, Context())
+            handler.lambda_handler({"action": "fetch", "run_id": "r1"}, lambda_context())
     values = metric_values(emf_documents(capsys.readouterr().out), m.SERVICE_CREDENTIALS)
     assert values[m.TEA_AUTH_FAILURES] == [1.0]
     assert values[m.ERRORS] == [1.0]
@@ -296,7 +298,7 @@ def test_copy_batch_handler_publishes_objects_and_bytes(
         "destination": {"bucket": "dest", "prefix": "copy/"},
         "credentials": {"version": "v1", "expiration": (datetime.now(UTC) + timedelta(hours=1)).isoformat()},
     }
-    result = handler.lambda_handler(event, Context())
+    result = handler.lambda_handler(event, lambda_context())
     assert (result["copied"], result["failed"], result["bytes"]) == (2, 1, 1500)  # c.nc does not exist
     values = metric_values(emf_documents(capsys.readouterr().out), m.SERVICE_COPY)
     assert values == {

@@ -19,12 +19,11 @@ from lambdas.earthdata.cmr import (
     CmrClient,
     CmrQuery,
     CmrUnavailable,
-    HttpResponse,
-    HttpTransportError,
     ParseStats,
     check_cmr_url,
     parse_granule,
 )
+from lambdas.earthdata.http import HttpResponse, HttpTransportError
 from teacopy_local.cmr_emulator import CmrEmulator, EmulatedFile
 
 T0 = datetime(2023, 1, 1, tzinfo=UTC)

@@ -22,7 +22,8 @@ from lambdas.contracts.errors import (
     TeaForbidden,
     TeaUnavailable,
 )
-from lambdas.earthdata.tea import USER_AGENT, TeaAuth, TeaClient, _NoRedirect, safe_snippet, sanitize_app_name
+from lambdas.earthdata.http import USER_AGENT, build_opener, safe_snippet
+from lambdas.earthdata.tea import TeaAuth, TeaClient, sanitize_app_name
 from teacopy_local.tea_emulator import DEFAULT_TOKEN, TeaEmulator
 
 SECRET_NAME = "teacopy/edl-token"
@@ -74,7 +75,7 @@ GOOD = TeaAuth(bearer_token=DEFAULT_TOKEN)
 
 
 def raw_get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], str]:
-    opener = urllib.request.build_opener(_NoRedirect())
+    opener = build_opener()
     request = urllib.request.Request(url + "/s3credentials", headers=headers)  # noqa: S310 - http://127.0.0.1 only
     try:
         with opener.open(request, timeout=2) as response:
