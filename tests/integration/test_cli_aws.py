@@ -96,11 +96,14 @@ def test_start_validates_with_the_deployed_settings(aws: None) -> None:
 def test_unknown_stack_is_a_clear_error(aws: None) -> None:
     code, _, err = run("watch", "--stack", "NoSuchStack", "--region", REGION)
     assert code == 4
-    assert "cannot describe stack 'NoSuchStack' in us-west-2" in err and "--stack/--region" in err
+    assert err == (
+        "error: no stack 'NoSuchStack' in us-west-2: pass --stack NAME and --region REGION (where you deployed it; "
+        "`npx cdk deploy` prints both)\n"
+    )
 
 
 def test_local_passes_its_arguments_to_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["local", "--help"])
     assert info.value.code == 0
-    assert "usage: python -m teacopy_local.demo" in capsys.readouterr().out
+    assert "usage: teacopy local" in capsys.readouterr().out
