@@ -107,7 +107,7 @@ class Cli:
     @property
     def backend(self) -> Backend:
         if self._backend is None:
-            if getattr(self.args, "local", False) or getattr(self.args, "runs_dir", None):
+            if self.local_runs:
                 from .local_runs import directory_backend
 
                 self._backend = directory_backend(runs_dir(self.args.runs_dir))
@@ -117,7 +117,10 @@ class Cli:
 
     @property
     def local_runs(self) -> bool:
-        return self.backend.run_directory is not None
+        """The runs are local runs (read from run directories); decided without contacting AWS."""
+        if self._backend is not None:
+            return self._backend.run_directory is not None
+        return bool(getattr(self.args, "local", False) or getattr(self.args, "runs_dir", None))
 
     def say(self, text: str = "") -> None:
         self.out.write(text + "\n")

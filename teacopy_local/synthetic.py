@@ -44,6 +44,7 @@ DEFAULT_SOURCE_BUCKET = "local-daac-protected"  # stands for the default TEA's D
 DEFAULT_COUNT = 30
 DEFAULT_SIZES = (1024, 100 * 1024, 700 * 1024, 2 * 1024**2)
 CMR_START = datetime(2023, 1, 1, tzinfo=UTC)
+SYNTHETIC_SHORT_NAME = "SYNTHETIC-COLLECTION"  # a collection named by concept id only gets this short name
 
 
 class SyntheticSourceError(LocalRunError):
@@ -101,7 +102,7 @@ class SyntheticWorld:
             return
         concept_id, short_name, version = self.collection
         concept = cmr.add_collection(
-            short_name or "SYNTHETIC-L4",
+            short_name or SYNTHETIC_SHORT_NAME,
             version or "1.0",
             provider=concept_id.rsplit("-", 1)[-1] if concept_id else "LOCAL",
             tea_endpoint=tea_url,
@@ -300,7 +301,7 @@ def _cmr_granules(
     step = (end - start) / max(count, 1)
     updated = (_time(query.updated_since) or datetime(2024, 1, 1, tzinfo=UTC)) + timedelta(hours=1)
     bbox = query.bounding_box or (-180.0, -90.0, 180.0, 90.0)
-    name = query.short_name or (query.collection_concept_id or "collection").split("-", 1)[0]
+    name = query.short_name or SYNTHETIC_SHORT_NAME
     root = _directory_of(request, f"{name}/")
     names = _names(count, request.key_filter, root)
     named: list[tuple[str, str, int | None]] = []
