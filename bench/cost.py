@@ -12,6 +12,8 @@ only by the requests they were counted making.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -124,6 +126,26 @@ def estimate(
 def storage_per_month(total_bytes: int, prices: Prices | None = None) -> float:
     """A month of S3 Standard storage for ``total_bytes`` (first-tier price)."""
     return total_bytes / GB * (prices or Prices()).s3_standard_per_gb_month
+
+
+# What a deployed stack's resources cost per month while no job runs; everything else (Lambda, Step Functions,
+# S3 requests, EventBridge Scheduler, SQS, logs ingested, DynamoDB on demand) is paid per use, and the staging
+# bucket holds only reports that expire after staging_retention_days.
+IDLE_RESOURCES = {
+    "AWS::SecretsManager::Secret": "secret_per_month",
+    "AWS::CloudWatch::Dashboard": "dashboard_per_month",
+    "AWS::CloudWatch::Alarm": "alarm_per_month",
+    "AWS::KMS::Key": "kms_key_per_month",
+}
+
+
+def idle_per_month(resource_types: Iterable[str], prices: Prices | None = None) -> dict[str, float]:
+    """USD per month by resource type for a template's resources (``Resources[*].Type``), and ``total``."""
+    prices = prices or Prices()
+    counts = Counter(kind for kind in resource_types if kind in IDLE_RESOURCES)
+    out = {kind: round(n * getattr(prices, IDLE_RESOURCES[kind]), 2) for kind, n in sorted(counts.items())}
+    out["total"] = round(sum(out.values()), 2)
+    return out
 
 
 def assumptions(model: ComputeModel, prices: Prices | None = None) -> dict[str, Any]:

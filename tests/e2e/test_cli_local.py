@@ -146,3 +146,20 @@ def test_validate_and_local_runs_use_the_plan_settings_of_the_synthesized_stack(
     assert settings.manifest_buckets == config.readable_buckets
     assert (settings.max_inline_keys, settings.batch_max_objects) == (config.max_inline_keys, config.batch_max_objects)
     assert dict(settings.bucket_endpoints) == {b: e.name for e in config.tea_endpoints for b in e.buckets}
+
+
+def test_idle_cost_of_the_stack(synth: Any) -> None:
+    """README "Deploy": what the stack costs per month while idle; secrets, dashboard, alarms (and a KMS key
+    when alarm_email makes the stack create a topic)."""
+    from bench import cost
+
+    idle = cost.idle_per_month(r["Type"] for r in synth.template["Resources"].values())
+    # the test stack has a second DAAC (one more credentials cache secret) and no alarm_email
+    assert idle == {
+        "AWS::CloudWatch::Alarm": 0.2,
+        "AWS::CloudWatch::Dashboard": 3.0,
+        "AWS::SecretsManager::Secret": 1.2,
+        "total": 4.4,
+    }
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "$4.00 per month" in readme  # cdk.json's stack: two secrets, a dashboard, two alarms
