@@ -165,8 +165,6 @@ class Cli:
     def cmd_start(self) -> int:
         job = input_from_args(self.args)
         check_shape(job)  # what needs no deployment settings, before AWS is contacted
-        if self.local_runs:
-            raise InputError("`start` runs on AWS; run an input locally with: teacopy local --input FILE")
         self.validate(job)
         if self.args.print_input or self.args.validate_only:
             self.say(json.dumps(job, indent=2, ensure_ascii=False))

@@ -41,7 +41,7 @@ class DirectoryS3:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def _path(self, key: str) -> Path | None:
+    def path_of(self, key: str) -> Path | None:
         if not key.startswith(staging.RUNS_PREFIX):
             return None
         run_id, _, rest = key[len(staging.RUNS_PREFIX) :].partition("/")
@@ -53,7 +53,7 @@ class DirectoryS3:
             return None
 
     def _file(self, key: str, operation: str) -> Path:
-        path = self._path(key)
+        path = self.path_of(key)
         if path is None or not path.is_file():
             raise _missing("NoSuchKey" if operation == "GetObject" else "404", operation, f"no local file for {key}")
         return path
@@ -172,7 +172,7 @@ class LocalRunsBackend(Backend):
         assert self.run_directory is not None
         bucket_and_key = url.removeprefix("s3://")
         _bucket, _, key = bucket_and_key.partition("/")
-        path = DirectoryS3(self.run_directory)._path(key) if url.startswith("s3://") else None
+        path = DirectoryS3(self.run_directory).path_of(key) if url.startswith("s3://") else None
         return str(path) if path is not None and path.exists() else url
 
 

@@ -97,6 +97,17 @@ def plan_note(engine: LocalEngine, result: RunResult) -> str:
     return note
 
 
+def short_lived_tea(args: argparse.Namespace) -> TeaEmulator:
+    """A TEA emulator whose first credentials live ``first_lifetime`` s and later ones ``credential_lifetime``
+    s (as if the first were fetched just before the job started: they expire mid-run even on a fast machine)."""
+
+    def after_issue(_issued: object) -> None:
+        emulator.set_lifetime(args.credential_lifetime)
+
+    emulator = TeaEmulator(lifetime_seconds=args.first_lifetime, valid_tokens={LOCAL_TOKEN}, issue=after_issue)
+    return emulator
+
+
 def run_and_keep(
     engine: LocalEngine,
     job: Mapping[str, Any],
@@ -187,19 +198,7 @@ def run_input(
     endpoints = json.loads(function_environment(template, "CopyBatchFunction").get(env_names.TEA_ENDPOINTS) or "{}")
     name = args.name or f"local-{time.strftime('%Y%m%d-%H%M%S')}"
 
-    def lifetimes(emulator: list[TeaEmulator]) -> Callable[[object], None]:
-        def after_issue(_issued: object) -> None:
-            emulator[0].set_lifetime(args.credential_lifetime)
-
-        return after_issue
-
-    teas: dict[str, TeaEmulator] = {}
-    for endpoint in ("default", *sorted(endpoints)):
-        holder: list[TeaEmulator] = []
-        teas[endpoint] = TeaEmulator(
-            lifetime_seconds=args.first_lifetime, valid_tokens={LOCAL_TOKEN}, issue=lifetimes(holder)
-        )
-        holder.append(teas[endpoint])
+    teas = {endpoint: short_lived_tea(args) for endpoint in ("default", *sorted(endpoints))}
     default_buckets = {b for b in world.source_buckets if b not in bucket_endpoints}
     with contextlib.ExitStack() as stack:
         for emulator in teas.values():

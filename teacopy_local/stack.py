@@ -62,12 +62,14 @@ def load_template(path: str | Path) -> dict[str, Any]:
 def synthesize() -> dict[str, Any]:
     """The app of cdk.json, synthesized in-process (cdk-nag on, like ``cdk synth``)."""
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    from jsii.errors import JSIIError
+
     from stacks.teacopy_stack import STACK_ID, build_app
 
     with tempfile.TemporaryDirectory(prefix="teacopy-synth-") as outdir:
         try:
             assembly = build_app(outdir=outdir, cfn_validation=False).synth()
-        except (OSError, RuntimeError) as exc:  # node missing, jsii failure, a cdk-nag finding
+        except (OSError, RuntimeError, JSIIError) as exc:  # node missing, a jsii failure, a cdk-nag finding
             raise TemplateUnavailable(f"cannot synthesize the stack from cdk.json: {exc}".splitlines()[0]) from exc
         return load_template(assembly.get_stack_by_name(STACK_ID).template_full_path)
 
