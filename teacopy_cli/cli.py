@@ -1,11 +1,14 @@
-"""``teacopy``: start, watch, report, retry and estimate copy jobs; run the local demo.
+"""``teacopy``: start, watch, report, retry and estimate copy jobs; validate inputs; run jobs locally.
 
-Against AWS the CLI uses the boto3 default session and finds the stack's outputs by stack name
-(``--stack``, default TeacopyStack; ``--region``/``--profile`` or the usual AWS_* variables). Tests and
-``teacopy local`` drive the same commands against the local engine (``main(..., backend=...)``).
+Against AWS the CLI uses the boto3 session (``--profile`` or the default) and finds the stack's outputs by
+stack name (``--stack``, default TeacopyStack) in the region of ``--region``, AWS_REGION,
+AWS_DEFAULT_REGION or the profile, in that order. ``--local`` reads the runs ``teacopy local`` kept in
+their run directories instead (``local_runs.py``). Tests drive the same commands against the local
+engine (``main(..., backend=...)``).
 
-Exit codes: 0 success; 1 the run failed (or has failures); 2 bad usage or invalid input; 3 watch timed out;
-4 the stack or the run cannot be found.
+Every failure is one line on stderr saying what is wrong and what to do. Exit codes: 0 success; 1 the run
+failed (or has failures); 2 bad usage or invalid input; 3 watch timed out; 4 AWS is not configured (no
+region, no or rejected credentials) or not reachable, or the stack or the run cannot be found.
 """
 
 from __future__ import annotations
@@ -17,24 +20,50 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.contracts import staging
 from lambdas.contracts.errors import ConfigurationError, InvalidInput
 from lambdas.planning.manifests import format_for, parse_manifest_stream
 from lambdas.reporting import render as reports
 from lambdas.reporting.render import human_bytes, human_duration
+from stacks.config import ConfigError
+from teacopy_local.errors import LocalRunError
+from teacopy_local.rundir import RUNS_DIR_VARIABLE, runs_dir
 
 from . import __version__
-from .backend import DEFAULT_STACK, TERMINAL, Backend, BackendError, aws_backend
+from .backend import DEFAULT_STACK, TERMINAL, AwsNotConfigured, Backend, BackendError, aws_backend, aws_problem
 from .estimate import CopyShape, estimate
-from .inputs import InputError, add_input_arguments, input_from_args, validate
+from .inputs import InputError, add_input_arguments, check_shape, input_from_args, read_json_file, validate
 from .progress import ProgressBar, RunProgress
 from .runs import RunError, describe, load_report, objects_to_retry, read_json, result_rows, retry_input, run_id_of
 
 MAX_INPUT_BYTES = 256 * 1024  # Step Functions' execution input limit
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_AWS = 0, 1, 2, 3, 4
+EXIT_NOT_FOUND = EXIT_AWS  # the stack or the run cannot be found: also 4
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """The command line does not parse (argparse's message)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (raised, printed by ``main``) instead of usage + message."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see: {self.prog} --help)")
+
+
+def one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
 _UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4}
 _UNITS.update({"KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4})
 
@@ -78,8 +107,20 @@ class Cli:
     @property
     def backend(self) -> Backend:
         if self._backend is None:
-            self._backend = aws_backend(self.args.stack, region=self.args.region, profile=self.args.profile)
+            if self.local_runs:
+                from .local_runs import directory_backend
+
+                self._backend = directory_backend(runs_dir(self.args.runs_dir))
+            else:
+                self._backend = aws_backend(self.args.stack, region=self.args.region, profile=self.args.profile)
         return self._backend
+
+    @property
+    def local_runs(self) -> bool:
+        """The runs are local runs (read from run directories); decided without contacting AWS."""
+        if self._backend is not None:
+            return self._backend.run_directory is not None
+        return bool(getattr(self.args, "local", False) or getattr(self.args, "runs_dir", None))
 
     def say(self, text: str = "") -> None:
         self.out.write(text + "\n")
@@ -96,6 +137,8 @@ class Cli:
 
     # --- start ----------------------------------------------------------------------------------------
     def validate(self, job: Any) -> None:
+        if self.local_runs:  # a local run validates with the template's settings itself (teacopy_local.runner)
+            return
         if not self.backend.plan_environment:
             self.note("warning: the Plan function's settings are unknown; the input is not validated locally")
             return
@@ -121,6 +164,7 @@ class Cli:
 
     def cmd_start(self) -> int:
         job = input_from_args(self.args)
+        check_shape(job)  # what needs no deployment settings, before AWS is contacted
         self.validate(job)
         if self.args.print_input or self.args.validate_only:
             self.say(json.dumps(job, indent=2, ensure_ascii=False))
@@ -158,7 +202,7 @@ class Cli:
         run_id = run_id_of(arn)
         report = read_json(self.backend.s3, self.backend.staging_bucket, staging.report_key(run_id))
         if isinstance(report, dict):
-            self.say(format_report(report, status=status))
+            self.say(format_report(self.located(report), status=status, local=self.local_runs))
         else:
             self.say(f"run {run_id}: {status} (no report: the run stopped before Summarize)")
         if status != "SUCCEEDED" and desc.get("error"):
@@ -180,16 +224,21 @@ class Cli:
             self.out.write(reports.render_csv(result_rows(self.backend, run_id)))
             return EXIT_OK
         report, final = load_report(self.backend, run_id)
+        report = self.located(report)
         if self.args.json:
             self.say(json.dumps(report, indent=2, ensure_ascii=False))
         else:
-            self.say(format_report(report, status=status, final=final))
+            self.say(format_report(report, status=status, final=final, local=self.local_runs))
             if report.get("dry_run") and report.get("would_copy"):
                 self.say(format_estimate(self.dry_run_estimate(run_id), title="estimate for the real run"))
         if self.args.html:
             path = reports.write_html_file(report, self.args.html)
             self.note(f"HTML report: {path}")
         return EXIT_OK if not report.get("failed") and not report.get("not_attempted") else EXIT_FAILED
+
+    def located(self, report: dict[str, Any]) -> dict[str, Any]:
+        """The report with its own files' URLs as the backend can show them (local runs: file paths)."""
+        return {k: self.backend.locate(v) if k in ("report_html", "report_csv") and v else v for k, v in report.items()}
 
     # --- retry-failed ---------------------------------------------------------------------------------
     def cmd_retry_failed(self) -> int:
@@ -201,12 +250,17 @@ class Cli:
             raise RunError(f"run {run_id} has no plan: nothing to retry")
         pending = objects_to_retry(backend, run_id, include_not_attempted=self.args.include_not_attempted)
         settings = backend.plan_settings() if backend.plan_environment else None
+        name = self.args.name or f"{run_id[:60]}-retry-{uuid.uuid4().hex[:6]}"
+        manifest_url = self.args.manifest_to
+        if manifest_url is None and self.local_runs:  # a local retry may write its manifest anywhere it likes
+            manifest_url = f"s3://{(plan.get('destination') or {}).get('bucket')}/teacopy-retries/{name}.json"
         job, manifest = retry_input(
             plan,
             pending,
             max_inline_keys=settings.max_inline_keys if settings else 1000,
-            manifest_url=self.args.manifest_to,
+            manifest_url=manifest_url if self.args.manifest_to or self.local_runs else None,
             dry_run=self.args.dry_run,
+            prefer_inline=self.local_runs and self.args.manifest_to is None,
         )
         self.validate(job)
         reasons: dict[str, int] = {}
@@ -218,11 +272,24 @@ class Cli:
         if self.args.print_input:
             self.say(json.dumps(job, indent=2, ensure_ascii=False))
         if manifest is not None:
-            bucket, _, key = str(self.args.manifest_to)[5:].partition("/")
+            self.say(f"manifest  {manifest_url} ({len(pending)} entries)")
+        if self.local_runs:
+            return self.retry_locally(job, name, {str(manifest_url): manifest} if manifest is not None else None)
+        if manifest is not None:
+            bucket, _, key = str(manifest_url)[5:].partition("/")
             backend.s3.put_object(Bucket=bucket, Key=key, Body=manifest, ContentType="application/json")
-            self.say(f"manifest  {self.args.manifest_to} ({len(pending)} entries)")
-        new_arn = self.start_execution(job, self.args.name or f"{run_id[:60]}-retry-{uuid.uuid4().hex[:6]}")
+        new_arn = self.start_execution(job, name)
         return self.watch(new_arn) if self.args.watch else EXIT_OK
+
+    def retry_locally(self, job: dict[str, Any], name: str, manifests: dict[str, bytes] | None) -> int:
+        """A local run's retry is a new local run (its sources made up again, the failed ones now present)."""
+        from teacopy_local import demo, runner
+
+        args = demo.build_parser().parse_args(["--name", name])
+        args.runs_dir = str(self.backend.run_directory)
+        self.out.flush()
+        summary = runner.run_input(job, args, out=self.out, err=self.err, manifests=manifests)
+        return EXIT_OK if runner.succeeded(summary) else EXIT_FAILED
 
     # --- estimate -------------------------------------------------------------------------------------
     def shape(self) -> CopyShape:
@@ -230,18 +297,17 @@ class Cli:
         overrides = {
             k: v
             for k, v in (
-                ("part_size", self.args.part_size),
-                ("multipart_threshold", self.args.part_size),
-                ("max_concurrency", self.args.concurrency),
+                ("part_size", getattr(self.args, "part_size", None)),
+                ("max_concurrency", getattr(self.args, "concurrency", None)),
             )
             if v
         }
-        return CopyShape(**{**shape.__dict__, **overrides}) if overrides else shape
+        return replace(shape, **overrides) if overrides else shape
 
     def dry_run_estimate(self, run_id: str) -> dict[str, Any]:
         rows = result_rows(self.backend, run_id)
         sizes: list[int | None] = [int(r.get("bytes") or 0) for r in rows if r.get("status") == "would_copy"]
-        return estimate(sizes, CopyShape.from_cdk_json())
+        return estimate(sizes, self.shape(), dest_region=getattr(self.args, "dest_region", None))
 
     def sizes_of_run(self, run_id: str) -> list[int | None]:
         report, _ = load_report(self.backend, run_id)
@@ -253,18 +319,28 @@ class Cli:
 
     def sizes_of_input(self, job: Mapping[str, Any]) -> list[int | None]:
 
+        request = check_shape(job)
         source = job.get("source") or {}
-        if "keys" in source:
-            return [None] * len(source["keys"])
-        if "manifest" in source:
-            url = str(source["manifest"])
+        if request.keys is not None:
+            return [None] * len(request.keys)
+        if request.manifest is not None:
+            bucket, key = request.manifest
             if self.args.manifest_file:
-                with open(self.args.manifest_file, encoding="utf-8") as handle:
-                    text = handle.read()
+                try:
+                    text = Path(self.args.manifest_file).read_text(encoding="utf-8")
+                except OSError as exc:
+                    raise InputError(f"--manifest-file: cannot read {self.args.manifest_file}: {exc.strerror}") from exc
+            elif self.local_runs:
+                raise InputError(f"give a local copy of s3://{bucket}/{key} with --manifest-file FILE")
             else:
-                bucket, _, key = url.removeprefix("s3://").partition("/")
-                text = self.backend.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-            fmt = format_for(url, source.get("format"))
+                try:
+                    body = self.backend.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                except AwsNotConfigured as exc:
+                    raise AwsNotConfigured(
+                        f"{exc}; or give a local copy of the manifest: --manifest-file FILE"
+                    ) from exc
+                text = body.decode("utf-8", errors="replace")
+            fmt = format_for(key, source.get("format"))
             return [entry.size for entry in parse_manifest_stream([text], fmt)]
         raise InputError(
             "a prefix or CMR source is only listed by the Plan step: run a dry run (teacopy start --dry-run ...) "
@@ -275,20 +351,48 @@ class Cli:
         args = self.args
         if args.execution:
             sizes = self.sizes_of_run(run_id_of(self.execution(args.execution)))
-        elif args.objects:
+        elif args.objects is not None:
+            if args.objects < 1:
+                raise InputError("--objects must be at least 1")
             if not args.object_size:
-                raise InputError("--objects needs --object-size")
+                raise InputError("--objects needs --object-size, e.g. --objects 1000000 --object-size 50MB")
             sizes = [args.object_size] * args.objects
         else:
             sizes = self.sizes_of_input(input_from_args(args))
         try:
-            result = estimate(sizes, self.shape(), assume_size=args.object_size)
+            result = estimate(sizes, self.shape(), assume_size=args.object_size, dest_region=args.dest_region)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
         if args.json:
             self.say(json.dumps(result, indent=2))
         else:
             self.say(format_estimate(result))
+        return EXIT_OK
+
+    # --- validate -------------------------------------------------------------------------------------
+    def cmd_validate(self) -> int:
+        """Check an input offline with the Plan step's rules and the settings of the stack cdk.json builds."""
+        from teacopy_local.stack import current_template, plan_settings
+
+        job = read_json_file(self.args.file)
+        settings = plan_settings(current_template(self.args.template, note=self.note))
+        request = validate(job, settings)
+        source = request.source_bucket or "buckets named by the entries"
+        what = {
+            "keys": f"{len(request.keys or ())} inline keys of {source}",
+            "manifest": f"the manifest s3://{'/'.join(request.manifest or ())} ({source})",
+            "prefix": f"everything under s3://{source}/{request.prefix}",
+            "cmr": "a CMR query",
+        }[request.mode]
+        options = ", dry run" if request.options.dry_run else ""
+        self.say(
+            f"valid: {what} -> s3://{request.destination.bucket}/{request.destination.prefix} "
+            f"(overwrite {request.options.overwrite}{options})"
+        )
+        self.note(
+            "checked offline with the Plan step's rules and the settings cdk.json deploys; a manifest, a "
+            "listing or a CMR query is read only when the job runs (try it: teacopy local --input FILE)"
+        )
         return EXIT_OK
 
 
@@ -300,8 +404,11 @@ def _table(rows: Sequence[tuple[str, Any]]) -> list[str]:
     return [f"  {label:<{width}}  {value}" for label, value in rows]
 
 
-def format_report(report: Mapping[str, Any], *, status: str | None = None, final: bool = True) -> str:
+def format_report(
+    report: Mapping[str, Any], *, status: str | None = None, final: bool = True, local: bool = False
+) -> str:
     run_id = report.get("run_id", "")
+    flag = " --local" if local else ""
     state = status or ("complete" if final else "running")
     head = f"run {run_id}: {state}" + ("  (dry run: nothing was copied)" if report.get("dry_run") else "")
     if not final:
@@ -353,8 +460,8 @@ def format_report(report: Mapping[str, Any], *, status: str | None = None, final
             for failure in examples[:5]:
                 lines.append(f"          {failure.get('key')}")
             if int(count) > 5:
-                lines.append(f"          ... and {int(count) - 5:,} more (teacopy report {run_id} --csv)")
-        lines.append("  retry only these: teacopy retry-failed " + str(run_id))
+                lines.append(f"          ... and {int(count) - 5:,} more (teacopy report {run_id} --csv{flag})")
+        lines.append(f"  retry only these: teacopy retry-failed {run_id}{flag}")
     if report.get("map_failed"):
         error = report.get("map_error") or {}
         lines.append(f"batch failure: {error.get('error')}: {str(error.get('cause') or '')[:300]}")
@@ -378,27 +485,50 @@ def format_estimate(result: Mapping[str, Any], title: str = "estimate") -> str:
     ]
     for name, usd in (result.get("breakdown_usd") or {}).items():
         rows.append((f"  {name.replace('_', ' ')}", f"${usd:,.4f}"))
+    source, destination = result.get("source_region"), result.get("destination_region")
+    if source and destination and source != destination:
+        rows.append(("transfer", f"{source} -> {destination}: priced above as data transfer"))
+    elif source:
+        rows.append(("transfer", f"none priced (destination in {source}, like the source; --dest-region to change)"))
     rows += [
+        ("storage", f"${result.get('storage_usd_per_month', 0.0):,.4f} per month (S3 Standard, after the copy)"),
         ("duration", f"~{human_duration(result['seconds'])} (lower bound)"),
         ("TEA requests", f"~{result['tea_requests']}"),
     ]
-    return "\n".join([title, *_table(rows), "  (model: bench/cost.py list prices, us-west-2; Lambda at 75 MiB/s)"])
+    note = "  (model: bench/cost.py list prices, us-west-2; Lambda at 75 MiB/s; settings from cdk.json)"
+    return "\n".join([title, *_table(rows), note])
 
 
 # --- argument parsing ------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = OneLineParser(add_help=False)
     common.add_argument("--stack", default=DEFAULT_STACK, help=f"CloudFormation stack name (default {DEFAULT_STACK})")
-    common.add_argument("--region", help="AWS region (default: the boto3 default session's)")
-    common.add_argument("--profile", help="AWS profile")
-    watching = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--region", help="AWS region of the stack (default: AWS_REGION, then AWS_DEFAULT_REGION, then the profile's)"
+    )
+    common.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or the default profile)")
+    local = OneLineParser(add_help=False)
+    local.add_argument(
+        "--local",
+        action="store_true",
+        help="a run of `teacopy local`, read from its run directory instead of AWS",
+    )
+    local.add_argument(
+        "--runs-dir",
+        metavar="DIR",
+        help=f"where local runs are kept (implies --local; default artifacts/local-runs or ${RUNS_DIR_VARIABLE})",
+    )
+    watching = OneLineParser(add_help=False)
     watching.add_argument("--interval", type=float, default=5.0, help="seconds between polls (default 5)")
     watching.add_argument("--timeout", type=float, default=24 * 3600, help="stop watching after this many seconds")
 
-    parser = argparse.ArgumentParser(
-        prog="teacopy", description="Copy NASA Earthdata Cloud objects into your bucket with the teacopy stack."
+    parser = OneLineParser(
+        prog="teacopy",
+        description="Copy NASA Earthdata Cloud objects into your bucket with the teacopy stack.",
+        epilog="exit codes: 0 ok; 1 the run failed or has failures; 2 bad usage or invalid input; 3 watch timed "
+        "out; 4 AWS not configured or not reachable (region, credentials), or the stack or run not found",
     )
     parser.add_argument("--version", action="version", version=f"teacopy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -410,10 +540,19 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--print-input", action="store_true", help="print the execution input")
     start.add_argument("--validate-only", action="store_true", help="validate and print the input; start nothing")
 
-    watch = sub.add_parser("watch", parents=[common, watching], help="live progress of an execution")
+    validate_ = sub.add_parser(
+        "validate",
+        help="check an execution input offline against cdk.json (the Plan step's rules and messages)",
+    )
+    validate_.add_argument("file", metavar="FILE", help="execution input JSON file ('-' for stdin)")
+    validate_.add_argument(
+        "--template", metavar="PATH", help="a synthesized template (default: cdk.out's if current, else synthesized)"
+    )
+
+    watch = sub.add_parser("watch", parents=[common, local, watching], help="live progress of an execution")
     watch.add_argument("execution", nargs="?", help="execution name or ARN (default: the latest)")
 
-    report = sub.add_parser("report", parents=[common], help="summary table, failures by reason")
+    report = sub.add_parser("report", parents=[common, local], help="summary table, failures by reason")
     report.add_argument("execution", nargs="?", help="execution name or ARN (default: the latest)")
     fmt = report.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="the full report as JSON")
@@ -421,7 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--html", metavar="FILE", help="also write the HTML report to FILE")
 
     retry = sub.add_parser(
-        "retry-failed", parents=[common, watching], help="start a new execution with only the failed objects"
+        "retry-failed",
+        parents=[common, local, watching],
+        help="start a new execution with only the failed objects (--local: a new local run)",
     )
     retry.add_argument("execution", nargs="?", help="execution name or ARN (default: the latest)")
     retry.add_argument("--include-not-attempted", action="store_true", help="also the objects never attempted")
@@ -433,7 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("--watch", action="store_true", help="then watch it")
     retry.add_argument("--print-input", action="store_true", help="print the execution input")
 
-    est = sub.add_parser("estimate", parents=[common], help="cost and duration estimate")
+    est = sub.add_parser(
+        "estimate", parents=[common, local], help="cost and duration estimate (settings from cdk.json)"
+    )
     add_input_arguments(est)
     est.add_argument("--execution", help="estimate from a run (a dry run: exactly what it would copy)")
     est.add_argument("--manifest-file", metavar="FILE", help="read the --manifest from this local file instead")
@@ -441,11 +584,36 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--object-size", type=parse_size, help="size of each object / of those of unknown size")
     est.add_argument("--part-size", type=parse_size, help="multipart part size (default: cdk.json)")
     est.add_argument("--concurrency", type=int, help="map max concurrency (default: cdk.json)")
+    est.add_argument(
+        "--dest-region",
+        metavar="REGION",
+        help="region of the destination bucket: another region than source_region adds data transfer "
+        "(default: the source region)",
+    )
     est.add_argument("--json", action="store_true")
 
-    # `teacopy local ...` is dispatched to teacopy_local.demo before parsing (see main); listed for --help
-    sub.add_parser("local", help="run a job end to end on this machine (the `make demo` engine; local --help)")
+    # `teacopy local ...` is parsed by the demo's own parser (see main); listed here for --help
+    sub.add_parser(
+        "local",
+        help="run the demo, or any execution input (--input FILE), end to end on this machine (local --help)",
+    )
     return parser
+
+
+def local_parser() -> argparse.ArgumentParser:
+    from teacopy_local import demo
+
+    return demo.build_parser(prog="teacopy local", parser_class=OneLineParser)
+
+
+def run(arguments: list[str], backend: Backend | None, out: TextIO, err: TextIO, sleep: Callable[[float], None]) -> int:
+    if arguments[:1] == ["local"]:  # everything after `local` belongs to the demo's own parser
+        from teacopy_local import demo
+
+        return demo.run(local_parser().parse_args(arguments[1:]), out=out, err=err)
+    args = build_parser().parse_args(arguments)
+    cli = Cli(args, backend=backend, out=out, err=err, sleep=sleep)
+    return int(getattr(cli, "cmd_" + args.command.replace("-", "_"))())
 
 
 def main(
@@ -456,24 +624,33 @@ def main(
     err: TextIO | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
+    """Run one command; every failure is one line on ``err`` and an exit code (see the module docstring)."""
     out = out or sys.stdout
     err = err or sys.stderr
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == ["local"]:  # everything after `local` belongs to the demo's own parser
-        from teacopy_local import demo
 
-        return int(demo.main(arguments[1:]))
-    args = build_parser().parse_args(arguments)
-    cli = Cli(args, backend=backend, out=out, err=err, sleep=sleep)
-    handler = getattr(cli, "cmd_" + args.command.replace("-", "_"))
+    def fail(code: int, text: str) -> int:
+        out.flush()
+        err.write(one_line(text) + "\n")
+        err.flush()
+        return code
+
     try:
-        return int(handler())
+        return run(arguments, backend, out, err, sleep)
+    except UsageError as exc:
+        return fail(EXIT_USAGE, f"error: {exc}")
     except InvalidInput as exc:
-        err.write(f"invalid input: {exc}\n")
-        return EXIT_USAGE
-    except (InputError, ConfigurationError) as exc:
-        err.write(f"error: {exc}\n")
-        return EXIT_USAGE
+        return fail(EXIT_USAGE, f"invalid input: {exc}")
+    except (InputError, ConfigurationError, ConfigError, LocalRunError) as exc:
+        return fail(EXIT_USAGE, f"error: {exc}")
     except (BackendError, RunError) as exc:
-        err.write(f"error: {exc}\n")
-        return EXIT_NOT_FOUND
+        return fail(EXIT_AWS, f"error: {exc}")
+    except (ClientError, BotoCoreError) as exc:
+        return fail(EXIT_AWS, f"error: {aws_problem(exc, 'talking to AWS')}")
+    except BrokenPipeError:  # the reader went away (| head): nothing to say
+        return EXIT_OK
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return fail(EXIT_USAGE, f"error: {where}{exc.strerror or exc}")
+    except KeyboardInterrupt:
+        return fail(EXIT_INTERRUPTED, "interrupted")

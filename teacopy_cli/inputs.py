@@ -1,8 +1,11 @@
 """Execution inputs: built from command-line flags or read from a file, validated like the Plan step does.
 
-Validation is ``shared.planning.parse_request`` itself with the deployed Plan function's settings
-(allowed destinations, manifest buckets, inline key limit): an input the CLI accepts is one Plan
+Validation is ``lambdas.planning.request.parse_request`` itself with the deployed Plan function's
+settings (allowed destinations, manifest buckets, inline key limit): an input the CLI accepts is one Plan
 accepts, up to what only Plan can check (reading the manifest, listing the prefix, querying CMR).
+``check_shape`` runs the same code with the deployment-specific rules opened up, so that a malformed
+input (a bucket name that is a URL, a manifest that is not an s3:// URL, a missing source bucket) is
+refused before AWS is contacted, with the Plan step's message.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from lambdas.contracts.errors import InvalidInput
+from lambdas.contracts.models import Destination
 from lambdas.contracts.settings import PlanSettings
-from lambdas.planning.request import parse_request
+from lambdas.planning.request import JobRequest, parse_request
+
+SHAPE_MAX_INLINE_KEYS = 1_000_000  # no deployment limit in a shape check (the input size limit still applies)
 
 
 class InputError(ValueError):
@@ -148,9 +154,38 @@ def input_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return job
 
 
-def validate(job: Any, settings: PlanSettings) -> None:
-    """Raise InvalidInput exactly as the Plan step would (``field: rule``)."""
-    parse_request(job, settings)
+def validate(job: Any, settings: PlanSettings) -> JobRequest:
+    """Raise InvalidInput exactly as the Plan step would (``field: rule``); the parsed request."""
+    return parse_request(job, settings)
 
 
-__all__ = ["InputError", "InvalidInput", "add_input_arguments", "input_from_args", "read_json_file", "validate"]
+def check_shape(job: Any) -> JobRequest:
+    """The Plan step's rules that need no deployment settings: any destination bucket and manifest bucket
+    are allowed here and there is no inline key limit (``validate`` with the deployed settings checks those)."""
+    destination = job.get("destination") if isinstance(job, dict) else None
+    source = job.get("source") if isinstance(job, dict) else None
+    bucket = destination.get("bucket") if isinstance(destination, dict) else None
+    manifest = source.get("manifest") if isinstance(source, dict) else None
+    manifest_bucket = (
+        manifest[5:].partition("/")[0] if isinstance(manifest, str) and manifest.startswith("s3://") else ""
+    )
+    settings = PlanSettings(
+        staging_bucket="shape-check",
+        destinations=(Destination(bucket=bucket, prefix=""),) if isinstance(bucket, str) else (),
+        manifest_buckets=(manifest_bucket,) if manifest_bucket else (),
+        batch_max_objects=1,
+        batch_max_bytes=1,
+        max_inline_keys=SHAPE_MAX_INLINE_KEYS,
+    )
+    return parse_request(job, settings)
+
+
+__all__ = [
+    "InputError",
+    "InvalidInput",
+    "add_input_arguments",
+    "check_shape",
+    "input_from_args",
+    "read_json_file",
+    "validate",
+]

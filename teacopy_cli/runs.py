@@ -104,11 +104,13 @@ def retry_input(
     max_inline_keys: int,
     manifest_url: str | None,
     dry_run: bool = False,
+    prefer_inline: bool = False,
 ) -> tuple[dict[str, Any], bytes | None]:
     """The execution input that retries ``pending`` into the same destination, and the manifest to upload.
 
-    Inline keys when they fit (one source bucket, no expected checksums, at most ``max_inline_keys``);
-    otherwise a JSON manifest of s3:// URLs (sizes and checksums kept) at ``manifest_url``.
+    Inline keys when they fit (one source bucket, no expected checksums, at most ``max_inline_keys``)
+    and no ``manifest_url`` is given (or ``prefer_inline``: the URL is only a fallback); otherwise a
+    JSON manifest of s3:// URLs (sizes and checksums kept) at ``manifest_url``.
     """
     if not pending:
         raise RunError("nothing to retry: no object of this run failed")
@@ -128,7 +130,7 @@ def retry_input(
         options["dry_run"] = True
     buckets = {item.bucket for item in pending}
     inline = (
-        manifest_url is None
+        (manifest_url is None or prefer_inline)
         and len(buckets) == 1
         and len(pending) <= max_inline_keys
         and not any(item.entry.get("checksum") for item in pending)

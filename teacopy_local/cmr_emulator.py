@@ -161,9 +161,11 @@ class CmrEmulator:
         version: str,
         provider: str = "POCLOUD",
         tea_endpoint: str = "https://archive.podaac.earthdata.nasa.gov",
+        concept_id: str | None = None,
     ) -> str:
+        """A collection; its concept id is made up unless given (e.g. a real one a job input names)."""
         with self._lock:
-            concept_id = f"C{1_000_000_000 + len(self.collections) + 1}-{provider}"
+            concept_id = concept_id or f"C{1_000_000_000 + len(self.collections) + 1}-{provider}"
             self.collections[concept_id] = EmulatedCollection(concept_id, short_name, version, provider, tea_endpoint)
         return concept_id
 

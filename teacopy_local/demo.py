@@ -1,8 +1,12 @@
-"""`make demo`: run a teacopy job end to end on this machine.
+"""`make demo` and `teacopy local`: run a teacopy job end to end on this machine.
 
 Synthesized stack → local engine (moto + in-process Lambdas) → TEA emulator with short-lived
 credentials → seed a source bucket → run → live progress → byte-for-byte verification → one JSON
-summary as the last line of stdout.
+summary as the last line of stdout. The run is kept in its run directory (``rundir.py``), where
+``teacopy report|watch|retry-failed --local`` find it.
+
+``--input FILE`` runs any execution input instead of the demo's job, with synthetic sources for what
+it names (``runner.py``).
 """
 
 from __future__ import annotations
@@ -23,14 +27,22 @@ from lambdas.contracts import env_names
 from lambdas.reporting.render import save_local_report
 
 from .cmr_emulator import CmrEmulator, EmulatedFile
-from .engine import LocalEngine, RunResult, load_template
+from .engine import LocalEngine, load_template
+from .errors import LocalRunError
+from .rundir import runs_dir
+from .runner import ProgressPrinter, plan_note, read_input, run_and_keep, run_input, secrets_of, succeeded
+from .stack import current_template
+from .synthetic import DEFAULT_COUNT
 from .tea_emulator import TeaEmulator
 
+__all__ = ["ProgressPrinter", "build_parser", "main", "plan_note", "run_demo", "secrets_of"]
+
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_TEMPLATE = REPO / "cdk.out" / "TeacopyStack.template.json"
 SOURCE_BUCKET = "podaac-demo-protected"
 DEMO_TOKEN = "demo-edl-token-" + "x" * 24
 INLINE_KEYS = 500  # the demo switches to a manifest beyond this many keys
+DEMO_OBJECTS = 150
+DEMO_SIZES = [1024, 100 * 1024, 700 * 1024, 2 * 1024**2]
 _UNITS = {"B": 1, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "KB": 1000, "MB": 1000**2}
 
 
@@ -73,41 +85,6 @@ def verify(engine: LocalEngine, bucket: str, prefix: str, expected: dict[str, tu
         if len(body) == size and hashlib.sha256(body).hexdigest() == digest:
             good += 1
     return good
-
-
-class ProgressPrinter:
-    def __init__(self, stream: Any, total: int) -> None:
-        self.stream, self.total, self.started, self.last = stream, total, time.monotonic(), ""
-
-    def __call__(self, counts: dict[str, Any]) -> None:
-        done = counts["done"]
-        width = 30
-        filled = int(width * done / self.total) if self.total else width
-        elapsed = time.monotonic() - self.started
-        rate = counts["bytes"] / elapsed / 1024**2 if elapsed > 0 else 0.0
-        line = (
-            f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} objects "
-            f"copied {counts['copied']} skipped {counts['skipped']} failed {counts['failed']} "
-            f"{counts['bytes'] / 1024**2:.1f} MiB {rate:.1f} MiB/s refresh calls {counts.get('refresh_calls', 0)}"
-        )
-        if line != self.last:
-            self.stream.write("\r" + line)
-            self.stream.flush()
-            self.last = line
-
-    def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
-
-
-def secrets_of(tea: TeaEmulator, token: str) -> list[str]:
-    """Every secret the run could leak: the EDL token and each issued secret key and session token."""
-    found = [token]
-    for access_key_id, _expiration in tea.issued:
-        issued = tea.credentials_of(access_key_id)
-        if issued is not None:
-            found += [issued.secret_access_key, issued.session_token]
-    return found
 
 
 SOURCE_MODES = ("keys", "manifest", "prefix", "cmr", "multi-daac")
@@ -217,32 +194,15 @@ def demo_source(
     return {"bucket": SOURCE_BUCKET, "keys": keys}, "inline keys"
 
 
-def plan_note(engine: LocalEngine, result: RunResult) -> str:
-    """What Plan resolved (from its plan.json in the staging bucket), for the operator watching the demo."""
-    run_id = result.execution_arn.rsplit(":", 1)[-1]
-    try:
-        body = engine.client("s3").get_object(Bucket=engine.deployment.staging_bucket, Key=f"runs/{run_id}/plan.json")
-    except engine.client("s3").exceptions.NoSuchKey:
-        return "no plan was staged"
-    plan = json.loads(body["Body"].read())
-    stats = plan.get("source_stats") or {}
-    note = f"{plan['objects']} objects in {plan['batches']} batches from {plan['source']['mode']}"
-    if "listed" in stats:
-        note += (
-            f": {stats['listed']} objects listed in {stats['pages']} page(s), {stats['kept']} kept by include/exclude"
-        )
-    if "hits" in stats:
-        note += (
-            f", CMR: {stats['hits']} granules in {stats['pages']} pages, {stats['requests']} requests "
-            f"({stats['throttled']} answered 429, waited {stats['waited_seconds']} s)"
-        )
-    return note
-
-
 def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.stderr) -> dict[str, Any]:
-    keys = demo_keys(args.objects)
-    mode = getattr(args, "source", "keys")
-    template = multi_daac_template() if mode == "multi-daac" else load_template(args.template)
+    keys = demo_keys(args.objects or DEMO_OBJECTS)
+    mode = getattr(args, "source", None) or "keys"
+    template = (
+        multi_daac_template()
+        if mode == "multi-daac"
+        else current_template(args.template, note=lambda text: print(text, file=err, flush=True))
+    )
+    sizes = args.sizes or DEMO_SIZES
 
     # The first credentials are short-lived (as if fetched just before the job started), so that they
     # expire mid-run even on a fast machine; later ones live --credential-lifetime seconds.
@@ -279,7 +239,7 @@ def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.std
             env_overrides=overrides,
             extra_teas={} if second_tea is None else {str(SECOND_ENDPOINT["name"]): (second_tea, {SECOND_BUCKET})},
         ) as engine:
-            expected = seed(engine, keys, args.sizes, args.large, args.seed)
+            expected = seed(engine, keys, sizes, args.large, args.seed)
             destination = engine.deployment.destination_buckets[0]
             prefix = "demo-copy/"
             source, described = demo_source(mode, engine, keys, expected, destination, cmr)
@@ -293,8 +253,13 @@ def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.std
             if mode != "keys":
                 print(f"source: {described}", file=err)
             printer = ProgressPrinter(err, len(keys))
-            result: RunResult = engine.run(
-                job, name=f"demo-{int(time.time())}", timeout=args.timeout, on_progress=printer
+            result, directory = run_and_keep(
+                engine,
+                job,
+                args.name or f"demo-{int(time.time())}",
+                timeout=args.timeout,
+                on_progress=printer,
+                root=runs_dir(args.runs_dir),
             )
             printer.close()
             if mode != "keys":
@@ -317,6 +282,7 @@ def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.std
                 "expired_token_answers": engine.policy.expired_answers,
                 "leaked_secrets": len(leaks),
                 "report": save_local_report(report, REPO / "artifacts" / "reports") if report else None,
+                "run_dir": str(directory),
             }
             if second_tea is not None:
                 summary["tea_requests_by_endpoint"] = {"default": tea.requests, "nsidc": second_tea.requests}
@@ -327,18 +293,48 @@ def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.std
     return summary
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m teacopy_local.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--template", default=str(DEFAULT_TEMPLATE), help="synthesized template (make synth)")
-    parser.add_argument("--objects", type=int, default=150, help="number of source objects (default 150)")
+def build_parser(
+    prog: str = "python -m teacopy_local.demo", parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser
+) -> argparse.ArgumentParser:
+    parser = parser_class(prog=prog, description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--input",
+        metavar="FILE",
+        help="run this execution input (a JSON file, '-' for stdin; e.g. one of docs/console.md) instead of the "
+        "demo's job: the sources answer with synthetic objects for what it names",
+    )
+    parser.add_argument("--name", help="the run id (execution name; default demo-<time> / local-<time>)")
+    parser.add_argument(
+        "--template",
+        help="synthesized template (default: cdk.out's when newer than cdk.json and the code, else the stack "
+        "synthesized from cdk.json)",
+    )
+    parser.add_argument(
+        "--objects",
+        type=int,
+        help=f"number of source objects (demo: default {DEMO_OBJECTS}; --input: objects made up for a manifest, "
+        f"prefix or CMR query, default {DEFAULT_COUNT})",
+    )
     parser.add_argument(
         "--sizes",
         type=lambda s: [parse_size(x) for x in s.split(",")],
-        default=[parse_size(x) for x in ("1KiB", "100KiB", "700KiB", "2MiB")],
         help="comma-separated object sizes, cycled (default 1KiB,100KiB,700KiB,2MiB)",
     )
     parser.add_argument(
-        "--large", type=parse_size, default=parse_size("80MiB"), help="one object of this size (multipart); 0 for none"
+        "--large",
+        type=parse_size,
+        default=parse_size("80MiB"),
+        help="demo: one object of this size (multipart); 0 for none",
+    )
+    parser.add_argument(
+        "--missing",
+        type=int,
+        default=0,
+        help="--input: leave the last N objects the input names out of the source (they fail: try retry-failed)",
+    )
+    parser.add_argument(
+        "--runs-dir",
+        help="keep the run under this directory (default artifacts/local-runs, or $TEACOPY_LOCAL_RUNS)",
     )
     parser.add_argument(
         "--first-lifetime", type=float, default=1.5, help="seconds the first credentials live (default 1.5)"
@@ -354,7 +350,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--source",
         choices=SOURCE_MODES,
-        default="keys",
         help="how the job names its objects: inline keys (default), a CSV manifest with checksums, a prefix "
         "listing with include/exclude patterns, a CMR query served by the local CMR emulator, or a manifest "
         "spanning two DAACs, each with its own TEA endpoint (multi-daac)",
@@ -362,13 +357,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.objects < 1:
-        raise SystemExit("--objects must be at least 1")
-    summary = run_demo(args)
+def run(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.stderr) -> int:
+    """The demo, or ``--input``; 0 when the run succeeded and every object was verified, else 1."""
+    if args.objects is not None and args.objects < 1:
+        raise LocalRunError("--objects must be at least 1")
+    if args.missing < 0:
+        raise LocalRunError("--missing must be 0 or more")
+    if args.input is not None:
+        if args.source is not None:
+            raise LocalRunError("--source chooses one of the demo's jobs; with --input the input names the source")
+        return 0 if succeeded(run_input(read_input(args.input), args, out=out, err=err)) else 1
+    summary = run_demo(args, out=out, err=err)
     ok = summary["failed"] == 0 and summary["verified"] == summary["objects"] and summary["status"] == "SUCCEEDED"
     return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -398,7 +398,8 @@ class ProgressTracker:
                     continue
                 self.seen.add(item["Key"])
                 for record in json.loads(self.s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()):
-                    self.counts[record["status"]] += 1
+                    # copied, skipped, failed; a dry run's would_copy / would_skip too
+                    self.counts[record["status"]] = self.counts.get(record["status"], 0) + 1
                     self.counts["done"] += 1
                     if record["status"] == "copied":
                         self.counts["bytes"] += int(record.get("bytes", 0))

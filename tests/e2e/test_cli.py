@@ -230,7 +230,12 @@ def test_estimate_from_an_input_file_and_a_local_manifest(tmp_path: Path) -> Non
     manifest.write_text(json.dumps([{"key": f"k{i}", "size": 50_000_000} for i in range(1000)]))
     job = tmp_path / "job.json"
     job.write_text(
-        json.dumps({"source": {"bucket": SOURCE, "manifest": "s3://my-earthdata-copy/list.json"}, "destination": {}})
+        json.dumps(
+            {
+                "source": {"bucket": SOURCE, "manifest": "s3://my-earthdata-copy/list.json"},
+                "destination": {"bucket": DEST},
+            }
+        )
     )
     out, err = io.StringIO(), io.StringIO()
     # no backend is needed: the sizes come from the local copy of the manifest
@@ -238,9 +243,10 @@ def test_estimate_from_an_input_file_and_a_local_manifest(tmp_path: Path) -> Non
     assert code == 0, err.getvalue()
     result = json.loads(out.getvalue())
     assert (result["objects"], result["bytes"], result["batches"]) == (1000, 50_000_000_000, 10)
-    # 50 MB objects with 16 MiB parts: create + 3 parts + complete each
-    assert result["requests"]["data"] == {"put": 5000, "get": 2000, "free": 0}
-    assert 0.02 < result["usd"] < 0.06
+    # 50 MB objects are below the deployed 64 MiB threshold: one GET and one PUT each, one LIST per batch
+    assert result["requests"]["data"] == {"put": 1000 + 10, "get": 1000, "free": 0}
+    assert 0.01 < result["usd"] < 0.03
+    assert result["storage_usd_per_month"] == pytest.approx(50e9 / 1024**3 * 0.023, rel=1e-3)
 
     out = io.StringIO()
     code = main(["estimate", "--source-bucket", SOURCE, "--keys", "a", "b", "--dest-bucket", DEST], out=out, err=err)

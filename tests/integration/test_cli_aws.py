@@ -7,13 +7,15 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
 
-from teacopy_cli.backend import aws_backend
+from teacopy_cli.backend import AwsNotConfigured, aws_backend, aws_problem
 from teacopy_cli.cli import main
 
 REGION = "us-west-2"
@@ -96,11 +98,49 @@ def test_start_validates_with_the_deployed_settings(aws: None) -> None:
 def test_unknown_stack_is_a_clear_error(aws: None) -> None:
     code, _, err = run("watch", "--stack", "NoSuchStack", "--region", REGION)
     assert code == 4
-    assert "cannot describe stack 'NoSuchStack' in us-west-2" in err and "--stack/--region" in err
+    assert err == (
+        "error: no stack 'NoSuchStack' in us-west-2: pass --stack NAME and --region REGION (where you deployed it; "
+        "`npx cdk deploy` prints both)\n"
+    )
+
+
+def test_the_region_comes_from_the_flag_then_aws_region_then_aws_default_region_then_the_profile(
+    aws: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    assert aws_backend("TeacopyStack").region == REGION  # AWS_REGION before AWS_DEFAULT_REGION
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert aws_backend("TeacopyStack", region=REGION).region == REGION  # --region before both
+    code, _, err = run("watch")
+    assert code == 4 and err.startswith("error: no stack 'TeacopyStack' in eu-west-1: pass --stack NAME")
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    assert aws_backend("TeacopyStack").region == REGION
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    config = tmp_path / "config"
+    config.write_text(f"[default]\nregion = {REGION}\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    assert aws_backend("TeacopyStack").region == REGION  # the profile's region, last
+
+
+def test_aws_failures_say_whether_credentials_permissions_or_the_network_are_the_problem() -> None:
+    def client_error(code: str) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": "The security token is invalid."}}, "DescribeStacks")
+
+    for code in ("ExpiredToken", "InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch"):
+        problem = aws_problem(client_error(code), "describing stack 'TeacopyStack'")
+        assert isinstance(problem, AwsNotConfigured)
+        assert f"AWS rejected the credentials while describing stack 'TeacopyStack' ({code}:" in str(problem)
+        assert "a credentials problem" in str(problem) and "aws sso login" in str(problem)
+    denied = aws_problem(client_error("AccessDenied"), "reading the report")
+    assert "a permissions problem" in str(denied) and "credentials problem" not in str(denied)
+    offline = aws_problem(EndpointConnectionError(endpoint_url="https://s3.us-west-2.amazonaws.com"), "x", "us-west-2")
+    assert str(offline).startswith("cannot reach AWS in us-west-2 while x")
 
 
 def test_local_passes_its_arguments_to_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["local", "--help"])
     assert info.value.code == 0
-    assert "usage: python -m teacopy_local.demo" in capsys.readouterr().out
+    assert "usage: teacopy local" in capsys.readouterr().out
