@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import cost
-from lambdas.copying.engine import FLUSH_EVERY_OBJECTS, FLUSH_EVERY_SECONDS, part_size_for
+from lambdas.copying.engine import part_size_for
+from lambdas.copying.results import FLUSH_EVERY_OBJECTS, FLUSH_EVERY_SECONDS
 from lambdas.s3.limits import MAX_PUT_BYTES, MIB
 from stacks.config import ConfigError, TeacopyConfig
 

@@ -1,0 +1,235 @@
+"""One object from source to destination: the overwrite policy, skip-if-identical, dry run, single PUT.
+
+Per object (``skip-if-identical``, the default): HEAD destination (404) + GET source + PUT destination.
+A destination written by teacopy records the source ETag and size in its metadata; the GET then
+carries ``IfNoneMatch=<recorded ETag>`` so an unchanged source answers 304 and nothing is transferred.
+A batch-wide listing of the destination (``ExistingKeys``) saves the HEAD of keys known to be absent.
+
+Objects at or above the multipart threshold go to ``MultipartUploader``; one with a checkpoint is
+continued from it. An integrity failure is retried once from zero, then recorded FAILED.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from lambdas.contracts.models import (
+    COPIED,
+    FAILED,
+    OVERWRITE_POLICIES,
+    SKIPPED,
+    WOULD_COPY,
+    WOULD_SKIP,
+    CopyBatchEvent,
+    ObjectResult,
+    ObjectSpec,
+)
+from lambdas.contracts.settings import CopySettings
+from lambdas.copying.checkpoints import Checkpoint, CheckpointStore
+from lambdas.copying.destination import DestinationBucket, ExistingKeys
+from lambdas.copying.digests import StreamDigest
+from lambdas.copying.multipart import MultipartUploader
+from lambdas.copying.signals import Cancelled, IntegrityError, ObjectFailed, StopSignal
+from lambdas.copying.source import SourceBucket
+from lambdas.copying.stream import SourceStream
+from lambdas.s3.limits import MAX_PUT_BYTES
+
+logger = logging.getLogger(__name__)
+
+META_SOURCE_ETAG = "teacopy-source-etag"  # the source ETag exactly as S3 returned it (quotes included)
+META_SOURCE_SIZE = "teacopy-source-size"
+META_VERIFIED = "teacopy-verified"  # "<algorithm>:<hex>" of the expected checksum the bytes matched
+
+SKIP_IDENTICAL, OVERWRITE_ALWAYS, OVERWRITE_NEVER = OVERWRITE_POLICIES  # options.overwrite, as the contract names them
+
+
+def passthrough_headers(response: dict[str, Any]) -> dict[str, str]:
+    """The source's content headers the destination object keeps."""
+    out: dict[str, str] = {}
+    for name in ("ContentType", "ContentEncoding", "ContentDisposition", "CacheControl"):
+        value = response.get(name)
+        if isinstance(value, str) and value:
+            out[name] = value
+    return out
+
+
+def total_size(response: dict[str, Any]) -> int | None:
+    """The whole object's size from a ranged GET's ``Content-Range: bytes a-b/total``."""
+    content_range = response.get("ContentRange")
+    if isinstance(content_range, str) and "/" in content_range:
+        total = content_range.rsplit("/", 1)[1]
+        if total.isdigit():
+            return int(total)
+    return None
+
+
+def recorded_etag(spec: ObjectSpec, existing: dict[str, Any] | None) -> str | None:
+    """The source ETag a previous teacopy copy recorded, if the destination looks complete."""
+    if existing is None:
+        return None
+    metadata = existing.get("Metadata") or {}
+    etag, recorded_size = metadata.get(META_SOURCE_ETAG), metadata.get(META_SOURCE_SIZE)
+    length = existing.get("ContentLength")
+    if not etag or recorded_size != str(length):
+        return None
+    if spec.size is not None and spec.size != length:
+        return None  # the plan already says the source differs: no need to ask
+    expected = spec.checksum
+    if expected is not None and metadata.get(META_VERIFIED) != f"{expected.algorithm}:{expected.value}":
+        return None  # not verified against this expected checksum: copy (and verify) again
+    return str(etag)
+
+
+def destination_metadata(spec: ObjectSpec, etag: str, size: int) -> dict[str, str]:
+    """What the destination object records: the source ETag and size, and the checksum it matched."""
+    metadata = {META_SOURCE_ETAG: etag, META_SOURCE_SIZE: str(size)}
+    if spec.checksum is not None:
+        metadata[META_VERIFIED] = f"{spec.checksum.algorithm}:{spec.checksum.value}"
+    return metadata
+
+
+class ObjectCopier:
+    """Copies the objects of one batch, one ``copy`` call per object (called from several threads)."""
+
+    def __init__(
+        self,
+        *,
+        event: CopyBatchEvent,
+        settings: CopySettings,
+        source: SourceBucket,
+        destination: DestinationBucket,
+        existing: ExistingKeys,
+        checkpoints: CheckpointStore,
+        multipart: MultipartUploader,
+    ) -> None:
+        self._event = event
+        self._settings = settings
+        self._source = source
+        self._destination = destination
+        self._existing = existing
+        self._checkpoints = checkpoints
+        self._multipart = multipart
+
+    def copy(self, spec: ObjectSpec, stop: StopSignal) -> ObjectResult:
+        """Copy one object. Returns its final result or raises a batch-level error (or Cancelled)."""
+        dest_key = self._event.destination.key_for_object(spec)
+        started = time.monotonic()
+        result: ObjectResult | None = None
+        for attempt in (1, 2):
+            if stop.is_set():
+                raise Cancelled(spec.key)
+            try:
+                result = self._attempt(spec, dest_key, stop)
+                break
+            except IntegrityError as exc:
+                self._checkpoints.discard(spec.key, dest_key)  # the retry starts from zero
+                if attempt == 2:
+                    result = ObjectResult(spec.key, dest_key, FAILED, reason=exc.reason)
+                else:
+                    logger.warning("retrying %s once: %s", self._source.url(spec.key), exc.reason)
+            except ObjectFailed as exc:
+                result = ObjectResult(spec.key, dest_key, FAILED, reason=exc.reason)
+                break
+        assert result is not None
+        self._checkpoints.discard(spec.key, dest_key)  # final: a leftover checkpoint (and its upload) is obsolete
+        log = logger.warning if result.status == FAILED else logger.info
+        log(
+            "%s %s -> %s bytes=%d %.2fs%s",
+            result.status,
+            self._source.url(spec.key),
+            self._destination.url(dest_key),
+            result.bytes,
+            time.monotonic() - started,
+            f" ({result.reason})" if result.reason else "",
+        )
+        return result
+
+    def _attempt(self, spec: ObjectSpec, dest_key: str, stop: StopSignal) -> ObjectResult:
+        """One try: apply the overwrite policy, then dry-run, continue a checkpoint, or copy from byte 0."""
+        options = self._event.options
+        listing = self._existing.known()
+        known_absent = listing is not None and dest_key not in listing
+        existing = None if options.overwrite == OVERWRITE_ALWAYS or known_absent else self._destination.head(dest_key)
+        if options.overwrite == OVERWRITE_NEVER and existing is not None:
+            return ObjectResult(spec.key, dest_key, WOULD_SKIP if options.dry_run else SKIPPED, reason="exists")
+        recorded = recorded_etag(spec, existing) if options.overwrite == SKIP_IDENTICAL else None
+        if options.dry_run:
+            return self._dry_run(spec, dest_key, recorded)
+
+        checkpoint = self._checkpoints.load(spec.key, dest_key)
+        if checkpoint is not None and recorded is None:
+            return self._resume(spec, checkpoint, stop)
+        if checkpoint is not None:
+            self._checkpoints.discard(spec.key, dest_key)
+        return self._copy_whole(spec, dest_key, recorded, stop)
+
+    def _copy_whole(self, spec: ObjectSpec, dest_key: str, recorded: str | None, stop: StopSignal) -> ObjectResult:
+        """GET the source (304 when it still has the ``recorded`` ETag: skipped) and write it, PUT or multipart."""
+        params: dict[str, Any] = {"IfNoneMatch": recorded} if recorded is not None else {}
+        response = self._source.get(spec.key, **params)
+        if response is None:
+            return ObjectResult(spec.key, dest_key, SKIPPED, reason="identical")
+        size = int(response["ContentLength"])
+        etag = str(response.get("ETag", ""))
+        stream = SourceStream(self._source, spec.key, response["Body"], etag, 0)
+        try:
+            if spec.size is not None and spec.size != size:
+                raise ObjectFailed(f"size mismatch: the plan says {spec.size} bytes, the source has {size}")
+            extra: dict[str, Any] = {
+                "Metadata": destination_metadata(spec, etag, size),
+                **passthrough_headers(response),
+            }
+            if size < min(self._settings.multipart_threshold_bytes, MAX_PUT_BYTES):
+                self._put_small(stream, size, dest_key, extra, spec)
+            else:
+                self._multipart.start(stream, spec, dest_key, stop, size=size, etag=etag, extra=extra)
+        finally:
+            stream.close()
+        return ObjectResult(spec.key, dest_key, COPIED, bytes=size)
+
+    def _dry_run(self, spec: ObjectSpec, dest_key: str, recorded: str | None) -> ObjectResult:
+        """What a real run would do with this object: HEAD the source (TEA credentials), write nothing."""
+        head = self._source.head(spec.key)
+        size = int(head.get("ContentLength", 0))
+        if spec.size is not None and spec.size != size:
+            raise ObjectFailed(f"size mismatch: the plan says {spec.size} bytes, the source has {size}")
+        if recorded is not None and recorded == head.get("ETag"):
+            return ObjectResult(spec.key, dest_key, WOULD_SKIP, reason="identical")
+        return ObjectResult(spec.key, dest_key, WOULD_COPY, bytes=size)
+
+    def _resume(self, spec: ObjectSpec, checkpoint: Checkpoint, stop: StopSignal) -> ObjectResult:
+        """Continue a paused multipart upload from its last completed part."""
+        url = self._source.url(spec.key)
+        logger.info(
+            "resuming %s at part %d (byte %d of %d, upload %s)",
+            url,
+            len(checkpoint.parts) + 1,
+            checkpoint.offset,
+            checkpoint.size,
+            checkpoint.upload_id,
+        )
+        response = self._source.get(spec.key, Range=f"bytes={checkpoint.offset}-", IfMatch=checkpoint.source_etag)
+        assert response is not None  # no IfNoneMatch: never 304
+        stream = SourceStream(self._source, spec.key, response["Body"], checkpoint.source_etag, checkpoint.offset)
+        try:
+            if total_size(response) != checkpoint.size:
+                raise IntegrityError(f"{url} changed size while being copied")
+            self._multipart.resume(stream, spec, checkpoint, stop)
+        finally:
+            stream.close()
+        return ObjectResult(spec.key, checkpoint.dest_key, COPIED, bytes=checkpoint.size)
+
+    def _put_small(
+        self, stream: SourceStream, size: int, dest_key: str, extra: dict[str, Any], spec: ObjectSpec
+    ) -> None:
+        """One PutObject: the whole body in memory (below the multipart threshold), verified first."""
+        data = stream.read_exact(size, size)  # size < threshold: bounded
+        stream.expect_end(size)
+        digest = StreamDigest(spec.checksum)
+        digest.update(data)
+        mismatch = digest.mismatch()
+        if mismatch:
+            raise IntegrityError(f"{mismatch} ({stream.url})")
+        self._destination.put_object(dest_key, data, digest.crc_b64(), extra)
