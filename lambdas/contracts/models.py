@@ -49,7 +49,9 @@ EVENT_CONFIG = ConfigDict(validate_by_name=True, validate_by_alias=True, extra="
 
 def _wire(value: Any) -> dict[str, Any]:
     """A shape's JSON form, as the state machine carries it (aliases, no null fields)."""
-    return cast(dict[str, Any], value.__pydantic_serializer__.to_python(value, by_alias=True, exclude_none=True))
+    return cast(
+        dict[str, Any], value.__pydantic_serializer__.to_python(value, mode="json", by_alias=True, exclude_none=True)
+    )
 
 
 def _non_empty(value: Any) -> str:
