@@ -223,7 +223,7 @@ OVERWRITE_POLICIES: tuple[str, ...] = get_args(OverwritePolicy)
 
 @dataclass(frozen=True, config=ConfigDict(extra="forbid", title="options"))
 class CopyOptions:
-    """How objects are written; the same in the execution input (``options``) and in every CopyBatch event."""
+    """How objects are written (the same in the execution input and in every CopyBatch event)."""
 
     overwrite: Annotated[
         OverwritePolicy,

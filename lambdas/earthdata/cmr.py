@@ -103,16 +103,22 @@ IsoTime = Annotated[
     BeforeValidator(checked(_time), json_schema_input_type=str),
     Field(description="An ISO-8601 time, e.g. 2023-01-01T00:00:00Z.", json_schema_extra={"pattern": ISO_TIME_PATTERN}),
 ]
-Longitude = Annotated[float, BeforeValidator(lambda v: _number(v, -180, 180)), Field(ge=-180, le=180)]
-Latitude = Annotated[float, BeforeValidator(lambda v: _number(v, -90, 90)), Field(ge=-90, le=90)]
+Longitude = Annotated[
+    float, BeforeValidator(lambda v: _number(v, -180, 180)), Field(json_schema_extra={"minimum": -180, "maximum": 180})
+]
+Latitude = Annotated[
+    float, BeforeValidator(lambda v: _number(v, -90, 90)), Field(json_schema_extra={"minimum": -90, "maximum": 90})
+]
 TEMPORAL_RULE = "must be {'start': <ISO time>, 'end': <ISO time>} (either may be omitted)"
 BBOX_NAMES = ("west", "south", "east", "north")
 
 
 class TimeRange(BaseModel):
-    """``source.cmr.temporal``: granules overlapping [start, end]; either end may be open."""
+    """Granules overlapping [start, end]; either end may be open (left out)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, title="temporal range")
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, title="temporal range", json_schema_extra={"minProperties": 1}
+    )
 
     start: IsoTime | None = None
     end: IsoTime | None = None
@@ -136,7 +142,7 @@ class TimeRange(BaseModel):
 
 
 class BoundingBox(BaseModel):
-    """``source.cmr.bounding_box`` in degrees; west > east crosses the antimeridian."""
+    """West, south, east, north in degrees; west > east crosses the antimeridian."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="bounding box")
 
@@ -166,9 +172,27 @@ class BoundingBox(BaseModel):
         return [self.west, self.south, self.east, self.north]
 
 
-@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid", title="CMR query"))
+# The JSON-Schema form of CmrQuery._one_collection (for editors; the validator is the rule).
+_ONE_COLLECTION = {
+    "oneOf": [
+        {
+            "required": ["collection_concept_id"],
+            "not": {"anyOf": [{"required": ["short_name"]}, {"required": ["version"]}]},
+        },
+        {"required": ["short_name", "version"], "not": {"required": ["collection_concept_id"]}},
+    ]
+}
+
+
+def _identifier_schema(max_len: int, **extra: Any) -> dict[str, Any]:
+    return {"minLength": 1, "maxLength": max_len, **extra}
+
+
+@pydantic_dataclass(
+    frozen=True, config=ConfigDict(extra="forbid", title="CMR query", json_schema_extra=_ONE_COLLECTION)
+)
 class CmrQuery:
-    """A granule search: one collection (concept id, or short name + version), optional filters.
+    """A CMR granule search: one collection (concept id, or short_name + version), optional filters.
 
     The objects are the granules' 'GET DATA VIA DIRECT ACCESS' s3:// URLs.
     """
@@ -177,18 +201,30 @@ class CmrQuery:
         str | None,
         BeforeValidator(_identifier(100)),
         AfterValidator(lambda v: v if v is None else _concept_id(v)),
-        Field(description="The collection's concept id (C<number>-<PROVIDER>).", examples=["C1996881146-POCLOUD"]),
+        Field(
+            description="The collection's concept id (C<number>-<PROVIDER>).",
+            examples=["C1996881146-POCLOUD"],
+            json_schema_extra=_identifier_schema(100, pattern=r"^\s*C[^\s]*-[^\s]*\s*$"),
+        ),
     ] = None
     short_name: Annotated[
         str | None,
         BeforeValidator(_identifier(1024)),
-        Field(description="The collection's short name (with version).", examples=["MUR-JPL-L4-GLOB-v4.1"]),
+        Field(
+            description="The collection's short name (with version).",
+            examples=["MUR-JPL-L4-GLOB-v4.1"],
+            json_schema_extra=_identifier_schema(1024),
+        ),
     ] = None
     version: Annotated[
-        str | None, BeforeValidator(_identifier(80)), Field(description="The collection's version.", examples=["4.1"])
+        str | None,
+        BeforeValidator(_identifier(80)),
+        Field(description="The collection's version.", examples=["4.1"], json_schema_extra=_identifier_schema(80)),
     ] = None
     provider: Annotated[
-        str | None, BeforeValidator(_identifier(40)), Field(description="The CMR provider.", examples=["POCLOUD"])
+        str | None,
+        BeforeValidator(_identifier(40)),
+        Field(description="The CMR provider.", examples=["POCLOUD"], json_schema_extra=_identifier_schema(40)),
     ] = None
     temporal: Annotated[
         TimeRange | None,

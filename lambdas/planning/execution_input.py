@@ -54,8 +54,10 @@ from lambdas.s3.names import (
 SOURCE_MODES = ("keys", "manifest", "prefix", "cmr")
 
 # The JSON-Schema forms of the rules in lambdas.s3.names, for editors and the console (the rules are the functions).
-KEY_PATTERN = r"^(?!/)(?!s3://)(?!(.*/)?\.\.(/|$))[^\u0000-\u001f\u007f]*\S[^\u0000-\u001f\u007f]*$"
-PREFIX_PATTERN = r"^(?!/)(?!s3://)(?!(.*/)?\.\.(/|$))[^\u0000-\u001f\u007f]*$"
+# control and invisible characters (Cc, and the usual Cf: soft hyphen, zero-width, bidi controls, BOM)
+_INVISIBLE = r"\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
+KEY_PATTERN = rf"^(?!/)(?!s3://)(?!(.*/)?\.\.(/|$))[^{_INVISIBLE}]*[^{_INVISIBLE}\s][^{_INVISIBLE}]*$"
+PREFIX_PATTERN = rf"^(?!/)(?!s3://)(?!(.*/)?\.\.(/|$))[^{_INVISIBLE}]*$"
 DEST_PREFIX_PATTERN = r"^(?!/)(?!(.*/)?\.\.(/|$))[^\u0000-\u001f\u007f]*$"
 S3_URL_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+"
 
@@ -130,7 +132,7 @@ class _Source(BaseModel):
 
 
 class KeysSource(_Source):
-    """A few objects, by key (in ``bucket``)."""
+    """A few objects, by key (in bucket)."""
 
     model_config = ConfigDict(title="inline keys")
     MODE = "keys"
@@ -141,7 +143,7 @@ class KeysSource(_Source):
         BeforeValidator(_key_list),
         AfterValidator(_unique),
         Field(
-            min_length=1,
+            json_schema_extra={"minItems": 1, "uniqueItems": True},
             description="Source keys, inline (at most max_inline_keys of the deployment, default 1000; use a "
             "manifest beyond). Each key once.",
             examples=[["MUR-JPL-L4-GLOB-v4.1/20230101090000-JPL-L4_GHRSST-SSTfnd-MUR-GLOB-v02.0-fv04.1.nc"]],
@@ -150,7 +152,7 @@ class KeysSource(_Source):
 
 
 class ManifestSource(_Source):
-    """Many objects: a manifest in one of your buckets (a destination bucket or ``manifest_buckets``)."""
+    """Many objects: a manifest in one of your buckets (a destination bucket or one of manifest_buckets)."""
 
     model_config = ConfigDict(title="manifest")
     MODE = "manifest"
@@ -180,7 +182,7 @@ class ManifestSource(_Source):
 
 
 class PrefixSource(_Source):
-    """Every object under a prefix of ``bucket`` (a paged listing with TEA credentials)."""
+    """Every object under a prefix of bucket (a paged listing with TEA credentials), optionally filtered."""
 
     model_config = ConfigDict(title="prefix listing")
     MODE = "prefix"
@@ -190,11 +192,10 @@ class PrefixSource(_Source):
         str,
         BeforeValidator(checked(validate_source_prefix), json_schema_input_type=str),
         Field(
-            max_length=MAX_KEY_BYTES,
             description="Copy every object under this prefix of source.bucket ('' for all; used as S3 uses it: "
             "'a/b' also lists 'a/bc').",
             examples=["MUR-JPL-L4-GLOB-v4.1/2023"],
-            json_schema_extra={"pattern": PREFIX_PATTERN},
+            json_schema_extra={"pattern": PREFIX_PATTERN, "maxLength": MAX_KEY_BYTES},
         ),
     ]
     include: Patterns = ()
@@ -298,6 +299,7 @@ class DestinationInput(BaseModel):
         Field(
             description="Source key -> destination key (before the prefix): keep (default), basename, "
             "{strip_prefix: 'dir/'} or {template: '...'}; two objects mapping to one key are an input error.",
+            json_schema_extra={"default": "keep"},
         ),
     ] = KeyMapping()
 
@@ -318,9 +320,28 @@ INPUT_RULE = "must be a JSON object like {'source': {...}, 'destination': {...}}
 
 
 class ExecutionInput(BaseModel):
-    """The input of one execution of the teacopy copy state machine."""
+    """The input of one execution of the teacopy copy state machine (paste it into the Step Functions console, give
+    it to `teacopy start --input`, or to an EventBridge schedule). The Plan step validates the same model
+    (lambdas/planning/execution_input.py, which this schema is generated from) and also checks what only the
+    deployment knows: the allowed destination buckets/prefixes, the buckets manifests may be read from, and the
+    inline key limit (max_inline_keys, default 1000). Examples: docs/console.md."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, title="teacopy execution input")
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        title="teacopy execution input",
+        json_schema_extra={
+            "examples": [
+                {
+                    "source": {
+                        "bucket": "podaac-ops-cumulus-protected",
+                        "keys": ["MUR-JPL-L4-GLOB-v4.1/20230101090000-JPL-L4_GHRSST-SSTfnd-MUR-GLOB-v02.0-fv04.1.nc"],
+                    },
+                    "destination": {"bucket": "my-earthdata-copy", "prefix": "mur/"},
+                }
+            ]
+        },
+    )
 
     source: Source
     destination: DestinationInput

@@ -159,7 +159,7 @@ _MAPPING_PATH = {"pattern": r"^(?!/)[^\u0000-\u001f\u007f]+$"}
 
 
 class StripPrefixMapping(BaseModel):
-    """``{"strip_prefix": "dir/"}``: the key without ``dir/`` (every key must start with it)."""
+    """{"strip_prefix": "dir/"}: the key without dir/ (every key must start with it)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="strip a prefix")
 
@@ -169,7 +169,7 @@ class StripPrefixMapping(BaseModel):
 
 
 class TemplateMapping(BaseModel):
-    """``{"template": "{collection}/{year}/{basename}"}``: a destination key built from fields of each object."""
+    """{"template": "{collection}/{year}/{basename}"}: a destination key built from fields of each object."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="template")
 

@@ -35,10 +35,8 @@ def _schedule_name(value: Any) -> str:
 
 @dataclass(frozen=True, config=ConfigDict(extra="forbid", title="schedule"))
 class ScheduleRef:
-    """What a schedule adds to the execution input: ``{"schedule": {"name": ..., "incremental": ...}}``.
-
-    Added by the stack's EventBridge schedules (cdk.json teacopy.schedules), not typed by hand.
-    """
+    """Added by the stack's EventBridge schedules (cdk.json teacopy.schedules), not typed by hand: the schedule's
+    name, and whether the run is incremental (a CMR source narrowed to what changed since its last successful run)."""
 
     name: Annotated[
         str,
