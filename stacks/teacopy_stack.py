@@ -82,6 +82,10 @@ class TeacopyStack(Stack):
         staging_env = {env_names.STAGING_BUCKET: staging.bucket_name}
         runs_objects = f"<{LOGICAL_IDS['staging_bucket']}.Arn>/{RUNS_PREFIX}*"
 
+        # awscrt (CopyBatch), aws-lambda-powertools (EMF metrics: CopyBatch, Credentials), pydantic (the boundary
+        # shapes: every function)
+        self.dependencies_layer = dependencies_layer(self, "DependenciesLayer")
+
         # --- Plan -----------------------------------------------------------------------------------
         self.plan = TeacopyFunction(
             self,
@@ -90,6 +94,7 @@ class TeacopyStack(Stack):
             description="teacopy Plan: validate the request and stage the batched manifest",
             memory_mb=512,
             timeout=Duration.minutes(15),  # a prefix listing or CMR query of millions of objects
+            layers=[self.dependencies_layer],
             log_retention_days=config.log_retention_days,
             environment={
                 **staging_env,
@@ -138,8 +143,6 @@ class TeacopyStack(Stack):
         )
 
         # --- Credentials (FetchCredentials and RefreshCredentials) -----------------------------------
-        # awscrt (CopyBatch) and aws-lambda-powertools (EMF metrics: CopyBatch, Credentials)
-        self.dependencies_layer = dependencies_layer(self, "DependenciesLayer")
         self.credentials = TeacopyFunction(
             self,
             "Credentials",
@@ -219,6 +222,7 @@ class TeacopyStack(Stack):
             description="teacopy Summarize: aggregate per-object results into the run report",
             memory_mb=1024,
             timeout=Duration.minutes(15),
+            layers=[self.dependencies_layer],
             log_retention_days=config.log_retention_days,
             environment={**staging_env, env_names.MAX_FAILED_PERCENT: str(config.max_failed_percent)},
         )

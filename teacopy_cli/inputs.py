@@ -1,8 +1,9 @@
 """Execution inputs: built from command-line flags or read from a file, validated like the Plan step does.
 
-Validation is ``shared.planning.parse_request`` itself with the deployed Plan function's settings
-(allowed destinations, manifest buckets, inline key limit): an input the CLI accepts is one Plan
-accepts, up to what only Plan can check (reading the manifest, listing the prefix, querying CMR).
+Validation is ``lambdas.planning.request.parse_request`` itself (the execution-input model, then the deployment's
+checks) with the deployed Plan function's settings (allowed destinations, manifest buckets, inline key limit):
+an input the CLI accepts is one Plan accepts, up to what only Plan can check (reading the manifest, listing the
+prefix, querying CMR).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdas.contracts.errors import InvalidInput
+from lambdas.contracts.models import OVERWRITE_POLICIES
 from lambdas.contracts.settings import PlanSettings
 from lambdas.planning.request import parse_request
 
@@ -46,7 +48,7 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MAPPING",
         help="keep | basename | strip_prefix:DIR/ | template:{collection}/{basename} (default keep)",
     )
-    group.add_argument("--overwrite", choices=("skip-if-identical", "always", "never"))
+    group.add_argument("--overwrite", choices=OVERWRITE_POLICIES)
     group.add_argument(
         "--dry-run", action="store_true", help="copy nothing: HEAD sources and destinations, report what would happen"
     )
