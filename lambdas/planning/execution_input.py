@@ -362,6 +362,9 @@ class ExecutionInput(BaseModel):
                 + ("; list the keys in a manifest ('manifest': 's3://...') instead" if inline else ""),
                 "source.keys" if inline else "",
             )
+        for required in ("source", "destination"):  # both named before either is validated
+            if required not in raw:
+                raise rule_error("is required", required)
         return raw
 
     @field_validator("destination")

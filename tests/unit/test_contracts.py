@@ -41,7 +41,10 @@ def test_field_paths_name_list_indices_and_skip_union_tags() -> None:
         ({"source": {"bucket": "b-b-b", "keys": ["a", 5]}, "destination": {"bucket": "d-d-d"}}, "source.keys[1]", ""),
         ({"source": {"bucket": "b-b-b", "keys": ["a"]}}, "destination", "is required"),
         (
-            {"source": {"cmr": {"collection_concept_id": "C1-P", "temporal": ["x", None]}}, "destination": {"bucket": "d"}},
+            {
+                "source": {"cmr": {"collection_concept_id": "C1-P", "temporal": ["x", None]}},
+                "destination": {"bucket": "d"},
+            },
             "source.cmr.temporal.start",
             "is not an ISO-8601 time",
         ),
