@@ -226,11 +226,12 @@ class CopyOptions:
     """How objects are written (the same in the execution input and in every CopyBatch event)."""
 
     overwrite: Annotated[
-        OverwritePolicy,
+        str,  # one of OVERWRITE_POLICIES (typed str: callers pass plain strings)
         BeforeValidator(one_of(OVERWRITE_POLICIES)),
         Field(
             description="skip-if-identical (default: an object already copied from the same source ETag and size "
-            "is skipped), never (skip whatever exists), always."
+            "is skipped), never (skip whatever exists), always.",
+            json_schema_extra={"enum": list(OVERWRITE_POLICIES)},
         ),
     ] = "skip-if-identical"
     # HEAD sources and destinations, record what would be copied; write nothing
@@ -363,7 +364,9 @@ class ObjectResult:
 
     key: str
     dest_key: str
-    status: ObjectStatus
+    status: Annotated[
+        str, BeforeValidator(one_of(FINAL_STATUSES)), Field(json_schema_extra={"enum": list(FINAL_STATUSES)})
+    ]
     bytes: int = 0
     reason: str = ""
 

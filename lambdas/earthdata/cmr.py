@@ -173,7 +173,7 @@ class BoundingBox(BaseModel):
 
 
 # The JSON-Schema form of CmrQuery._one_collection (for editors; the validator is the rule).
-_ONE_COLLECTION = {
+_ONE_COLLECTION: dict[str, Any] = {
     "oneOf": [
         {
             "required": ["collection_concept_id"],
