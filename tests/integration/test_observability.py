@@ -105,17 +105,16 @@ def test_alarms_on_failed_executions_and_tea_authentication_failures(synth: Any)
     assert of_type(synth.template, "AWS::SNS::Topic") == {}
 
 
-def test_metrics_layer_is_attached_to_the_functions_that_publish(synth: Any) -> None:
+def test_the_dependencies_layer_is_attached_to_every_function(synth: Any) -> None:
+    """awscrt and Powertools (CopyBatch, Credentials) and pydantic (the boundary shapes: all four functions)."""
     layers = of_type(synth.template, "AWS::Lambda::LayerVersion")
     assert len(layers) == 1
     layer_ref = {"Ref": next(iter(layers))}
     functions = synth.template["Resources"]
-    for key in ("credentials", "copy_batch"):
+    for key in ("plan", "credentials", "copy_batch", "summarize"):
         assert functions[LOGICAL_IDS[key]]["Properties"]["Layers"] == [layer_ref], key
-    for key in ("plan", "summarize"):  # they import no third-party package
-        assert "Layers" not in functions[LOGICAL_IDS[key]]["Properties"], key
     requirements = (Path(__file__).resolve().parents[2] / "requirements-layer.txt").read_text()
-    assert "aws-lambda-powertools==" in requirements
+    assert "aws-lambda-powertools==" in requirements and "pydantic==" in requirements
 
 
 def test_alarm_notifications_go_to_the_configured_topic_and_email(notified: tuple[dict[str, Any], Path]) -> None:
