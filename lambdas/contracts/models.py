@@ -12,6 +12,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StrictBool,
     TypeAdapter,
     ValidationInfo,
@@ -149,37 +150,29 @@ class Checksum:
         return parse(_CHECKSUM, data, root=field_name)
 
 
-def _size(value: Any) -> Any:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise rule_error("must be a non-negative integer")
-    return value
-
-
-def _dest_key(value: Any) -> Any:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise rule_error("must be a non-empty string")
-    return value
-
-
 @dataclass(frozen=True, config=EVENT_CONFIG)
 class ObjectSpec:
-    """One source object. ``size`` and ``checksum`` are known when the plan had them (manifest, CMR)."""
+    """One source object. ``size`` and ``checksum`` are known when the plan had them (manifest, CMR).
 
-    key: Annotated[str, Field(description="source key")]
-    size: Annotated[int | None, BeforeValidator(_size), Field(description="bytes, when the plan knew them")] = None
+    Built once per object by Plan (listings of millions): its rules are Pydantic's own (no Python validator).
+    """
+
+    key: Annotated[str, Strict(), Field(description="source key")]
+    size: Annotated[int, Strict(), Field(ge=0, description="bytes, when the plan knew them")] | None = None
     checksum: Checksum | None = None
     # the full destination key Plan mapped (key_mapping); None: destination prefix + key
-    dest_key: Annotated[str | None, BeforeValidator(_dest_key)] = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _keyed(cls, data: Any) -> Any:
-        if not isinstance(data, ArgsKwargs) and (not isinstance(data, dict) or not isinstance(data.get("key"), str)):
-            raise rule_error("each item must be an object with a string 'key'")
-        return data
+    dest_key: Annotated[str, Strict(), Field(min_length=1)] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _wire(self)
+        # the wire form (_wire) written out: this runs once per planned object
+        out: dict[str, Any] = {"key": self.key}
+        if self.size is not None:
+            out["size"] = self.size
+        if self.checksum is not None:
+            out["checksum"] = self.checksum.to_dict()
+        if self.dest_key is not None:
+            out["dest_key"] = self.dest_key
+        return out
 
     @classmethod
     def from_dict(cls, data: Any, field_name: str = "object") -> ObjectSpec:

@@ -87,6 +87,8 @@ def test_a_cmr_template_is_accepted_for_a_cmr_source() -> None:
 
 def test_copy_batch_event_takes_the_batch_endpoints_credentials_and_ignores_loop_state() -> None:
     event = CopyBatchEvent.from_dict(EVENT)
+    spec = event.batch.objects[0]
+    assert spec.to_dict() == TypeAdapter(ObjectSpec).dump_python(spec, mode="json", exclude_none=True)
     assert event.credentials == CredentialsRef("v1", REF["expiration"])
     assert event.batch == Batch("b0001", "daac", (ObjectSpec("a.nc", 3),), endpoint="nsidc")
     assert event.batch.to_dict() == EVENT["batch"]
@@ -97,7 +99,8 @@ def test_copy_batch_event_takes_the_batch_endpoints_credentials_and_ignores_loop
     ("change", "field"),
     [
         ({"batch": {**EVENT["batch"], "objects": [{"key": "a"}, {"key": "b", "size": -1}]}}, "batch.objects[1].size"),
-        ({"batch": {**EVENT["batch"], "objects": [{"key": "a"}, {"size": 1}]}}, "batch.objects[1]"),
+        ({"batch": {**EVENT["batch"], "objects": [{"key": "a"}, {"size": 1}]}}, "batch.objects[1].key"),
+        ({"batch": {**EVENT["batch"], "objects": [{"key": "a", "size": True}]}}, "batch.objects[0].size"),
         ({"batch": {**EVENT["batch"], "endpoint": "Not A Name"}}, "batch.endpoint"),
         ({"credentials": {"default": REF}}, "credentials"),
         ({"credentials": {"nsidc": {"version": "", "expiration": "x"}}}, "credentials.nsidc.version"),
