@@ -38,7 +38,7 @@ from pydantic import (
 from lambdas.contracts.models import CopyOptions
 from lambdas.contracts.validation import VARIANT, checked, known_fields, one_of, rule_error, validate_nested
 from lambdas.earthdata.cmr import CmrQuery
-from lambdas.planning.keys import CMR_FIELDS, KeyMapping, KeyMappingInput, Patterns, template_fields
+from lambdas.planning.keys import CMR_FIELDS, KEY_MAPPING_INPUT, KeyMapping, KeyMappingInput, Patterns, template_fields
 from lambdas.planning.manifests import MANIFEST_FORMATS, ManifestFormat
 from lambdas.reporting.schedule_state import ScheduleRef
 from lambdas.s3.limits import MAX_KEY_BYTES, MAX_STATE_BYTES
@@ -266,15 +266,13 @@ Source = Annotated[
 
 # --- destination ------------------------------------------------------------------------------------------
 
-_KEY_MAPPING_INPUT: TypeAdapter[Any] = TypeAdapter(KeyMappingInput)
-
 
 def _key_mapping(raw: Any, info: ValidationInfo) -> KeyMapping:
     if raw is None:
         return KeyMapping()
     if isinstance(raw, KeyMapping):
         return raw
-    return KeyMapping.of(validate_nested(_KEY_MAPPING_INPUT, raw, info.context))
+    return KeyMapping.of(validate_nested(KEY_MAPPING_INPUT, raw, info.context))
 
 
 class DestinationInput(BaseModel):

@@ -215,7 +215,7 @@ KeyMappingInput = Annotated[
         custom_error_context={"rule": KEY_MAPPING_RULE, "at": ""},
     ),
 ]
-_KEY_MAPPING_INPUT: TypeAdapter[Any] = TypeAdapter(KeyMappingInput)
+KEY_MAPPING_INPUT: TypeAdapter[Any] = TypeAdapter(KeyMappingInput)
 
 
 @dataclass(frozen=True)
@@ -258,7 +258,7 @@ class KeyMapping:
     def from_input(cls, raw: Any, cmr: bool, field_name: str = "destination.key_mapping") -> KeyMapping:
         if raw is None:
             return cls()
-        return cls.of(parse(_KEY_MAPPING_INPUT, raw, root=field_name, context={"cmr": cmr}))
+        return cls.of(parse(KEY_MAPPING_INPUT, raw, root=field_name, context={"cmr": cmr}))
 
     def map(self, bucket: str, key: str, extra: Mapping[str, str] | None, where: str) -> str:
         """The mapped key, validated as an S3 key (``where`` names the entry in errors)."""
