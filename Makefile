@@ -8,7 +8,7 @@ DEMO_ARGS ?=
 SOURCE ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint format synth bench clean chromium chaos
+.PHONY: setup demo test test-fast lint format synth bench clean chromium chaos schema
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app.py lambdas stacks teacopy_local teacopy_cli bench scripts tests
 	$(BIN)/python -m scripts.check_imports
+
+# schema/execution-input.schema.json, generated from the execution-input model (lambdas/planning/execution_input.py);
+# tests/unit/test_console_examples.py fails when the committed file is stale.
+schema: setup
+	$(BIN)/python -m scripts.schema
 
 format: setup
 	$(BIN)/ruff format .

@@ -47,7 +47,8 @@ class TeacopyStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
         self.storage = Storage(self, "Storage", config=config)
-        # awscrt (CopyBatch), aws-lambda-powertools (EMF metrics): every function gets the layer
+        # awscrt (CopyBatch), aws-lambda-powertools (logs, EMF metrics), pydantic (boundary shapes):
+        # every function gets the layer
         resources = StepResources(
             config=config, storage=self.storage, layer=dependencies_layer(self, "DependenciesLayer")
         )

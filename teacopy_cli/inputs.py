@@ -1,11 +1,11 @@
 """Execution inputs: built from command-line flags or read from a file, validated like the Plan step does.
 
-Validation is ``lambdas.planning.request.parse_request`` itself with the deployed Plan function's
-settings (allowed destinations, manifest buckets, inline key limit): an input the CLI accepts is one Plan
-accepts, up to what only Plan can check (reading the manifest, listing the prefix, querying CMR).
-``check_shape`` runs the same code with the deployment-specific rules opened up, so that a malformed
-input (a bucket name that is a URL, a manifest that is not an s3:// URL, a missing source bucket) is
-refused before AWS is contacted, with the Plan step's message.
+Validation is ``lambdas.planning.request.parse_request`` itself (the execution-input model, then the
+deployment's checks) with the deployed Plan function's settings (allowed destinations, manifest buckets,
+inline key limit): an input the CLI accepts is one Plan accepts, up to what only Plan can check (reading the
+manifest, listing the prefix, querying CMR). ``check_shape`` runs the same code with the deployment-specific
+rules opened up, so that a malformed input (a bucket name that is a URL, a manifest that is not an s3:// URL,
+a missing source bucket) is refused before AWS is contacted, with the Plan step's message.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdas.contracts.errors import InvalidInput
-from lambdas.contracts.models import Destination
+from lambdas.contracts.models import OVERWRITE_POLICIES, Destination
 from lambdas.contracts.settings import PlanSettings
 from lambdas.planning.request import JobRequest, parse_request
 
@@ -52,7 +52,7 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MAPPING",
         help="keep | basename | strip_prefix:DIR/ | template:{collection}/{basename} (default keep)",
     )
-    group.add_argument("--overwrite", choices=("skip-if-identical", "always", "never"))
+    group.add_argument("--overwrite", choices=OVERWRITE_POLICIES)
     group.add_argument(
         "--dry-run", action="store_true", help="copy nothing: HEAD sources and destinations, report what would happen"
     )

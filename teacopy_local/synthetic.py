@@ -295,12 +295,13 @@ def _cmr_granules(
     world: SyntheticWorld, request: JobRequest, query: CmrQuery, count: int, sizes: Sequence[int]
 ) -> list[tuple[str, str, int | None]]:
     world.collection = (query.collection_concept_id or "", query.short_name, query.version)
-    start_text, end_text = query.temporal or (None, None)
-    start = _time(start_text) or CMR_START
-    end = _time(end_text) or start + timedelta(days=count)
+    temporal = query.temporal
+    start = _time(temporal.start if temporal else None) or CMR_START
+    end = _time(temporal.end if temporal else None) or start + timedelta(days=count)
     step = (end - start) / max(count, 1)
     updated = (_time(query.updated_since) or datetime(2024, 1, 1, tzinfo=UTC)) + timedelta(hours=1)
-    bbox = query.bounding_box or (-180.0, -90.0, 180.0, 90.0)
+    box = query.bounding_box
+    bbox = (box.west, box.south, box.east, box.north) if box else (-180.0, -90.0, 180.0, 90.0)
     name = query.short_name or SYNTHETIC_SHORT_NAME
     root = _directory_of(request, f"{name}/")
     names = _names(count, request.key_filter, root)

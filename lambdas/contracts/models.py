@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass as std_dataclass
+from dataclasses import field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Final, Literal, cast, get_args
+
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic_core import ArgsKwargs
 
 from lambdas.contracts.errors import InvalidInput
+from lambdas.contracts.validation import known_fields, one_of, parse, rule_error
 
 DEFAULT_ENDPOINT = "default"  # the name of config ``tea_endpoint``; more endpoints are named in ``tea_endpoints``
-ENDPOINT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+ENDPOINT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,30}$"
+ENDPOINT_NAME_RE = re.compile(ENDPOINT_PATTERN)
 
 
 def parse_time(value: str) -> datetime:
@@ -25,12 +42,48 @@ def format_time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="seconds")
 
 
-@dataclass(frozen=True)
+# The shapes below cross a boundary (the map's items, the CopyBatch event and result, the Credentials
+# function's answer): Pydantic dataclasses, so code builds them positionally as before and events are
+# validated by the same declaration (``from_dict``: the first failure is InvalidInput naming the field).
+EVENT_CONFIG = ConfigDict(validate_by_name=True, validate_by_alias=True, extra="ignore")
+
+
+def _wire(value: Any) -> dict[str, Any]:
+    """A shape's JSON form, as the state machine carries it (aliases, no null fields)."""
+    return cast(
+        dict[str, Any], value.__pydantic_serializer__.to_python(value, mode="json", by_alias=True, exclude_none=True)
+    )
+
+
+def _non_empty(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise rule_error("must be a non-empty string")
+    return value
+
+
+def _iso_time(value: Any) -> str:
+    if not isinstance(value, str):
+        raise rule_error("must be an ISO-8601 string")
+    try:
+        parse_time(value)
+    except ValueError:
+        raise rule_error("must be an ISO-8601 string") from None
+    return value
+
+
+@dataclass(frozen=True, config=EVENT_CONFIG)
 class CredentialsRef:
     """What the state machine carries about TEA credentials: the cache version and its expiry."""
 
-    version: str
-    expiration: str  # ISO-8601 UTC
+    version: Annotated[str, BeforeValidator(_non_empty), Field(description="Credentials cache secret version id")]
+    expiration: Annotated[str, BeforeValidator(_iso_time), Field(description="ISO-8601 UTC expiry")]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, data: Any) -> Any:
+        if not isinstance(data, dict | ArgsKwargs):
+            raise rule_error("must be an object with 'version' and 'expiration'")
+        return data
 
     @property
     def expires_at(self) -> datetime:
@@ -41,66 +94,77 @@ class CredentialsRef:
 
     @classmethod
     def from_dict(cls, data: Any, field_name: str = "credentials") -> CredentialsRef:
-        if not isinstance(data, dict):
-            raise InvalidInput(field_name, "must be an object with 'version' and 'expiration'")
-        version, expiration = data.get("version"), data.get("expiration")
-        if not isinstance(version, str) or not version:
-            raise InvalidInput(f"{field_name}.version", "must be a non-empty string")
-        if not isinstance(expiration, str):
-            raise InvalidInput(f"{field_name}.expiration", "must be an ISO-8601 string")
-        try:
-            parse_time(expiration)
-        except ValueError as exc:
-            raise InvalidInput(f"{field_name}.expiration", "must be an ISO-8601 string") from exc
-        return cls(version=version, expiration=expiration)
+        if isinstance(data, CredentialsRef):
+            return data
+        return parse(_CREDENTIALS_REF, data, root=field_name)
 
 
 # Expected-checksum algorithms the copy engine verifies while streaming (CMR's spelling → hex digest size).
 CHECKSUM_ALGORITHMS: dict[str, int] = {"MD5": 32, "SHA-1": 40, "SHA-256": 64, "SHA-384": 96, "SHA-512": 128}
+HEX_DIGITS = frozenset("0123456789abcdef")
+_SPELLINGS = {"SHA1": "SHA-1", "SHA256": "SHA-256", "SHA384": "SHA-384", "SHA512": "SHA-512"}
 
 
-@dataclass(frozen=True)
+def _algorithm(value: Any) -> str:
+    canonical = value.upper().replace("_", "-") if isinstance(value, str) else ""
+    canonical = _SPELLINGS.get(canonical, canonical)
+    if canonical not in CHECKSUM_ALGORITHMS:
+        raise rule_error(f"must be one of {', '.join(CHECKSUM_ALGORITHMS)}")
+    return canonical
+
+
+@dataclass(frozen=True, config=EVENT_CONFIG)
 class Checksum:
     """An expected checksum of a whole source object, as CMR publishes it: algorithm + hex digest."""
 
-    algorithm: str  # one of CHECKSUM_ALGORITHMS
-    value: str  # lowercase hex
+    algorithm: Annotated[
+        str,
+        BeforeValidator(_algorithm, json_schema_input_type=str),
+        Field(description=f"one of {', '.join(CHECKSUM_ALGORITHMS)} (sha256, SHA_256 ... accepted)"),
+    ]
+    value: Annotated[str, Field(description="the hex digest")]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exactly_two(cls, data: Any) -> Any:
+        if not isinstance(data, ArgsKwargs) and (not isinstance(data, dict) or set(data) != {"algorithm", "value"}):
+            raise rule_error("must be an object with exactly 'algorithm' and 'value'")
+        return data
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _hex_digest(cls, value: Any, info: ValidationInfo) -> str:
+        algorithm = info.data.get("algorithm")
+        if algorithm is None:  # already failed
+            return str(value)
+        digits = CHECKSUM_ALGORITHMS[algorithm]
+        if not isinstance(value, str) or len(value) != digits or any(c not in HEX_DIGITS for c in value.lower()):
+            raise rule_error(f"must be a {digits}-digit hex {algorithm} digest")
+        return value.lower()
 
     def to_dict(self) -> dict[str, str]:
         return {"algorithm": self.algorithm, "value": self.value}
 
     @classmethod
     def from_dict(cls, data: Any, field_name: str = "checksum") -> Checksum:
-        if not isinstance(data, dict) or set(data) != {"algorithm", "value"}:
-            raise InvalidInput(field_name, "must be an object with exactly 'algorithm' and 'value'")
-        algorithm, value = data["algorithm"], data["value"]
-        if not isinstance(algorithm, str):
-            raise InvalidInput(f"{field_name}.algorithm", f"must be one of {', '.join(CHECKSUM_ALGORITHMS)}")
-        canonical = algorithm.upper().replace("_", "-")
-        canonical = {"SHA1": "SHA-1", "SHA256": "SHA-256", "SHA384": "SHA-384", "SHA512": "SHA-512"}.get(
-            canonical, canonical
-        )
-        if canonical not in CHECKSUM_ALGORITHMS:
-            raise InvalidInput(f"{field_name}.algorithm", f"must be one of {', '.join(CHECKSUM_ALGORITHMS)}")
-        digits = CHECKSUM_ALGORITHMS[canonical]
-        if not isinstance(value, str) or len(value) != digits or any(c not in HEX_DIGITS for c in value.lower()):
-            raise InvalidInput(f"{field_name}.value", f"must be a {digits}-digit hex {canonical} digest")
-        return cls(algorithm=canonical, value=value.lower())
+        return parse(_CHECKSUM, data, root=field_name)
 
 
-HEX_DIGITS = frozenset("0123456789abcdef")
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=EVENT_CONFIG)
 class ObjectSpec:
-    """One source object. ``size`` and ``checksum`` are known when the plan had them (manifest, CMR)."""
+    """One source object. ``size`` and ``checksum`` are known when the plan had them (manifest, CMR).
 
-    key: str
-    size: int | None = None
+    Built once per object by Plan (listings of millions): its rules are Pydantic's own (no Python validator).
+    """
+
+    key: Annotated[str, Strict(), Field(description="source key")]
+    size: Annotated[int, Strict(), Field(ge=0, description="bytes, when the plan knew them")] | None = None
     checksum: Checksum | None = None
-    dest_key: str | None = None  # the full destination key Plan mapped (key_mapping); None: prefix + key
+    # the full destination key Plan mapped (key_mapping); None: destination prefix + key
+    dest_key: Annotated[str, Strict(), Field(min_length=1)] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        # the wire form (_wire) written out: this runs once per planned object
         out: dict[str, Any] = {"key": self.key}
         if self.size is not None:
             out["size"] = self.size
@@ -111,24 +175,21 @@ class ObjectSpec:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any) -> ObjectSpec:
-        if not isinstance(data, dict) or not isinstance(data.get("key"), str):
-            raise InvalidInput("batch.objects", "each item must be an object with a string 'key'")
-        size = data.get("size")
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-            raise InvalidInput("batch.objects.size", "must be a non-negative integer")
-        raw_checksum = data.get("checksum")
-        checksum = None if raw_checksum is None else Checksum.from_dict(raw_checksum, "batch.objects.checksum")
-        dest_key = data.get("dest_key")
-        if dest_key is not None and (not isinstance(dest_key, str) or not dest_key):
-            raise InvalidInput("batch.objects.dest_key", "must be a non-empty string")
-        return cls(key=data["key"], size=size, checksum=checksum, dest_key=dest_key)
+    def from_dict(cls, data: Any, field_name: str = "object") -> ObjectSpec:
+        return parse(_OBJECT_SPEC, data, root=field_name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=EVENT_CONFIG)
 class Destination:
     bucket: str
     prefix: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bucketed(cls, data: Any) -> Any:
+        if not isinstance(data, ArgsKwargs) and (not isinstance(data, dict) or not isinstance(data.get("bucket"), str)):
+            raise rule_error("must be an object with a string 'bucket'")
+        return data
 
     def key_for(self, source_key: str) -> str:
         return f"{self.prefix}{source_key}"
@@ -146,46 +207,58 @@ class Destination:
 
     @classmethod
     def from_dict(cls, data: Any) -> Destination:
-        if not isinstance(data, dict) or not isinstance(data.get("bucket"), str):
-            raise InvalidInput("destination", "must be an object with a string 'bucket'")
-        prefix = data.get("prefix", "")
-        if not isinstance(prefix, str):
-            raise InvalidInput("destination.prefix", "must be a string")
-        return cls(bucket=data["bucket"], prefix=prefix)
+        return parse(_DESTINATION, data, root="destination")
 
 
-OVERWRITE_POLICIES = ("skip-if-identical", "always", "never")
+OverwritePolicy = Literal["skip-if-identical", "always", "never"]
+OVERWRITE_POLICIES: tuple[str, ...] = get_args(OverwritePolicy)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid", title="options"))
 class CopyOptions:
-    overwrite: str = "skip-if-identical"
-    dry_run: bool = False  # HEAD sources and destinations, record what would be copied; write nothing
+    """How objects are written (the same in the execution input and in every CopyBatch event)."""
+
+    overwrite: Annotated[
+        str,  # one of OVERWRITE_POLICIES (typed str: callers pass plain strings)
+        BeforeValidator(one_of(OVERWRITE_POLICIES)),
+        Field(
+            description="skip-if-identical (default: an object already copied from the same source ETag and size "
+            "is skipped), never (skip whatever exists), always.",
+            json_schema_extra={"enum": list(OVERWRITE_POLICIES)},
+        ),
+    ] = "skip-if-identical"
+    # HEAD sources and destinations, record what would be copied; write nothing
+    dry_run: Annotated[
+        StrictBool,
+        Field(
+            description="Copy nothing: HEAD sources (TEA credentials) and destinations, record "
+            "would_copy/would_skip, report them and the bytes to copy."
+        ),
+    ] = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fields(cls, data: Any) -> Any:
+        return known_fields({} if data is None else data, ("overwrite", "dry_run"), "must be an object")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"overwrite": self.overwrite, "dry_run": self.dry_run}
 
     @classmethod
     def from_dict(cls, data: Any) -> CopyOptions:
-        if data is None:
-            return cls()
-        if not isinstance(data, dict):
-            raise InvalidInput("options", "must be an object")
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise InvalidInput(
-                f"options.{unknown[0]}", f"unknown field; allowed: {', '.join(cls.__dataclass_fields__)}"
-            )
-        overwrite = data.get("overwrite", "skip-if-identical")
-        if overwrite not in OVERWRITE_POLICIES:
-            raise InvalidInput("options.overwrite", f"must be one of {', '.join(OVERWRITE_POLICIES)}")
-        dry_run = data.get("dry_run", False)
-        if not isinstance(dry_run, bool):
-            raise InvalidInput("options.dry_run", "must be true or false")
-        return cls(overwrite=overwrite, dry_run=dry_run)
+        return parse(_COPY_OPTIONS, data, root="options")
 
 
-@dataclass(frozen=True)
+def _endpoint_name(value: Any) -> Any:
+    if not isinstance(value, str) or not ENDPOINT_NAME_RE.match(value):
+        raise rule_error("must be the name of a configured TEA endpoint")
+    return value
+
+
+EndpointName = Annotated[str, BeforeValidator(_endpoint_name), Field(json_schema_extra={"pattern": ENDPOINT_PATTERN})]
+
+
+@dataclass(frozen=True, config=EVENT_CONFIG)
 class Batch:
     """One item of the staged manifest: the unit of work of one map child.
 
@@ -193,62 +266,70 @@ class Batch:
     (the name of a configured endpoint; ``default`` is ``tea_endpoint``).
     """
 
-    batch_id: str
+    batch_id: Annotated[str, Field(alias="id")]
     source_bucket: str
     objects: tuple[ObjectSpec, ...]
-    endpoint: str = DEFAULT_ENDPOINT
+    endpoint: EndpointName = DEFAULT_ENDPOINT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _complete(cls, data: Any) -> Any:
+        if isinstance(data, ArgsKwargs):
+            return data
+        if not isinstance(data, dict):
+            raise rule_error("must be an object")
+        if not isinstance(data.get("id"), str) or not isinstance(data.get("source_bucket"), str):
+            raise rule_error("needs 'id', 'source_bucket' and 'objects'")
+        if not isinstance(data.get("objects"), list):
+            raise rule_error("needs 'id', 'source_bucket' and 'objects'")
+        return data
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.batch_id,
-            "source_bucket": self.source_bucket,
-            "endpoint": self.endpoint,
-            "objects": [o.to_dict() for o in self.objects],
-        }
+        return _wire(self)
 
     @classmethod
     def from_dict(cls, data: Any) -> Batch:
-        if not isinstance(data, dict):
-            raise InvalidInput("batch", "must be an object")
-        batch_id, bucket, objects = data.get("id"), data.get("source_bucket"), data.get("objects")
-        if not isinstance(batch_id, str) or not isinstance(bucket, str) or not isinstance(objects, list):
-            raise InvalidInput("batch", "needs 'id', 'source_bucket' and 'objects'")
-        endpoint = data.get("endpoint", DEFAULT_ENDPOINT)
-        if not isinstance(endpoint, str) or not ENDPOINT_NAME_RE.match(endpoint):
-            raise InvalidInput("batch.endpoint", "must be the name of a configured TEA endpoint")
-        return cls(
-            batch_id=batch_id,
-            source_bucket=bucket,
-            objects=tuple(ObjectSpec.from_dict(o) for o in objects),
-            endpoint=endpoint,
-        )
+        return parse(_BATCH, data, root="batch")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=EVENT_CONFIG)
 class CopyBatchEvent:
-    """Input of CopyBatch (built by the map's ItemSelector and the refresh loop)."""
+    """Input of CopyBatch (built by the map's ItemSelector and the refresh loop).
 
-    run_id: str
+    ``credentials`` is the state's ``{endpoint name: ref}`` map (or one ref): the batch's endpoint's ref is
+    kept. The fields the child adds for its own loop (``refresh_round``, ``result``, ``expired``) are ignored.
+    """
+
+    run_id: Annotated[str, BeforeValidator(_non_empty)]
     batch: Batch
     destination: Destination
-    credentials: CredentialsRef
+    credentials: Annotated[
+        CredentialsRef,
+        Field(description="the credentials of the batch's endpoint: one ref, or the state's {endpoint: ref} map"),
+    ]
     options: CopyOptions = field(default_factory=CopyOptions)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, data: Any) -> Any:
+        if not isinstance(data, dict | ArgsKwargs):
+            raise rule_error("must be an object")
+        return data
+
+    @field_validator("credentials", mode="before")
+    @classmethod
+    def _of_the_batch_endpoint(cls, value: Any, info: ValidationInfo) -> Any:
+        batch = info.data.get("batch")
+        if isinstance(value, CredentialsRef) or batch is None:
+            return value
+        try:
+            return credentials_for(value, batch.endpoint)
+        except InvalidInput as exc:
+            raise rule_error(exc.rule, exc.field.removeprefix("credentials")) from None
 
     @classmethod
     def from_dict(cls, data: Any) -> CopyBatchEvent:
-        if not isinstance(data, dict):
-            raise InvalidInput("event", "must be an object")
-        run_id = data.get("run_id")
-        if not isinstance(run_id, str) or not run_id:
-            raise InvalidInput("run_id", "must be a non-empty string")
-        batch = Batch.from_dict(data.get("batch"))
-        return cls(
-            run_id=run_id,
-            batch=batch,
-            destination=Destination.from_dict(data.get("destination")),
-            credentials=credentials_for(data.get("credentials"), batch.endpoint),
-            options=CopyOptions.from_dict(data.get("options")),
-        )
+        return parse(_COPY_BATCH_EVENT, data, whole="event")
 
 
 def credentials_for(data: Any, endpoint: str) -> CredentialsRef:
@@ -261,16 +342,24 @@ def credentials_for(data: Any, endpoint: str) -> CredentialsRef:
 
 
 # Per-object outcome statuses written to the staging bucket and aggregated by Summarize.
-COPIED, SKIPPED, FAILED = "copied", "skipped", "failed"
-WOULD_COPY, WOULD_SKIP = "would_copy", "would_skip"  # dry runs only
-FINAL_STATUSES = (COPIED, SKIPPED, FAILED, WOULD_COPY, WOULD_SKIP)
+COPIED: Final = "copied"
+SKIPPED: Final = "skipped"
+FAILED: Final = "failed"
+WOULD_COPY: Final = "would_copy"  # dry runs only
+WOULD_SKIP: Final = "would_skip"
+ObjectStatus = Literal["copied", "skipped", "failed", "would_copy", "would_skip"]
+FINAL_STATUSES: tuple[str, ...] = get_args(ObjectStatus)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=EVENT_CONFIG)
 class ObjectResult:
+    """One object's outcome, as CopyBatch records it (``runs/<run>/results/<batch>/<seq>.json``)."""
+
     key: str
     dest_key: str
-    status: str  # COPIED | SKIPPED | FAILED
+    status: Annotated[
+        str, BeforeValidator(one_of(FINAL_STATUSES)), Field(json_schema_extra={"enum": list(FINAL_STATUSES)})
+    ]
     bytes: int = 0
     reason: str = ""
 
@@ -281,7 +370,45 @@ class ObjectResult:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=EVENT_CONFIG)
+class CopyBatchResult:
+    """What CopyBatch returns to its map child (``$.result``): the counts of this invocation, and what next.
+
+    ``done``: the batch is finished (BatchCopied); else ``refresh`` says whether to renew the credentials
+    before the next invocation (expiry after progress) or to continue at once (deadline).
+    """
+
+    batch_id: str
+    copied: int
+    skipped: int
+    failed: int
+    bytes: int
+    parts: Annotated[int, Field(description="multipart parts uploaded by this invocation")]
+    done: StrictBool
+    refresh: StrictBool
+    would_copy: int | None = None  # dry runs only
+    would_skip: int | None = None
+    bytes_to_copy: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _wire(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CopyBatchResult:
+        return parse(_COPY_BATCH_RESULT, data, root="result")
+
+
+_CREDENTIALS_REF = TypeAdapter(CredentialsRef)
+_CHECKSUM = TypeAdapter(Checksum)
+_OBJECT_SPEC = TypeAdapter(ObjectSpec)
+_DESTINATION = TypeAdapter(Destination)
+_COPY_OPTIONS = TypeAdapter(CopyOptions)
+_BATCH = TypeAdapter(Batch)
+_COPY_BATCH_EVENT = TypeAdapter(CopyBatchEvent)
+_COPY_BATCH_RESULT = TypeAdapter(CopyBatchResult)
+
+
+@std_dataclass(frozen=True)
 class TeaCredentials:
     """Temporary S3 credentials from TEA. ``repr`` never shows the secret parts."""
 

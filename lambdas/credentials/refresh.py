@@ -50,12 +50,11 @@ from lambdas.contracts.errors import (
     TeaForbidden,
     TeaUnavailable,
 )
+from lambdas.contracts.events import CredentialsRequest
 from lambdas.contracts.models import (
     DEFAULT_ENDPOINT,
-    ENDPOINT_NAME_RE,
     CredentialsRef,
     TeaCredentials,
-    credentials_for,
     format_time,
 )
 from lambdas.contracts.settings import CredentialSettings
@@ -67,8 +66,6 @@ from lambdas.observability.metrics import MetricsSink, record_refresh, record_te
 from lambdas.s3.codes import error_code
 
 logger = logging.getLogger(__name__)
-
-ACTIONS = ("fetch", "refresh")
 
 
 def _usable(
@@ -246,63 +243,6 @@ class CredentialDeps:
         return self.teas[name], self._caches[name], lease
 
 
-@dataclass(frozen=True)
-class CredentialsRequest:
-    """``{"action": "fetch"|"refresh", "run_id"?, ...}`` in one of three shapes:
-
-    - ``{"action": "fetch", "endpoints": [names]}`` → ``{name: ref}`` (the workflow's FetchCredentials);
-    - ``{"action": "refresh", "endpoint": name, "credentials": {name: ref}}`` → the same map with that
-      endpoint's reference renewed (the map child's RefreshCredentials);
-    - ``{"action": ..., "endpoint"?: name, "used_version"?: version}`` → one ref (Plan's prefix listings).
-    """
-
-    action: str
-    run_id: str | None
-    used_version: str | None
-    endpoint: str = DEFAULT_ENDPOINT
-    endpoints: tuple[str, ...] | None = None
-    credentials: dict[str, Any] | None = None
-
-    @classmethod
-    def from_event(cls, event: Any) -> CredentialsRequest:
-        if not isinstance(event, dict):
-            raise InvalidInput("event", "must be an object with 'action'")
-        action = event.get("action")
-        if action not in ACTIONS:
-            raise InvalidInput("action", f"must be one of {', '.join(ACTIONS)}")
-        run_id = event.get("run_id")
-        if run_id is not None and (not isinstance(run_id, str) or not run_id):
-            raise InvalidInput("run_id", "must be a non-empty string when present")
-        used_version = event.get("used_version")
-        if used_version is not None:
-            if not isinstance(used_version, str) or not used_version:
-                raise InvalidInput("used_version", "must be a non-empty string when present")
-            if action != "refresh":
-                raise InvalidInput("used_version", "is only allowed with action 'refresh'")
-        endpoint = event.get("endpoint", DEFAULT_ENDPOINT)
-        if not isinstance(endpoint, str) or not ENDPOINT_NAME_RE.match(endpoint):
-            raise InvalidInput("endpoint", "must be the name of a configured TEA endpoint")
-        endpoints = event.get("endpoints")
-        if endpoints is not None:
-            if action != "fetch" or not isinstance(endpoints, list) or not endpoints:
-                raise InvalidInput("endpoints", "is a non-empty list, only with action 'fetch'")
-            if not all(isinstance(e, str) and ENDPOINT_NAME_RE.match(e) for e in endpoints):
-                raise InvalidInput("endpoints", "must list names of configured TEA endpoints")
-        credentials = event.get("credentials")
-        if credentials is not None:
-            if action != "refresh" or not isinstance(credentials, dict) or used_version is not None:
-                raise InvalidInput("credentials", "is the state's {endpoint: ref} map, only with action 'refresh'")
-            used_version = credentials_for(credentials, endpoint).version
-        return cls(
-            action=action,
-            run_id=run_id,
-            used_version=used_version,
-            endpoint=endpoint,
-            endpoints=None if endpoints is None else tuple(dict.fromkeys(endpoints)),
-            credentials=credentials,
-        )
-
-
 # Errors whose message tells the operator what to do; recorded in the run's staging events too.
 OPERATOR_ERRORS = (CredentialsUnusable, EdlTokenRejected, EulaNotAccepted, TeaForbidden, TeaBadResponse, TeaUnavailable)
 
@@ -317,19 +257,15 @@ def handle_credentials_request(
     """
     request = CredentialsRequest.from_event(event)
     try:
-        if request.endpoints is not None:
-            return {
-                name: _serve(request, name, None, deps, wait_seconds, metrics).to_dict() for name in request.endpoints
-            }
-        ref = _serve(request, request.endpoint, request.used_version, deps, wait_seconds, metrics)
+        names = request.endpoints if request.endpoints is not None else (request.endpoint,)
+        used = None if request.endpoints is not None else request.used_version
+        refs = {name: _serve(request, name, used, deps, wait_seconds, metrics) for name in names}
     except OPERATOR_ERRORS as exc:
         # What the operator must read (renew the token, accept a EULA, ...): kept for Summarize's report,
         # since a failed map child's own error does not reach the execution's cause.
         _record_error(deps, request, exc)
         raise
-    if request.credentials is not None:
-        return {**request.credentials, request.endpoint: ref.to_dict()}
-    return ref.to_dict()
+    return request.answer(refs)
 
 
 def _record_error(deps: CredentialDeps, request: CredentialsRequest, error: Exception) -> None:

@@ -31,10 +31,14 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from lambdas.contracts.errors import CmrUnavailable, ConfigurationError, InvalidInput
 from lambdas.contracts.models import CHECKSUM_ALGORITHMS, Checksum, format_time, parse_time
+from lambdas.contracts.validation import checked, known_fields, parse, rule_error
 from lambdas.earthdata.http import (
     USER_AGENT,
     HttpResponse,
@@ -55,95 +59,209 @@ DIRECT_ACCESS = "GET DATA VIA DIRECT ACCESS"
 MAX_PAGE_SIZE = 2000
 MAX_PAGE_BYTES = 256 * 1024**2  # a UMM-JSON page of 2000 granules is typically 5-40 MB
 CLIENT_ID = "teacopy"
-QUERY_FIELDS = (
-    "collection_concept_id",
-    "short_name",
-    "version",
-    "provider",
-    "temporal",
-    "bounding_box",
-    "updated_since",
-)
+# --- the query (validated execution input: ``source.cmr``) ----------------------------------------------
 
-
-# --- the query (validated execution input) --------------------------------------------------------------
+ISO_TIME_EXAMPLE = "2023-01-01T00:00:00Z"
+# The JSON-Schema form of _time's rule, for editors (the rule itself is parse_time).
+ISO_TIME_PATTERN = r"^\s*\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?\s*$"
 
 
 def _time(value: Any, field_name: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(field_name, "must be an ISO-8601 time such as 2023-01-01T00:00:00Z")
+        raise InvalidInput(field_name, f"must be an ISO-8601 time such as {ISO_TIME_EXAMPLE}")
     try:
         return format_time(parse_time(value)).replace("+00:00", "Z")
     except ValueError as exc:
-        raise InvalidInput(field_name, f"{value[:40]!r} is not an ISO-8601 time such as 2023-01-01T00:00:00Z") from exc
+        raise InvalidInput(field_name, f"{value[:40]!r} is not an ISO-8601 time such as {ISO_TIME_EXAMPLE}") from exc
 
 
-def _number(value: Any, field_name: str, low: float, high: float) -> float:
+def _number(value: Any, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidInput(field_name, "must be a number")
+        raise rule_error("must be a number")
     if not low <= value <= high:
-        raise InvalidInput(field_name, f"must be between {low:g} and {high:g}")
+        raise rule_error(f"must be between {low:g} and {high:g}")
     return float(value)
 
 
-def _identifier(value: Any, field_name: str, max_len: int = 1024) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(field_name, "must be a non-empty string")
-    if len(value) > max_len or any(not ch.isprintable() for ch in value):
-        raise InvalidInput(field_name, f"must be at most {max_len} printable characters")
-    return value.strip()
+def _identifier(max_len: int) -> Callable[[Any], str | None]:
+    def validate(value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise rule_error("must be a non-empty string")
+        if len(value) > max_len or any(not ch.isprintable() for ch in value):
+            raise rule_error(f"must be at most {max_len} printable characters")
+        return value.strip()
+
+    return validate
 
 
-@dataclass(frozen=True)
+def _concept_id(value: str) -> str:
+    if not value.startswith("C") or "-" not in value:
+        raise rule_error(f"{value!r} is not a collection concept id (C123-PROV)")
+    return value
+
+
+IsoTime = Annotated[
+    str,
+    BeforeValidator(checked(_time), json_schema_input_type=str),
+    Field(description="An ISO-8601 time, e.g. 2023-01-01T00:00:00Z.", json_schema_extra={"pattern": ISO_TIME_PATTERN}),
+]
+Longitude = Annotated[
+    float, BeforeValidator(lambda v: _number(v, -180, 180)), Field(json_schema_extra={"minimum": -180, "maximum": 180})
+]
+Latitude = Annotated[
+    float, BeforeValidator(lambda v: _number(v, -90, 90)), Field(json_schema_extra={"minimum": -90, "maximum": 90})
+]
+TEMPORAL_RULE = "must be {'start': <ISO time>, 'end': <ISO time>} (either may be omitted)"
+BBOX_NAMES = ("west", "south", "east", "north")
+
+
+class TimeRange(BaseModel):
+    """Granules overlapping [start, end]; either end may be open (left out)."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, title="temporal range", json_schema_extra={"minProperties": 1}
+    )
+
+    start: IsoTime | None = None
+    end: IsoTime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, raw: Any) -> Any:
+        if isinstance(raw, list) and len(raw) == 2:
+            raw = {"start": raw[0], "end": raw[1]}
+        if not isinstance(raw, dict) or set(raw) - {"start", "end"}:
+            raise rule_error(TEMPORAL_RULE)
+        return raw
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeRange:
+        if self.start is None and self.end is None:
+            raise rule_error("give 'start', 'end' or both")
+        if self.start is not None and self.end is not None and parse_time(self.start) > parse_time(self.end):
+            raise rule_error(f"start {self.start} is after end {self.end}")
+        return self
+
+
+class BoundingBox(BaseModel):
+    """West, south, east, north in degrees; west > east crosses the antimeridian."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="bounding box")
+
+    west: Longitude
+    south: Latitude
+    east: Longitude
+    north: Latitude
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, raw: Any) -> Any:
+        if isinstance(raw, list):
+            if len(raw) != 4:
+                raise rule_error("must be [west, south, east, north] in degrees")
+            raw = dict(zip(BBOX_NAMES, raw, strict=True))
+        if not isinstance(raw, dict) or set(raw) != set(BBOX_NAMES):
+            raise rule_error("must be {'west', 'south', 'east', 'north'} in degrees (or a list W,S,E,N)")
+        return raw
+
+    @model_validator(mode="after")
+    def _south_of_north(self) -> BoundingBox:
+        if self.south > self.north:
+            raise rule_error("south must not be greater than north (west > east crosses the antimeridian)")
+        return self
+
+    def as_list(self) -> list[float]:
+        return [self.west, self.south, self.east, self.north]
+
+
+# The JSON-Schema form of CmrQuery._one_collection (for editors; the validator is the rule).
+_ONE_COLLECTION: dict[str, Any] = {
+    "oneOf": [
+        {
+            "required": ["collection_concept_id"],
+            "not": {"anyOf": [{"required": ["short_name"]}, {"required": ["version"]}]},
+        },
+        {"required": ["short_name", "version"], "not": {"required": ["collection_concept_id"]}},
+    ]
+}
+
+
+def _identifier_schema(max_len: int, **extra: Any) -> dict[str, Any]:
+    return {"minLength": 1, "maxLength": max_len, **extra}
+
+
+@pydantic_dataclass(
+    frozen=True, config=ConfigDict(extra="forbid", title="CMR query", json_schema_extra=_ONE_COLLECTION)
+)
 class CmrQuery:
-    """A granule search: one collection (concept id, or short name + version), optional filters."""
+    """A CMR granule search: one collection (concept id, or short_name + version), optional filters.
 
-    collection_concept_id: str | None = None
-    short_name: str | None = None
-    version: str | None = None
-    provider: str | None = None
-    temporal: tuple[str | None, str | None] | None = None  # ISO-8601 UTC, either end may be open
-    bounding_box: tuple[float, float, float, float] | None = None  # west, south, east, north
-    updated_since: str | None = None  # ISO-8601 UTC: granules created or changed at or after it
+    The objects are the granules' 'GET DATA VIA DIRECT ACCESS' s3:// URLs.
+    """
+
+    collection_concept_id: Annotated[
+        str | None,
+        BeforeValidator(_identifier(100)),
+        AfterValidator(lambda v: v if v is None else _concept_id(v)),
+        Field(
+            description="The collection's concept id (C<number>-<PROVIDER>).",
+            examples=["C1996881146-POCLOUD"],
+            json_schema_extra=_identifier_schema(100, pattern=r"^\s*C[^\s]*-[^\s]*\s*$"),
+        ),
+    ] = None
+    short_name: Annotated[
+        str | None,
+        BeforeValidator(_identifier(1024)),
+        Field(
+            description="The collection's short name (with version).",
+            examples=["MUR-JPL-L4-GLOB-v4.1"],
+            json_schema_extra=_identifier_schema(1024),
+        ),
+    ] = None
+    version: Annotated[
+        str | None,
+        BeforeValidator(_identifier(80)),
+        Field(description="The collection's version.", examples=["4.1"], json_schema_extra=_identifier_schema(80)),
+    ] = None
+    provider: Annotated[
+        str | None,
+        BeforeValidator(_identifier(40)),
+        Field(description="The CMR provider.", examples=["POCLOUD"], json_schema_extra=_identifier_schema(40)),
+    ] = None
+    temporal: Annotated[
+        TimeRange | None,
+        BeforeValidator(lambda v: v, json_schema_input_type=TimeRange | tuple[IsoTime | None, IsoTime | None]),
+        Field(description="Granules overlapping this time range: {start, end} or [start, end]; either may be open."),
+    ] = None
+    bounding_box: Annotated[
+        BoundingBox | None,
+        BeforeValidator(
+            lambda v: v, json_schema_input_type=BoundingBox | tuple[Longitude, Latitude, Longitude, Latitude]
+        ),
+        Field(description="West, south, east, north in degrees (west > east crosses the antimeridian)."),
+    ] = None
+    updated_since: Annotated[
+        IsoTime | None,
+        Field(description="Only granules created or changed at or after this time (incremental runs)."),
+    ] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_collection(cls, raw: Any) -> Any:
+        raw = known_fields(raw, QUERY_FIELDS, f"must be an object with fields {', '.join(QUERY_FIELDS)}")
+        if isinstance(raw, dict):
+            concept, short_name, version = (raw.get(k) for k in ("collection_concept_id", "short_name", "version"))
+            if concept is not None and (short_name is not None or version is not None):
+                raise rule_error("give either 'collection_concept_id' or 'short_name' + 'version'")
+            if concept is None and (short_name is None or version is None):
+                raise rule_error("name the collection: 'collection_concept_id', or both 'short_name' and 'version'")
+        return raw
 
     @classmethod
     def from_input(cls, raw: Any, field_name: str = "source.cmr") -> CmrQuery:
-        if not isinstance(raw, dict):
-            raise InvalidInput(field_name, f"must be an object with fields {', '.join(QUERY_FIELDS)}")
-        unknown = sorted(set(raw) - set(QUERY_FIELDS))
-        if unknown:
-            raise InvalidInput(f"{field_name}.{unknown[0]}", f"unknown field; allowed: {', '.join(QUERY_FIELDS)}")
-        concept = raw.get("collection_concept_id")
-        short_name, version = raw.get("short_name"), raw.get("version")
-        if concept is not None:
-            if short_name is not None or version is not None:
-                raise InvalidInput(field_name, "give either 'collection_concept_id' or 'short_name' + 'version'")
-            concept = _identifier(concept, f"{field_name}.collection_concept_id", 100)
-            if not concept.startswith("C") or "-" not in concept:
-                raise InvalidInput(
-                    f"{field_name}.collection_concept_id", f"{concept!r} is not a collection concept id (C123-PROV)"
-                )
-        elif short_name is None or version is None:
-            raise InvalidInput(
-                field_name, "name the collection: 'collection_concept_id', or both 'short_name' and 'version'"
-            )
-        else:
-            short_name = _identifier(short_name, f"{field_name}.short_name")
-            version = _identifier(version, f"{field_name}.version", 80)
-        provider = raw.get("provider")
-        if provider is not None:
-            provider = _identifier(provider, f"{field_name}.provider", 40)
-        return cls(
-            collection_concept_id=concept,
-            short_name=short_name,
-            version=version,
-            provider=provider,
-            temporal=_temporal(raw.get("temporal"), f"{field_name}.temporal"),
-            bounding_box=_bounding_box(raw.get("bounding_box"), f"{field_name}.bounding_box"),
-            updated_since=(
-                None if raw.get("updated_since") is None else _time(raw["updated_since"], f"{field_name}.updated_since")
-            ),
-        )
+        return parse(_CMR_QUERY, raw, root=field_name)
 
     def with_updated_since(self, when: datetime) -> CmrQuery:
         """The same query narrowed to what changed since ``when`` (incremental runs)."""
@@ -159,10 +277,9 @@ class CmrQuery:
         if self.provider:
             out.append(("provider", self.provider))
         if self.temporal is not None:
-            start, end = self.temporal
-            out.append(("temporal[]", f"{start or ''},{end or ''}"))
+            out.append(("temporal[]", f"{self.temporal.start or ''},{self.temporal.end or ''}"))
         if self.bounding_box is not None:
-            out.append(("bounding_box[]", ",".join(f"{v:g}" for v in self.bounding_box)))
+            out.append(("bounding_box[]", ",".join(f"{v:g}" for v in self.bounding_box.as_list())))
         if self.updated_since:
             out.append(("updated_since", self.updated_since))
         out.append(("page_size", str(page_size)))
@@ -173,44 +290,21 @@ class CmrQuery:
         return what + (f" ({self.provider})" if self.provider else "")
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items() if v is not None}
+        """The query as plan.json records it (temporal as [start, end], bounding_box as [W, S, E, N])."""
+        out: dict[str, Any] = {}
+        for name in QUERY_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, TimeRange):
+                value = [value.start, value.end]
+            elif isinstance(value, BoundingBox):
+                value = value.as_list()
+            if value is not None:
+                out[name] = value
+        return out
 
 
-def _temporal(raw: Any, field_name: str) -> tuple[str | None, str | None] | None:
-    if raw is None:
-        return None
-    if isinstance(raw, list) and len(raw) == 2:
-        raw = {"start": raw[0], "end": raw[1]}
-    if not isinstance(raw, dict) or set(raw) - {"start", "end"}:
-        raise InvalidInput(field_name, "must be {'start': <ISO time>, 'end': <ISO time>} (either may be omitted)")
-    start = None if raw.get("start") is None else _time(raw["start"], f"{field_name}.start")
-    end = None if raw.get("end") is None else _time(raw["end"], f"{field_name}.end")
-    if start is None and end is None:
-        raise InvalidInput(field_name, "give 'start', 'end' or both")
-    if start is not None and end is not None and parse_time(start) > parse_time(end):
-        raise InvalidInput(field_name, f"start {start} is after end {end}")
-    return start, end
-
-
-BBOX_NAMES = ("west", "south", "east", "north")
-
-
-def _bounding_box(raw: Any, field_name: str) -> tuple[float, float, float, float] | None:
-    if raw is None:
-        return None
-    if isinstance(raw, list):
-        if len(raw) != 4:
-            raise InvalidInput(field_name, "must be [west, south, east, north] in degrees")
-        raw = dict(zip(BBOX_NAMES, raw, strict=True))
-    if not isinstance(raw, dict) or set(raw) != set(BBOX_NAMES):
-        raise InvalidInput(field_name, "must be {'west', 'south', 'east', 'north'} in degrees (or a list W,S,E,N)")
-    west = _number(raw["west"], f"{field_name}.west", -180, 180)
-    east = _number(raw["east"], f"{field_name}.east", -180, 180)
-    south = _number(raw["south"], f"{field_name}.south", -90, 90)
-    north = _number(raw["north"], f"{field_name}.north", -90, 90)
-    if south > north:
-        raise InvalidInput(field_name, "south must not be greater than north (west > east crosses the antimeridian)")
-    return west, south, east, north
+QUERY_FIELDS: tuple[str, ...] = tuple(CmrQuery.__dataclass_fields__)
+_CMR_QUERY = TypeAdapter(CmrQuery)
 
 
 # --- granules -------------------------------------------------------------------------------------------

@@ -10,9 +10,22 @@ import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+)
 
 from lambdas.contracts.errors import InvalidInput
+from lambdas.contracts.validation import RULE_ERROR, VARIANT, checked, parse
 from lambdas.s3.limits import MAX_KEY_BYTES
 from lambdas.s3.names import validate_key
 
@@ -38,15 +51,18 @@ class KeyFilter:
     _exclude_re: tuple[re.Pattern[str], ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
-    def from_input(cls, include: Any, exclude: Any, field_prefix: str = "source") -> KeyFilter:
-        inc = _patterns(include, f"{field_prefix}.include")
-        exc = _patterns(exclude, f"{field_prefix}.exclude")
+    def of(cls, include: tuple[str, ...], exclude: tuple[str, ...]) -> KeyFilter:
+        """A filter of validated patterns (see ``Patterns``)."""
         return cls(
-            include=inc,
-            exclude=exc,
-            _include_re=tuple(re.compile(fnmatch.translate(p)) for p in inc),
-            _exclude_re=tuple(re.compile(fnmatch.translate(p)) for p in exc),
+            include=include,
+            exclude=exclude,
+            _include_re=tuple(re.compile(fnmatch.translate(p)) for p in include),
+            _exclude_re=tuple(re.compile(fnmatch.translate(p)) for p in exclude),
         )
+
+    @classmethod
+    def from_input(cls, include: Any, exclude: Any, field_prefix: str = "source") -> KeyFilter:
+        return cls.of(_patterns(include, f"{field_prefix}.include"), _patterns(exclude, f"{field_prefix}.exclude"))
 
     @property
     def active(self) -> bool:
@@ -75,6 +91,22 @@ def _patterns(raw: Any, field_name: str) -> tuple[str, ...]:
     return tuple(raw)
 
 
+_Pattern = Annotated[str, Field(min_length=1, max_length=MAX_PATTERN_CHARS)]
+# ``source.include`` / ``source.exclude`` of the execution input: one pattern or a list of them.
+Patterns = Annotated[
+    tuple[str, ...],
+    BeforeValidator(
+        checked(_patterns),
+        json_schema_input_type=_Pattern | Annotated[list[_Pattern], Field(min_length=1, max_length=MAX_PATTERNS)],
+    ),
+    Field(
+        description="Shell-style patterns ('*' also matches '/'), matched against each key: a key is copied when "
+        "it matches an include pattern (or there are none) and no exclude pattern.",
+        examples=[["*.nc"]],
+    ),
+]
+
+
 # --- destination key mapping ---------------------------------------------------------------------------
 
 KEY_MAPPING_MODES = ("keep", "basename", "strip_prefix", "template")
@@ -83,6 +115,107 @@ TEMPLATE_FIELDS = ("key", "basename", "dirname", "stem", "ext", "bucket")
 CMR_FIELDS = ("collection", "version", "granule", "provider", "concept_id", "year", "month", "day", "doy")
 VARYING_FIELDS = frozenset({"key", "basename", "stem"})
 _SLASHES = re.compile(r"/{2,}")
+KEY_MAPPING_RULE = "must be 'keep', 'basename', {'strip_prefix': 'dir/'} or {'template': '...'}"
+
+
+def _mapping_path(value: Any, field_name: str) -> str:
+    """The rule of a strip_prefix or a template: a relative path."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(field_name, "must be a non-empty string")
+    if any(not ch.isprintable() for ch in value) or value.startswith("/"):
+        raise InvalidInput(field_name, "must not start with '/' or contain control characters")
+    return value
+
+
+def template_fields(value: str, cmr: bool, field_name: str) -> frozenset[str]:
+    """The fields a destination key template uses (the template rule; CMR_FIELDS only with ``cmr``)."""
+    allowed = TEMPLATE_FIELDS + (CMR_FIELDS if cmr else ())
+    names: set[str] = set()
+    try:
+        parsed = list(string.Formatter().parse(value))
+    except ValueError as exc:
+        raise InvalidInput(
+            field_name, f"is not a valid template ({exc}); write literal braces as {{{{ and }}}}"
+        ) from exc
+    for _literal, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if spec or conversion:
+            raise InvalidInput(field_name, f"{{{name}}}: format specs and conversions are not supported")
+        if name not in allowed:
+            extra = "" if cmr else f" ({', '.join(CMR_FIELDS)} only for a 'cmr' source)"
+            raise InvalidInput(
+                field_name, f"unknown field {{{name}}}; allowed: {', '.join('{' + f + '}' for f in allowed)}{extra}"
+            )
+        names.add(name)
+    if not names & VARYING_FIELDS:
+        raise InvalidInput(field_name, "must contain {basename}, {stem} or {key}, or every object gets the same key")
+    if ".." in value.split("/"):
+        raise InvalidInput(field_name, "must not contain '..' path segments")
+    return frozenset(names)
+
+
+_MAPPING_PATH = {"pattern": r"^(?!/)[^\u0000-\u001f\u007f]+$"}
+
+
+class StripPrefixMapping(BaseModel):
+    """{"strip_prefix": "dir/"}: the key without dir/ (every key must start with it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="strip a prefix")
+
+    strip_prefix: Annotated[
+        str, BeforeValidator(checked(_mapping_path)), Field(min_length=1, json_schema_extra=_MAPPING_PATH)
+    ]
+
+
+class TemplateMapping(BaseModel):
+    """{"template": "{collection}/{year}/{basename}"}: a destination key built from fields of each object."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="template")
+
+    template: Annotated[
+        str,
+        BeforeValidator(checked(_mapping_path)),
+        Field(
+            min_length=1,
+            description=f"Fields {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}, and for a CMR source "
+            f"{', '.join('{' + f + '}' for f in CMR_FIELDS)}; it must contain {{basename}}, {{stem}} or {{key}}.",
+            examples=["{collection}/{year}/{basename}"],
+            json_schema_extra={"pattern": r"^(?!/)(?=.*\{(basename|stem|key)\})[^\u0000-\u001f\u007f]+$"},
+        ),
+    ]
+
+    @field_validator("template")
+    @classmethod
+    def _fields_known(cls, value: str, info: ValidationInfo) -> str:
+        # ``cmr`` in the validation context: whether CMR_FIELDS are allowed (the execution input checks that
+        # against its source itself, see planning.execution_input).
+        cmr = bool((info.context or {}).get("cmr", True))
+        checked(lambda v, f: template_fields(v, cmr, f))(value)
+        return value
+
+
+def _mapping_kind(raw: Any) -> str | None:
+    if raw in ("keep", "basename"):
+        return f"{VARIANT}name"
+    if isinstance(raw, dict) and len(raw) == 1 and next(iter(raw)) in ("strip_prefix", "template"):
+        return f"{VARIANT}{next(iter(raw))}"
+    return None
+
+
+# ``destination.key_mapping`` as typed: a name, or an object with one field.
+KeyMappingInput = Annotated[
+    Annotated[str, Tag(f"{VARIANT}name"), Field(json_schema_extra={"enum": ["keep", "basename"]})]
+    | Annotated[StripPrefixMapping, Tag(f"{VARIANT}strip_prefix")]
+    | Annotated[TemplateMapping, Tag(f"{VARIANT}template")],
+    Discriminator(
+        _mapping_kind,
+        custom_error_type=RULE_ERROR,
+        custom_error_message=KEY_MAPPING_RULE,
+        custom_error_context={"rule": KEY_MAPPING_RULE, "at": ""},
+    ),
+]
+KEY_MAPPING_INPUT: TypeAdapter[Any] = TypeAdapter(KeyMappingInput)
 
 
 @dataclass(frozen=True)
@@ -112,51 +245,20 @@ class KeyMapping:
         return {"strip_prefix": self.strip_prefix} if self.mode == "strip_prefix" else {"template": self.template}
 
     @classmethod
+    def of(cls, value: Any) -> KeyMapping:
+        """The mapping of a validated ``KeyMappingInput``."""
+        if isinstance(value, StripPrefixMapping):
+            return cls(mode="strip_prefix", strip_prefix=value.strip_prefix)
+        if isinstance(value, TemplateMapping):
+            fields = template_fields(value.template, True, "destination.key_mapping.template")
+            return cls(mode="template", template=value.template, fields=fields)
+        return cls() if value == "keep" else cls(mode="basename")
+
+    @classmethod
     def from_input(cls, raw: Any, cmr: bool, field_name: str = "destination.key_mapping") -> KeyMapping:
-        if raw is None or raw == "keep":
+        if raw is None:
             return cls()
-        if raw == "basename":
-            return cls(mode="basename")
-        if isinstance(raw, str):
-            raise InvalidInput(
-                field_name, "must be 'keep', 'basename', {'strip_prefix': 'dir/'} or {'template': '...'}"
-            )
-        if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in ("strip_prefix", "template"):
-            raise InvalidInput(
-                field_name, "must be 'keep', 'basename', {'strip_prefix': 'dir/'} or {'template': '...'}"
-            )
-        mode, value = next(iter(raw.items()))
-        where = f"{field_name}.{mode}"
-        if not isinstance(value, str) or not value:
-            raise InvalidInput(where, "must be a non-empty string")
-        if any(not ch.isprintable() for ch in value) or value.startswith("/"):
-            raise InvalidInput(where, "must not start with '/' or contain control characters")
-        if mode == "strip_prefix":
-            return cls(mode="strip_prefix", strip_prefix=value)
-        allowed = TEMPLATE_FIELDS + (CMR_FIELDS if cmr else ())
-        names: set[str] = set()
-        try:
-            parsed = list(string.Formatter().parse(value))
-        except ValueError as exc:
-            raise InvalidInput(
-                where, f"is not a valid template ({exc}); write literal braces as {{{{ and }}}}"
-            ) from exc
-        for _literal, name, spec, conversion in parsed:
-            if name is None:
-                continue
-            if spec or conversion:
-                raise InvalidInput(where, f"{{{name}}}: format specs and conversions are not supported")
-            if name not in allowed:
-                extra = "" if cmr else f" ({', '.join(CMR_FIELDS)} only for a 'cmr' source)"
-                raise InvalidInput(
-                    where, f"unknown field {{{name}}}; allowed: {', '.join('{' + f + '}' for f in allowed)}{extra}"
-                )
-            names.add(name)
-        if not names & VARYING_FIELDS:
-            raise InvalidInput(where, "must contain {basename}, {stem} or {key}, or every object gets the same key")
-        if ".." in value.split("/"):
-            raise InvalidInput(where, "must not contain '..' path segments")
-        return cls(mode="template", template=value, fields=frozenset(names))
+        return cls.of(parse(KEY_MAPPING_INPUT, raw, root=field_name, context={"cmr": cmr}))
 
     def map(self, bucket: str, key: str, extra: Mapping[str, str] | None, where: str) -> str:
         """The mapped key, validated as an S3 key (``where`` names the entry in errors)."""

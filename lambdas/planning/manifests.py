@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from lambdas.contracts.errors import InvalidInput
 from lambdas.contracts.models import Checksum, ObjectSpec
@@ -17,7 +17,8 @@ from lambdas.s3.names import validate_bucket, validate_key
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_FORMATS = ("json", "jsonl", "csv", "lines")
+ManifestFormat = Literal["json", "jsonl", "csv", "lines"]
+MANIFEST_FORMATS: tuple[str, ...] = get_args(ManifestFormat)
 MAX_ENTRY_CHARS = 64 * 1024  # one manifest line / JSON element; a key is at most 1024 bytes
 # Plan refuses a larger manifest (it streams it, but one Plan invocation must be able to read it).
 MAX_MANIFEST_BYTES = 256 * MIB

@@ -9,17 +9,16 @@ Input (what an operator types in the console)::
 or a manifest (``"source": {"manifest": "s3://my-bucket/lists/mur.csv"}``), a prefix listing
 (``"source": {"bucket": "...", "prefix": "MUR/2023/", "include": ["*.nc"]}``) or a CMR query
 (``"source": {"cmr": {"collection_concept_id": "C1996881146-POCLOUD", "temporal": {...}}}``); see
-docs/md. Every rule failure raises InvalidInput naming the field and the rule; the whole input
+docs/console.md. Every rule failure raises InvalidInput naming the field and the rule; the whole input
 is validated before anything is read, listed or queried, and nothing is copied before the plan is staged.
+The shape and its rules are declared once in ``lambdas.planning.execution_input`` (Pydantic models, from
+which schema/execution-input.schema.json is generated); this module adds what only the deployment knows.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from lambdas.contracts.errors import InvalidInput
 from lambdas.contracts.models import (
@@ -28,21 +27,29 @@ from lambdas.contracts.models import (
     ObjectSpec,
 )
 from lambdas.contracts.settings import PlanSettings
+from lambdas.contracts.validation import parse
 from lambdas.earthdata.cmr import CmrQuery
+from lambdas.planning.execution_input import (
+    DESTINATION_FIELDS,
+    EXECUTION_INPUT,
+    SOURCE_FIELDS,
+    SOURCE_MODES,
+    TOP_LEVEL_FIELDS,
+    CmrSource,
+    KeysSource,
+    ManifestSource,
+    PrefixSource,
+)
 from lambdas.planning.keys import KeyFilter, KeyMapping, SeenKeys, destination_key
-from lambdas.planning.manifests import MANIFEST_FORMATS
 from lambdas.reporting.schedule_state import ScheduleRef
-from lambdas.s3.limits import MAX_STATE_BYTES
-from lambdas.s3.names import normalize_prefix, parse_s3_url, validate_bucket, validate_key, validate_source_prefix
 
-TOP_LEVEL_FIELDS = ("source", "destination", "options", "schedule")
-SOURCE_MODES = ("keys", "manifest", "prefix", "cmr")
-SOURCE_FIELDS = ("bucket", *SOURCE_MODES, "format", "include", "exclude")
-DESTINATION_FIELDS = ("bucket", "prefix", "key_mapping")
+__all__ = ["DESTINATION_FIELDS", "SOURCE_FIELDS", "SOURCE_MODES", "TOP_LEVEL_FIELDS", "JobRequest", "parse_request"]
 
 
 @dataclass(frozen=True)
 class JobRequest:
+    """The validated input as planning uses it (the shape itself is ``execution_input.ExecutionInput``)."""
+
     source_bucket: str | None  # None: a manifest of s3:// URLs, or a CMR query (buckets from its s3 URLs)
     keys: tuple[ObjectSpec, ...] | None
     manifest: tuple[str, str] | None  # (bucket, key)
@@ -64,120 +71,45 @@ class JobRequest:
         return "prefix" if self.prefix is not None else "cmr"
 
 
-def _check_fields(value: Any, field: str, allowed: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise InvalidInput(field, f"must be a JSON object with fields {', '.join(allowed)}")
-    unknown = sorted(set(value) - set(allowed))
-    if unknown:
+def parse_request(raw: object, settings: PlanSettings) -> JobRequest:
+    """The execution input validated: its shape and rules (ExecutionInput), then what the deployment allows."""
+    body = parse(EXECUTION_INPUT, raw)
+    source, dest = body.source, body.destination
+    keys = tuple(ObjectSpec(key) for key in source.keys) if isinstance(source, KeysSource) else None
+    if keys is not None and len(keys) > settings.max_inline_keys:
         raise InvalidInput(
-            f"{field}.{unknown[0]}" if field else unknown[0], f"unknown field; allowed: {', '.join(allowed)}"
+            "source.keys", f"has {len(keys)} keys; at most {settings.max_inline_keys} inline — use 'manifest' for more"
         )
-    return value
-
-
-def parse_request(raw: Any, settings: PlanSettings) -> JobRequest:
-    body = _check_fields(raw, "", TOP_LEVEL_FIELDS) if isinstance(raw, dict) else None
-    if body is None:
-        raise InvalidInput("input", "must be a JSON object like {'source': {...}, 'destination': {...}}")
-    size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
-    if size > MAX_STATE_BYTES:  # StartExecution refuses it on AWS: say which field
-        inline = isinstance(body.get("source"), dict) and "keys" in body["source"]
+    if isinstance(source, ManifestSource) and source.manifest[0] not in settings.manifest_buckets:
+        readable = ", ".join(settings.manifest_buckets)
         raise InvalidInput(
-            "source.keys" if inline else "input",
-            f"the execution input is {size} bytes, more than the 256 KiB Step Functions accepts"
-            + ("; list the keys in a manifest ('manifest': 's3://...') instead" if inline else ""),
+            "source.manifest", f"bucket {source.manifest[0]!r} is not readable by teacopy (allowed: {readable})"
         )
-    for required in ("source", "destination"):
-        if required not in body:
-            raise InvalidInput(required, "is required")
-    source = _check_fields(body["source"], "source", SOURCE_FIELDS)
-    modes = [m for m in SOURCE_MODES if m in source]
-    source_bucket = None if source.get("bucket") is None else validate_bucket(source["bucket"], "source.bucket")
-    if len(modes) != 1:
-        raise InvalidInput(
-            "source",
-            "give exactly one of 'keys' (a list), 'manifest' (an s3:// URL), 'prefix' (with 'bucket') or 'cmr' "
-            "(a CMR query)",
-        )
-    mode = modes[0]
-    if source_bucket is None and mode in ("keys", "prefix"):
-        raise InvalidInput("source.bucket", f"is required with '{mode}'")
-    if source_bucket is not None and mode == "cmr":
-        raise InvalidInput("source.bucket", "is not used with 'cmr': the buckets come from the granules' s3 URLs")
-    if "format" in source and mode != "manifest":
-        raise InvalidInput("source.format", "is only used with 'manifest'")
-    for name in ("include", "exclude"):
-        if name in source and mode == "keys":
-            raise InvalidInput(f"source.{name}", "is only used with 'manifest', 'prefix' or 'cmr'")
-    key_filter = KeyFilter.from_input(source.get("include"), source.get("exclude"))
-    keys: tuple[ObjectSpec, ...] | None = None
-    manifest: tuple[str, str] | None = None
-    manifest_format: str | None = None
-    prefix: str | None = None
-    cmr: CmrQuery | None = None
-    if mode == "keys":
-        raw_keys = source["keys"]
-        if not isinstance(raw_keys, list):
-            raise InvalidInput("source.keys", "must be a list of S3 keys")
-        if not raw_keys:
-            raise InvalidInput("source.keys", "must not be empty")
-        if len(raw_keys) > settings.max_inline_keys:
-            raise InvalidInput(
-                "source.keys",
-                f"has {len(raw_keys)} keys; at most {settings.max_inline_keys} inline — use 'manifest' for more",
-            )
-        keys = tuple(_unique(ObjectSpec(validate_key(k, f"source.keys[{i}]")) for i, k in enumerate(raw_keys)))
-    elif mode == "manifest":
-        manifest = parse_s3_url(source["manifest"], "source.manifest")
-        if manifest[0] not in settings.manifest_buckets:
-            raise InvalidInput(
-                "source.manifest",
-                f"bucket {manifest[0]!r} is not readable by teacopy (allowed: {', '.join(settings.manifest_buckets)})",
-            )
-        if "format" in source and source["format"] not in MANIFEST_FORMATS:
-            raise InvalidInput("source.format", f"must be one of {', '.join(MANIFEST_FORMATS)}")
-        manifest_format = source.get("format")
-    elif mode == "prefix":
-        prefix = validate_source_prefix(source["prefix"], "source.prefix")
-    else:
-        cmr = CmrQuery.from_input(source["cmr"], "source.cmr")
-    dest_raw = _check_fields(body["destination"], "destination", DESTINATION_FIELDS)
-    dest_bucket = validate_bucket(dest_raw.get("bucket"), "destination.bucket")
-    dest_prefix = normalize_prefix(dest_raw.get("prefix"), "destination.prefix")
-    allowed = [d for d in settings.destinations if d.bucket == dest_bucket]
+    allowed = [d for d in settings.destinations if d.bucket == dest.bucket]
     if not allowed:
         names = ", ".join(sorted({d.bucket for d in settings.destinations}))
-        raise InvalidInput("destination.bucket", f"{dest_bucket!r} is not an allowed destination (allowed: {names})")
-    if not any(dest_prefix.startswith(d.prefix) for d in allowed):
+        raise InvalidInput("destination.bucket", f"{dest.bucket!r} is not an allowed destination (allowed: {names})")
+    if not any(dest.prefix.startswith(d.prefix) for d in allowed):
         prefixes = ", ".join(repr(d.prefix) for d in allowed)
         raise InvalidInput("destination.prefix", f"must start with one of the allowed prefixes {prefixes}")
-    key_mapping = KeyMapping.from_input(dest_raw.get("key_mapping"), cmr=mode == "cmr")
-    options = CopyOptions.from_dict(body.get("options"))
-    schedule = ScheduleRef.from_input(body.get("schedule"))
-    if keys is not None and key_mapping.mode != "keep":
+    source_bucket = getattr(source, "bucket", None)
+    if keys is not None and dest.key_mapping.mode != "keep":
         # Inline keys are all known now: a mapping error is reported before anything else happens.
-        seen = SeenKeys(sources=False, destinations=not key_mapping.injective)
+        seen = SeenKeys(sources=False, destinations=not dest.key_mapping.injective)
         for index, obj in enumerate(keys):
-            destination_key(key_mapping, dest_prefix, source_bucket or "", obj.key, None, f"source.keys[{index}]", seen)
+            destination_key(
+                dest.key_mapping, dest.prefix, source_bucket or "", obj.key, None, f"source.keys[{index}]", seen
+            )
     return JobRequest(
         source_bucket=source_bucket,
         keys=keys,
-        manifest=manifest,
-        destination=Destination(bucket=dest_bucket, prefix=dest_prefix),
-        options=options,
-        manifest_format=manifest_format,
-        prefix=prefix,
-        cmr=cmr,
-        key_filter=key_filter,
-        key_mapping=key_mapping,
-        schedule=schedule,
+        manifest=source.manifest if isinstance(source, ManifestSource) else None,
+        destination=Destination(bucket=dest.bucket, prefix=dest.prefix),
+        options=body.options,
+        manifest_format=source.format if isinstance(source, ManifestSource) else None,
+        prefix=source.prefix if isinstance(source, PrefixSource) else None,
+        cmr=source.cmr if isinstance(source, CmrSource) else None,
+        key_filter=KeyFilter() if isinstance(source, KeysSource) else KeyFilter.of(source.include, source.exclude),
+        key_mapping=dest.key_mapping,
+        schedule=body.schedule,
     )
-
-
-def _unique(objects: Iterable[ObjectSpec], field: str = "source.keys") -> Iterator[ObjectSpec]:
-    seen: set[str] = set()
-    for index, obj in enumerate(objects):
-        if obj.key in seen:
-            raise InvalidInput(f"{field}[{index}]", f"duplicate key {obj.key[:80]!r}")
-        seen.add(obj.key)
-        yield obj

@@ -10,40 +10,56 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BeforeValidator, ConfigDict, Field, StrictBool, model_validator
+from pydantic.dataclasses import dataclass
+from pydantic_core import ArgsKwargs
 
-from lambdas.contracts.errors import InvalidInput, TransientCopyError
+from lambdas.contracts.errors import TransientCopyError
 from lambdas.contracts.models import format_time, parse_time
+from lambdas.contracts.validation import rule_error
 
 logger = logging.getLogger(__name__)
-SCHEDULE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+SCHEDULE_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,40}$"
+SCHEDULE_NAME_RE = re.compile(SCHEDULE_NAME_PATTERN)
+SCHEDULE_RULE = "must be an object with 'name' and 'incremental' (added by the schedule)"
 
 
-@dataclass(frozen=True)
+def _schedule_name(value: Any) -> str:
+    if not isinstance(value, str) or not SCHEDULE_NAME_RE.match(value):
+        raise rule_error("1-40 characters of letters, digits, '-' and '_'")
+    return value
+
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid", title="schedule"))
 class ScheduleRef:
-    """What a schedule adds to the execution input: ``{"schedule": {"name": ..., "incremental": ...}}``."""
+    """Added by the stack's EventBridge schedules (cdk.json teacopy.schedules), not typed by hand: the schedule's
+    name, and whether the run is incremental (a CMR source narrowed to what changed since its last successful run)."""
 
-    name: str
-    incremental: bool = False
+    name: Annotated[
+        str,
+        BeforeValidator(_schedule_name),
+        Field(description="The schedule's name.", json_schema_extra={"pattern": SCHEDULE_NAME_PATTERN}),
+    ]
+    incremental: Annotated[
+        StrictBool,
+        Field(
+            description="A CMR source narrowed to what changed since the schedule's last successful run "
+            "(updated_since)."
+        ),
+    ] = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, raw: Any) -> Any:
+        if not isinstance(raw, ArgsKwargs) and (not isinstance(raw, dict) or not set(raw) <= {"name", "incremental"}):
+            raise rule_error(SCHEDULE_RULE)
+        return raw
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "incremental": self.incremental}
-
-    @classmethod
-    def from_input(cls, raw: Any) -> ScheduleRef | None:
-        if raw is None:
-            return None
-        if not isinstance(raw, dict) or not set(raw) <= {"name", "incremental"}:
-            raise InvalidInput("schedule", "must be an object with 'name' and 'incremental' (added by the schedule)")
-        name, incremental = raw.get("name"), raw.get("incremental", False)
-        if not isinstance(name, str) or not SCHEDULE_NAME_RE.match(name):
-            raise InvalidInput("schedule.name", "1-40 characters of letters, digits, '-' and '_'")
-        if not isinstance(incremental, bool):
-            raise InvalidInput("schedule.incremental", "must be true or false")
-        return cls(name=name, incremental=incremental)
 
 
 def parameter_name(prefix: str, schedule: str) -> str:

@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from lambdas.contracts import staging
 from lambdas.contracts.errors import CopyJobFailed, InvalidInput
 from lambdas.contracts.models import COPIED, FAILED, SKIPPED, WOULD_COPY, WOULD_SKIP, parse_time
+from lambdas.contracts.report import Failure, MapError, RecordedError, Report, RunReport, RunSummary
 from lambdas.contracts.settings import SummarySettings
 from lambdas.reporting import render as reports
 from lambdas.reporting.schedule_state import write_last_success
@@ -98,7 +99,7 @@ def collect_run(
         if e.get("new_version") and e.get("new_version") != e.get("used_version")
     }
     failures = [
-        {"key": r["key"], "reason": r.get("reason", "")}
+        Failure(key=r["key"], reason=r.get("reason", ""))
         for r in sorted(final.values(), key=lambda r: r["key"])
         if r["status"] == FAILED
     ]
@@ -117,56 +118,44 @@ def collect_run(
         if e.get("new_version") in adopted and isinstance(e.get("at"), int | float):
             version, at = str(e["new_version"]), float(e["at"])
             first_adoption[version] = min(first_adoption.get(version, at), at)
-    report = {
-        "run_id": run_id,
-        "objects": objects,
-        "copied": counts.get(COPIED, 0),
-        "skipped": counts.get(SKIPPED, 0),
-        "failed": counts.get(FAILED, 0),
-        "not_attempted": max(0, objects - len(final)),
-        "bytes": copied_bytes,
-        "dry_run": bool((plan.get("options") or {}).get("dry_run")),
-        "would_copy": counts.get(WOULD_COPY, 0),
-        "would_skip": counts.get(WOULD_SKIP, 0),
-        "bytes_to_copy": sum(int(r.get("bytes", 0)) for r in final.values() if r["status"] == WOULD_COPY),
-        "tea_requests": len(tea_events),
-        "tea_errors": sum(1 for e in tea_events if e.get("outcome") != "ok"),
-        "credential_refreshes": len(adopted),
-        "refresh_calls": len(refresh_events),
-        "source": plan.get("source"),
-        "destination": plan.get("destination"),
-        "schedule": plan.get("schedule"),
-        "planned_at": plan.get("planned_at"),
-        "failures_by_reason": dict(Counter(_reason_class(f["reason"]) for f in failures)),
-        "failures": failures[:MAX_LISTED_FAILURES],
-        "failures_truncated": len(failures) > MAX_LISTED_FAILURES,
-        "by_status": dict(counts),
-        "started_at": reports.iso(started),
-        "finished_at": reports.iso(finished),
-        "duration_seconds": None if duration is None else round(duration, 3),
-        "throughput_bytes_per_second": round(copied_bytes / duration) if duration else None,
-        "timeline": reports.progress_timeline(files, started),
-        "refresh_offsets": sorted(round(max(0.0, t - started), 3) for t in first_adoption.values())[
+    report = RunReport(
+        run_id=run_id,
+        objects=objects,
+        copied=counts.get(COPIED, 0),
+        skipped=counts.get(SKIPPED, 0),
+        failed=counts.get(FAILED, 0),
+        not_attempted=max(0, objects - len(final)),
+        bytes=copied_bytes,
+        dry_run=bool((plan.get("options") or {}).get("dry_run")),
+        would_copy=counts.get(WOULD_COPY, 0),
+        would_skip=counts.get(WOULD_SKIP, 0),
+        bytes_to_copy=sum(int(r.get("bytes", 0)) for r in final.values() if r["status"] == WOULD_COPY),
+        tea_requests=len(tea_events),
+        tea_errors=sum(1 for e in tea_events if e.get("outcome") != "ok"),
+        credential_refreshes=len(adopted),
+        refresh_calls=len(refresh_events),
+        source=plan.get("source"),
+        destination=plan.get("destination"),
+        schedule=plan.get("schedule"),
+        planned_at=plan.get("planned_at"),
+        failures_by_reason=dict(Counter(_reason_class(f.reason) for f in failures)),
+        failures=failures[:MAX_LISTED_FAILURES],
+        failures_truncated=len(failures) > MAX_LISTED_FAILURES,
+        by_status=dict(counts),
+        started_at=reports.iso(started),
+        finished_at=reports.iso(finished),
+        duration_seconds=None if duration is None else round(duration, 3),
+        throughput_bytes_per_second=round(copied_bytes / duration) if duration else None,
+        timeline=reports.progress_timeline(files, started),
+        refresh_offsets=sorted(round(max(0.0, t - started), 3) for t in first_adoption.values())[
             : reports.MAX_REFRESH_MARKS
         ],
-    }
-    return report, [final[key] for key in sorted(final)]
+    )
+    return report.to_dict(), [final[key] for key in sorted(final)]
 
 
 def _reason_class(reason: str) -> str:
     return reason.split(":", 1)[0] if reason else "unknown"
-
-
-COUNT_FIELDS = (
-    "objects",
-    "copied",
-    "skipped",
-    "failed",
-    "not_attempted",
-    "bytes",
-    "tea_requests",
-    "credential_refreshes",
-)
 
 
 def summarize(event: Any, *, settings: SummarySettings, s3: Any, ssm: Any = None) -> dict[str, Any]:
@@ -175,46 +164,45 @@ def summarize(event: Any, *, settings: SummarySettings, s3: Any, ssm: Any = None
     run_id = event["run_id"]
     outcome = event.get("outcome") or {}
     uploads_aborted = abort_leftover_uploads(s3, settings.staging_bucket, run_id)
-    report, rows = collect_run(s3, settings.staging_bucket, run_id, _started(event.get("execution_started")))
-    report["uploads_aborted"] = uploads_aborted
-    report["errors"] = _fatal_errors(s3, settings.staging_bucket, run_id)
-    report["map_failed"] = bool(outcome.get("map_failed"))
-    if report["map_failed"]:
-        report["map_error"] = {"error": outcome.get("error"), "cause": _short(outcome.get("cause"))}
+    collected, rows = collect_run(s3, settings.staging_bucket, run_id, _started(event.get("execution_started")))
+    map_failed = bool(outcome.get("map_failed"))
+    report = Report(
+        **collected,
+        uploads_aborted=uploads_aborted,
+        errors=_fatal_errors(s3, settings.staging_bucket, run_id),
+        map_failed=map_failed,
+        map_error=MapError(error=outcome.get("error"), cause=_short(outcome.get("cause"))) if map_failed else None,
+        report_csv=f"s3://{settings.staging_bucket}/{reports.csv_key(run_id)}",
+        report_html=f"s3://{settings.staging_bucket}/{reports.html_key(run_id)}",
+        generated_at=reports.iso(time.time()),
+    )
     report_key = staging.report_key(run_id)
-    report["report_csv"] = f"s3://{settings.staging_bucket}/{reports.csv_key(run_id)}"
-    report["report_html"] = f"s3://{settings.staging_bucket}/{reports.html_key(run_id)}"
-    report["generated_at"] = reports.iso(time.time())
-    staging.put_json(s3, settings.staging_bucket, report_key, report)
-    reports.write_reports(s3, settings.staging_bucket, run_id, report, rows)
+    document = report.to_dict()
+    staging.put_json(s3, settings.staging_bucket, report_key, document)
+    reports.write_reports(s3, settings.staging_bucket, run_id, document, rows)
     location = f"s3://{settings.staging_bucket}/{report_key}"
-    summary = {name: report[name] for name in COUNT_FIELDS}
-    if report["dry_run"]:
-        summary.update({name: report[name] for name in ("dry_run", "would_copy", "would_skip", "bytes_to_copy")})
-    summary["report"] = location
-    summary["report_csv"] = report["report_csv"]
-    summary["report_html"] = report["report_html"]
+    summary = RunSummary.of(report, location).to_dict()
     logger.info("run summary", extra={"summary": summary})
-    too_many = report["failed"] * 100 > settings.max_failed_percent * report["objects"]
-    if report["map_failed"] or too_many or report["not_attempted"]:
+    too_many = report.failed * 100 > settings.max_failed_percent * report.objects
+    if report.map_failed or too_many or report.not_attempted:
         why = []
-        if report["failed"]:
-            why.append(f"{report['failed']} of {report['objects']} objects failed ({report['failures_by_reason']})")
-        if report["not_attempted"]:
-            why.append(f"{report['not_attempted']} objects were not attempted")
-        for error in report["errors"][:3]:  # the failed batches' own words (their causes stay in the children)
-            why.append(f"{error['error']}: {_short(error['message'], 400).rstrip('.')}")
-        if report["map_failed"] and not report["errors"]:
+        if report.failed:
+            why.append(f"{report.failed} of {report.objects} objects failed ({report.failures_by_reason})")
+        if report.not_attempted:
+            why.append(f"{report.not_attempted} objects were not attempted")
+        for error in report.errors[:3]:  # the failed batches' own words (their causes stay in the children)
+            why.append(f"{error.error}: {_short(error.message, 400).rstrip('.')}")
+        if report.map_failed and not report.errors:
             why.append(f"a batch failed: {outcome.get('error')}: {_short(outcome.get('cause'), 300)}")
         raise CopyJobFailed("; ".join(why) + f". Report: {location}")
     _record_schedule_success(report, settings, ssm)
     return summary
 
 
-def _record_schedule_success(report: dict[str, Any], settings: SummarySettings, ssm: Any) -> None:
+def _record_schedule_success(report: Report, settings: SummarySettings, ssm: Any) -> None:
     """An incremental schedule's run succeeded: the next one queries from this run's plan time on."""
-    schedule, planned_at = report.get("schedule"), report.get("planned_at")
-    if not isinstance(schedule, dict) or not schedule.get("incremental") or report.get("dry_run"):
+    schedule, planned_at = report.schedule, report.planned_at
+    if not isinstance(schedule, dict) or not schedule.get("incremental") or report.dry_run:
         return
     if not settings.schedule_state_prefix or ssm is None or not isinstance(planned_at, str):
         logger.warning(
@@ -234,7 +222,7 @@ def _started(value: Any) -> float | None:
         return None
 
 
-def _fatal_errors(s3: Any, bucket: str, run_id: str) -> list[dict[str, Any]]:
+def _fatal_errors(s3: Any, bucket: str, run_id: str) -> list[RecordedError]:
     """The errors that failed map children recorded (CopyBatch, Credentials), each once, oldest first."""
     keys = sorted(staging.list_keys(s3, bucket, staging.events_prefix(run_id, "errors")))
     seen: dict[tuple[str, str], dict[str, Any]] = {}
@@ -243,7 +231,7 @@ def _fatal_errors(s3: Any, bucket: str, run_id: str) -> list[dict[str, Any]]:
         if key not in seen:
             seen[key] = {"error": key[0], "message": key[1], "count": 0}
         seen[key]["count"] += 1
-    return list(seen.values())
+    return [RecordedError(**entry) for entry in seen.values()]
 
 
 def _short(text: Any, limit: int = 2000) -> str:

@@ -106,8 +106,8 @@ def test_alarms_on_failed_executions_and_tea_authentication_failures(synth: Any)
     assert of_type(synth.template, "AWS::SNS::Topic") == {}
 
 
-def test_dependencies_layer_is_attached_to_every_function(synth: Any) -> None:
-    """Powertools (metrics now, the logger for every function) and awscrt: one layer, on all four functions."""
+def test_the_dependencies_layer_is_attached_to_every_function(synth: Any) -> None:
+    """awscrt, Powertools (the logger for every function, metrics) and pydantic (the boundary shapes): all four."""
     layers = of_type(synth.template, "AWS::Lambda::LayerVersion")
     assert len(layers) == 1
     layer_ref = {"Ref": next(iter(layers))}
@@ -115,7 +115,7 @@ def test_dependencies_layer_is_attached_to_every_function(synth: Any) -> None:
     for key in ("plan", "credentials", "copy_batch", "summarize"):
         assert functions[LOGICAL_IDS[key]]["Properties"]["Layers"] == [layer_ref], key
     requirements = (Path(__file__).resolve().parents[2] / "requirements-layer.txt").read_text()
-    assert "aws-lambda-powertools==" in requirements
+    assert "aws-lambda-powertools==" in requirements and "pydantic==" in requirements
 
 
 def test_alarm_notifications_go_to_the_configured_topic_and_email(notified: tuple[dict[str, Any], Path]) -> None:

@@ -1,11 +1,11 @@
-"""The execution input's JSON Schema (schema/execution-input.schema.json) and the examples of docs/console.md:
-every documented example is valid for the schema AND for the Plan step's own validation; inputs the Plan
-step rejects for their shape are rejected by the schema too; the schema names exactly the fields the code
-accepts (so a field added to the code without the schema fails here)."""
+"""The execution input's JSON Schema (schema/execution-input.schema.json) and the examples of docs/console.md.
+
+The schema is generated from the execution-input model (``make schema``): the committed file must be what the
+model generates now. Every documented example is valid for the schema AND for the Plan step's own validation;
+inputs the Plan step rejects for their shape are rejected by the schema too."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -15,11 +15,11 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from lambdas.contracts.errors import InvalidInput
-from lambdas.contracts.models import OVERWRITE_POLICIES, CopyOptions, Destination
+from lambdas.contracts.models import OVERWRITE_POLICIES, Destination
 from lambdas.contracts.settings import PlanSettings
-from lambdas.earthdata.cmr import QUERY_FIELDS
-from lambdas.planning.manifests import MANIFEST_FORMATS
-from lambdas.planning.request import DESTINATION_FIELDS, SOURCE_FIELDS, SOURCE_MODES, TOP_LEVEL_FIELDS, parse_request
+from lambdas.planning.execution_input import SOURCE_MODES
+from lambdas.planning.request import parse_request
+from scripts import schema as schema_script
 from stacks.config import TeacopyConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -154,12 +154,17 @@ def test_inputs_the_plan_step_rejects_are_rejected_by_the_schema(raw: dict[str, 
     assert not VALIDATOR.is_valid(raw)
 
 
-def test_schema_names_exactly_the_fields_the_code_accepts() -> None:
-    defs = SCHEMA["$defs"]
-    assert set(SCHEMA["properties"]) == set(TOP_LEVEL_FIELDS)
-    assert set(defs["source"]["properties"]) == set(SOURCE_FIELDS)
-    assert set(defs["destination"]["properties"]) == set(DESTINATION_FIELDS)
-    assert set(defs["options"]["properties"]) == {f.name for f in dataclasses.fields(CopyOptions)}
-    assert set(defs["cmr"]["properties"]) == set(QUERY_FIELDS)
-    assert defs["options"]["properties"]["overwrite"]["enum"] == list(OVERWRITE_POLICIES)
-    assert defs["source"]["properties"]["format"]["enum"] == list(MANIFEST_FORMATS)
+def test_the_committed_schema_is_the_one_the_model_generates() -> None:
+    committed = (REPO / "schema" / "execution-input.schema.json").read_text(encoding="utf-8")
+    assert committed == schema_script.render(), "schema/execution-input.schema.json is stale: run `make schema`"
+    assert schema_script.main(["--check"]) == 0
+
+
+def test_the_schema_documents_each_source_mode_and_the_options() -> None:
+    modes = SCHEMA["properties"]["source"]["oneOf"]
+    assert len(modes) == len(SOURCE_MODES)
+    required = {name for ref in modes for name in SCHEMA["$defs"][ref["$ref"].rsplit("/", 1)[-1]]["required"]}
+    assert set(SOURCE_MODES) <= required
+    options = SCHEMA["$defs"]["CopyOptions"]["properties"]
+    assert options["overwrite"]["enum"] == list(OVERWRITE_POLICIES)
+    assert options["overwrite"]["description"] and options["dry_run"]["description"]
