@@ -151,12 +151,8 @@ class BatchRun:
         recorded = load_recorded_keys(self.staging_s3, self.settings.staging_bucket, self.results_prefix)
         self.pending = deque(spec for spec in unique(batch.objects) if spec.key not in recorded)
         logger.info(
-            "batch %s of run %s: %d objects, %d already recorded, %d to do",
-            batch.batch_id,
-            self.event.run_id,
-            len(batch.objects),
-            len(recorded),
-            len(self.pending),
+            "batch started",
+            extra={"objects": len(batch.objects), "recorded": len(recorded), "pending": len(self.pending)},
         )
         self.checkpoints.load_keys()
         # listed once, lazily (by the first object), to skip HEADs of absent keys
@@ -218,7 +214,7 @@ class BatchRun:
         done, _ = wait(list(self.in_flight), timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
         self.harvest(done)
         if self.in_flight and not self.cancel.is_set() and self.remaining_ms() < self.hard_floor_ms:
-            logger.warning("deadline: stopping %d in-flight objects", len(self.in_flight))
+            logger.warning("deadline near: stopping the objects in flight", extra={"objects": len(self.in_flight)})
             self.stop = self.stop or STOP_DEADLINE
             self.cancel.set(StopSignal.DEADLINE)
 
@@ -236,7 +232,10 @@ class BatchRun:
             elif isinstance(error, Cancelled):
                 self.cancelled.append(spec)
             else:
-                logger.warning("object %s stopped the batch: %s: %s", spec.key, type(error).__name__, error)
+                logger.warning(
+                    "an object stopped the batch",
+                    extra={"key": spec.key, "error": type(error).__name__, "reason": str(error)},
+                )
                 self.errors.append(error)
                 if is_fatal(error):
                     self.cancel.set(StopSignal.FATAL)
@@ -265,17 +264,7 @@ class BatchRun:
     def outcome(self, flush_error: TransientCopyError | None) -> dict[str, Any]:
         """The invocation's result (done or not, refresh or not), or the batch's error raised."""
         counts = self.counts()
-        logger.info(
-            "batch %s: copied=%d skipped=%d failed=%d bytes=%d parts=%d paused=%d stop=%s",
-            self.event.batch.batch_id,
-            counts["copied"],
-            counts["skipped"],
-            counts["failed"],
-            counts["bytes"],
-            counts["parts"],
-            len(self.paused),
-            self.stop,
-        )
+        logger.info("batch invocation ended", extra={**counts, "paused": len(self.paused), "stop": self.stop})
         self.note_expiry_behind_an_error()
         if self.stop == STOP_EXPIRED:
             self.errors.append(
@@ -323,7 +312,7 @@ class BatchRun:
             and flush_error is None
         ):
             # Progress was made and kept: refresh without spending a refresh round of the state machine.
-            logger.info("batch %s needs fresh credentials after progress: %s", self.event.batch.batch_id, top)
+            logger.info("fresh credentials needed after progress", extra={"reason": str(top)})
             return {**counts, "done": False, "refresh": True}
         if is_fatal(top):  # the map child fails on it: leave the operator its own words (Summarize reports them)
             record_fatal(self.staging_s3, self.settings.staging_bucket, self.event, top)

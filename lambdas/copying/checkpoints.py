@@ -134,7 +134,7 @@ class CheckpointStore:
         except (ClientError, BotoCoreError) as exc:
             raise TransientCopyError(f"could not read the upload checkpoint of {key}") from exc
         except (ValueError, KeyError, TypeError) as exc:
-            logger.warning("ignoring a malformed upload checkpoint for %s: %s", key, exc)
+            logger.warning("ignoring a malformed upload checkpoint", extra={"key": key, "reason": str(exc)})
             self.forget(key)
             return None
         if (
@@ -142,7 +142,7 @@ class CheckpointStore:
             or checkpoint.dest_key != dest_key
             or checkpoint.dest_bucket != self._destination.bucket
         ):
-            logger.warning("ignoring an upload checkpoint for %s that names another object", key)
+            logger.warning("ignoring an upload checkpoint that names another object", extra={"key": key})
             self.forget(key)
             return None
         self._known[key] = checkpoint
@@ -154,7 +154,9 @@ class CheckpointStore:
         try:
             staging.put_json(self._staging_s3, self._bucket, staging_key, checkpoint.to_dict())
         except (ClientError, BotoCoreError) as exc:
-            logger.error("could not save the upload checkpoint of %s: %s", checkpoint.key, type(exc).__name__)
+            logger.error(
+                "could not save an upload checkpoint", extra={"key": checkpoint.key, "error": type(exc).__name__}
+            )
             return False
         self.keys.add(staging_key)
         self._known[checkpoint.key] = checkpoint
@@ -170,7 +172,7 @@ class CheckpointStore:
         try:
             staging.delete_key(self._staging_s3, self._bucket, staging_key)
         except (ClientError, BotoCoreError) as exc:
-            logger.warning("could not delete the checkpoint of %s: %s", key, type(exc).__name__)
+            logger.warning("could not delete an upload checkpoint", extra={"key": key, "error": type(exc).__name__})
 
     def discard(self, key: str, dest_key: str) -> None:
         """Abort a checkpoint's upload and delete it (the object is final or starts over)."""

@@ -112,18 +112,19 @@ class DestinationBucket:
         """Abort an upload; never raises (Summarize retries, a lifecycle rule is the backstop)."""
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=dest_key, UploadId=upload_id)
-            logger.info("aborted multipart upload %s of %s", upload_id, self.url(dest_key))
+            logger.info("aborted a multipart upload", extra={"upload_id": upload_id, "dest_key": dest_key})
         except ClientError as exc:
             if error_status(exc)[0] == "NoSuchUpload":
                 return  # already completed or aborted
             logger.error(
-                "could not abort multipart upload %s of %s (%s); Summarize retries, a lifecycle rule is the backstop",
-                upload_id,
-                self.url(dest_key),
-                error_status(exc)[0],
+                "could not abort a multipart upload; Summarize retries, a lifecycle rule is the backstop",
+                extra={"upload_id": upload_id, "dest_key": dest_key, "error": error_status(exc)[0]},
             )
         except BotoCoreError as exc:
-            logger.error("could not abort multipart upload %s (%s)", upload_id, type(exc).__name__)
+            logger.error(
+                "could not abort a multipart upload; Summarize retries, a lifecycle rule is the backstop",
+                extra={"upload_id": upload_id, "dest_key": dest_key, "error": type(exc).__name__},
+            )
 
     def error(self, exc: ClientError, operation: str, dest_key: str) -> Exception:
         """What a destination error means for the batch (raise the returned exception)."""
@@ -169,7 +170,10 @@ def list_destination(dest_s3: Any, bucket: str, dest_keys: list[str]) -> set[str
             if page.get("IsTruncated") and number >= LIST_MAX_PAGES:
                 return None
     except (ClientError, BotoCoreError) as exc:
-        logger.info("listing s3://%s/%s failed (%s): HEAD each object instead", bucket, prefix, type(exc).__name__)
+        logger.info(
+            "destination listing failed: HEAD each object instead",
+            extra={"dest_bucket": bucket, "prefix": prefix, "error": type(exc).__name__},
+        )
         return None
     return found
 

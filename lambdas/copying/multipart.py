@@ -139,13 +139,15 @@ class MultipartUploader:
         """Upload the remaining parts and complete; on a stop, pause (checkpoint) or abort."""
         checkpoint = upload.checkpoint
         logger.info(
-            "multipart %s -> %s: %d bytes in parts of %d from part %d (upload %s)",
-            stream.url,
-            self._destination.url(checkpoint.dest_key),
-            checkpoint.size,
-            checkpoint.part_size,
-            len(checkpoint.parts) + 1,
-            checkpoint.upload_id,
+            "multipart copy",
+            extra={
+                "key": spec.key,
+                "dest_key": checkpoint.dest_key,
+                "bytes": checkpoint.size,
+                "part_size": checkpoint.part_size,
+                "from_part": len(checkpoint.parts) + 1,
+                "upload_id": checkpoint.upload_id,
+            },
         )
         outcome = "abort"
         try:
@@ -273,10 +275,12 @@ class MultipartUploader:
         if not self._checkpoints.save(checkpoint.replace(parts=parts, digest=state, stalled=stalled)):
             return False
         logger.info(
-            "paused %s at part %d of %d (upload %s kept open)",
-            url,
-            len(parts),
-            -(-checkpoint.size // checkpoint.part_size),
-            checkpoint.upload_id,
+            "multipart copy paused, upload kept open",
+            extra={
+                "key": checkpoint.key,
+                "parts_done": len(parts),
+                "parts": -(-checkpoint.size // checkpoint.part_size),
+                "upload_id": checkpoint.upload_id,
+            },
         )
         return True

@@ -128,22 +128,20 @@ class ObjectCopier:
                 if attempt == 2:
                     result = ObjectResult(spec.key, dest_key, FAILED, reason=exc.reason)
                 else:
-                    logger.warning("retrying %s once: %s", self._source.url(spec.key), exc.reason)
+                    logger.warning(
+                        "integrity check failed: retrying once", extra={"key": spec.key, "reason": exc.reason}
+                    )
             except ObjectFailed as exc:
                 result = ObjectResult(spec.key, dest_key, FAILED, reason=exc.reason)
                 break
         assert result is not None
         self._checkpoints.discard(spec.key, dest_key)  # final: a leftover checkpoint (and its upload) is obsolete
         log = logger.warning if result.status == FAILED else logger.info
-        log(
-            "%s %s -> %s bytes=%d %.2fs%s",
-            result.status,
-            self._source.url(spec.key),
-            self._destination.url(dest_key),
-            result.bytes,
-            time.monotonic() - started,
-            f" ({result.reason})" if result.reason else "",
-        )
+        detail = {"key": spec.key, "dest_key": dest_key, "status": result.status, "bytes": result.bytes}
+        detail["seconds"] = round(time.monotonic() - started, 3)
+        if result.reason:
+            detail["reason"] = result.reason
+        log("object done", extra=detail)
         return result
 
     def _attempt(self, spec: ObjectSpec, dest_key: str, stop: StopSignal) -> ObjectResult:
@@ -203,12 +201,14 @@ class ObjectCopier:
         """Continue a paused multipart upload from its last completed part."""
         url = self._source.url(spec.key)
         logger.info(
-            "resuming %s at part %d (byte %d of %d, upload %s)",
-            url,
-            len(checkpoint.parts) + 1,
-            checkpoint.offset,
-            checkpoint.size,
-            checkpoint.upload_id,
+            "resuming a paused multipart copy",
+            extra={
+                "key": spec.key,
+                "from_part": len(checkpoint.parts) + 1,
+                "offset": checkpoint.offset,
+                "bytes": checkpoint.size,
+                "upload_id": checkpoint.upload_id,
+            },
         )
         response = self._source.get(spec.key, Range=f"bytes={checkpoint.offset}-", IfMatch=checkpoint.source_etag)
         assert response is not None  # no IfNoneMatch: never 304

@@ -32,7 +32,7 @@ def load_recorded_keys(staging_s3: Any, bucket: str, prefix: str) -> set[str]:
         for key in keys:
             entries = staging.get_json(staging_s3, bucket, key)
             if not isinstance(entries, list):
-                logger.warning("ignoring malformed result file s3://%s/%s", bucket, key)
+                logger.warning("ignoring a malformed result file", extra={"bucket": bucket, "key": key})
                 continue
             for entry in entries:
                 if (
@@ -56,11 +56,13 @@ def write_results(staging_s3: Any, bucket: str, prefix: str, results: list[Objec
     try:
         staging.put_json(staging_s3, bucket, key, [r.to_dict() for r in results])
     except (ClientError, BotoCoreError) as exc:
-        logger.error("could not record %d results at s3://%s/%s: %s", len(results), bucket, key, exc)
+        logger.error(
+            "could not record results", extra={"objects": len(results), "key": key, "error": type(exc).__name__}
+        )
         error = TransientCopyError(f"could not record {len(results)} results in s3://{bucket}/{prefix}")
         error.__cause__ = exc
         return error
-    logger.info("recorded %d results at s3://%s/%s", len(results), bucket, key)
+    logger.info("recorded results", extra={"objects": len(results), "key": key})
     return None
 
 
@@ -72,7 +74,7 @@ def record_fatal(staging_s3: Any, bucket: str, event: CopyBatchEvent, error: Bas
     try:
         staging.record_event(staging_s3, bucket, event.run_id, "errors", detail)
     except (ClientError, BotoCoreError) as exc:
-        logger.warning("could not record the batch's fatal error: %s", type(exc).__name__)
+        logger.warning("could not record the batch's fatal error", extra={"error": type(exc).__name__})
 
 
 class ResultLog:

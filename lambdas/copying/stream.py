@@ -61,7 +61,7 @@ class SourceStream:
                 if self.reopens >= MAX_STREAM_REOPENS or not self._etag:
                     raise
                 self.reopens += 1
-                logger.warning("source stream of %s broke at byte %d: re-opening it", self.url, self.offset)
+                logger.warning("source stream broke: re-opening it", extra={"key": self._key, "offset": self.offset})
                 self._reopen()
                 continue
             self.offset += len(data)
@@ -82,4 +82,4 @@ class SourceStream:
         try:
             self._body.close()
         except (BotoCoreError, OSError) as exc:
-            logger.debug("closing the source stream of %s: %s", self.url, type(exc).__name__)
+            logger.debug("closing the source stream failed", extra={"key": self._key, "error": type(exc).__name__})
