@@ -10,7 +10,11 @@ Everything of one execution lives under ``runs/<run_id>/``:
                                     deleted when the object is recorded
 - ``events/tea/<seq>.json``         one file per HTTP request made to TEA on behalf of this run
 - ``events/refresh/<seq>.json``     one file per RefreshCredentials call (coalesced or not)
-- ``report.json``                   Summarize's report
+- ``planning/``                     Plan's continuation while it runs in several invocations: ``checkpoint.json``
+                                    (cursor, counters, open batches, the manifest's upload id and parts), the
+                                    unflushed manifest tail and the seen-keys file; deleted when planning ends
+- ``summary/``                      likewise for Summarize (``checkpoint.json``, the report.csv tail)
+- ``report.json``                   Summarize's report (``report.csv``, ``report.html`` next to it)
 
 (The Distributed Map's ResultWriter writes under ``map-results/<map run id>/``, outside ``runs/``.)
 
@@ -26,6 +30,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 RUNS_PREFIX = "runs/"
 
@@ -62,6 +68,14 @@ def events_prefix(run_id: str, kind: str) -> str:
     return f"{run_prefix(run_id)}events/{kind}/"
 
 
+def planning_prefix(run_id: str) -> str:
+    return f"{run_prefix(run_id)}planning/"
+
+
+def summary_prefix(run_id: str) -> str:
+    return f"{run_prefix(run_id)}summary/"
+
+
 def report_key(run_id: str) -> str:
     return f"{run_prefix(run_id)}report.json"
 
@@ -78,6 +92,29 @@ def put_json(s3: Any, bucket: str, key: str, payload: Any) -> None:
 
 def get_json(s3: Any, bucket: str, key: str) -> Any:
     return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def get_json_if_present(s3: Any, bucket: str, key: str) -> Any:
+    """The JSON document at ``key``, or None when there is none (NoSuchKey)."""
+    try:
+        return get_json(s3, bucket, key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+
+
+def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
+    return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def delete_prefix(s3: Any, bucket: str, prefix: str) -> int:
+    """Delete every object under ``prefix`` (a run's own scratch folder); returns how many."""
+    deleted = 0
+    for key in list(list_keys(s3, bucket, prefix)):
+        delete_key(s3, bucket, key)
+        deleted += 1
+    return deleted
 
 
 def list_keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:

@@ -472,6 +472,16 @@ def check_cmr_url(url: str) -> str:
     return base_url(url, "the CMR URL", "plain http only to a loopback address")[0]
 
 
+@dataclass(frozen=True)
+class CmrPage:
+    """One page of a granule search, and where the query continues (``search_after``; None after the last page)."""
+
+    granules: list[CmrGranule]
+    search_after: str | None
+    fetched: int  # granule records read so far in this query (this page included), usable or not
+    hits: int
+
+
 @dataclass
 class QueryStats:
     requests: int = 0
@@ -510,7 +520,7 @@ class CmrClient:
         max_attempts: int = 6,
         max_retry_after_seconds: float = 120,
         deadline_seconds: float = 600,
-        max_granules: int = 1_000_000,
+        max_granules: int = 10_000_000,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -543,12 +553,27 @@ class CmrClient:
 
         The query ends (CmrUnavailable) at ``deadline_seconds`` or ``time_limit_seconds``, whichever is first.
         """
+        for page in self.pages(query, time_limit_seconds=time_limit_seconds):
+            yield from page.granules
+
+    def pages(
+        self,
+        query: CmrQuery,
+        *,
+        search_after: str | None = None,
+        fetched: int = 0,
+        time_limit_seconds: float | None = None,
+    ) -> Iterator[CmrPage]:
+        """The query's pages, lazily, each with the cursor that continues after it (``CmrPage.search_after``).
+
+        A query can be continued later (another Lambda invocation: Plan's loop) from a page's cursor:
+        ``pages(query, search_after=page.search_after, fetched=page.fetched)``. Every page must arrive before
+        ``deadline_seconds`` / ``time_limit_seconds`` (from this call), else CmrUnavailable.
+        """
         stats = self.stats = QueryStats()
         limit = self.deadline_seconds if time_limit_seconds is None else min(time_limit_seconds, self.deadline_seconds)
         deadline = self._clock() + limit
         url = f"{self.url}?{urllib.parse.urlencode(query.params(self.page_size))}"
-        search_after: str | None = None
-        fetched = 0
         max_pages = 2  # raised after the first page, from CMR-Hits
         while True:
             if stats.pages >= max_pages:
@@ -570,15 +595,12 @@ class CmrClient:
                         f"matches {hits} granules; at most {self.max_granules} per job: narrow 'temporal' or "
                         "'bounding_box', or split the job",
                     )
-                max_pages = math.ceil(max(hits, 1) / self.page_size) + 2
+                max_pages = math.ceil(max(hits - fetched, 1) / self.page_size) + 2
             stats.hits = hits
             items = document.get("items")
             if not isinstance(items, list):
                 raise CmrUnavailable(f"CMR answered {query.describe()} without an 'items' list")
-            for item in items:
-                granule = parse_granule(item, stats.parse)
-                if granule is not None:
-                    yield granule
+            granules = [g for g in (parse_granule(item, stats.parse) for item in items) if g is not None]
             fetched += len(items)
             next_after = headers.get("cmr-search-after")
             logger.info(
@@ -591,10 +613,12 @@ class CmrClient:
                     "hits": hits,
                 },
             )
-            if not items or not next_after or fetched >= hits:
-                return
-            if next_after == search_after:
+            last = not items or not next_after or fetched >= hits
+            if not last and next_after == search_after:
                 raise CmrUnavailable("CMR returned the same CMR-Search-After twice; paging would not progress")
+            yield CmrPage(granules=granules, search_after=None if last else next_after, fetched=fetched, hits=hits)
+            if last:
+                return
             search_after = next_after
 
     def credentials_endpoint(self, query: CmrQuery) -> str | None:

@@ -44,6 +44,7 @@ EXPECTED_ENV = {
         env_names.TEA_ENDPOINTS,  # ... and a second TEA endpoint
         env_names.BUCKET_ENDPOINTS,
         env_names.TEA_ENDPOINT,  # to match a CMR collection's DirectDistributionInformation
+        env_names.PLAN_BUDGET_SECONDS,
     },
     "credentials": {
         env_names.STAGING_BUCKET,
@@ -68,7 +69,12 @@ EXPECTED_ENV = {
         env_names.DEADLINE_RESERVE_SECONDS,
         env_names.TEA_ENDPOINTS,
     },
-    "summarize": {env_names.STAGING_BUCKET, env_names.MAX_FAILED_PERCENT, env_names.SCHEDULE_STATE_PREFIX},
+    "summarize": {
+        env_names.STAGING_BUCKET,
+        env_names.MAX_FAILED_PERCENT,
+        env_names.SCHEDULE_STATE_PREFIX,
+        env_names.SUMMARY_BUDGET_SECONDS,
+    },
 }
 
 
@@ -222,9 +228,15 @@ def test_no_item_batcher_anywhere(synth: Any) -> None:
 def test_top_level_flow(synth: Any) -> None:
     states = state_machine_definition(synth.template)["States"]
     assert state_machine_definition(synth.template)["StartAt"] == "Plan"
-    assert states["Plan"]["Parameters"] == {"input.$": "$", "run_id.$": "$$.Execution.Name"}
+    # every Plan invocation reads the execution input; its answer is the state (a continuation, or the plan)
+    assert states["Plan"]["Parameters"] == {"input.$": "$$.Execution.Input", "run_id.$": "$$.Execution.Name"}
     assert states["Plan"]["ResultPath"] == "$"
-    assert states["Plan"]["Next"] == "FetchCredentials"
+    assert states["Plan"]["Next"] == "PlanningDone"
+    assert states["PlanningDone"] == {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.continuation", "IsPresent": True, "Next": "Plan"}],
+        "Default": "FetchCredentials",
+    }
     assert states["FetchCredentials"]["Parameters"] == {
         "action": "fetch",
         "run_id.$": "$.run_id",
@@ -253,7 +265,13 @@ def test_top_level_flow(synth: Any) -> None:
         "outcome.$": "$.outcome",
         "execution_started.$": "$$.Execution.StartTime",
     }
-    assert states["Summarize"]["End"] is True
+    assert states["Summarize"]["Next"] == "SummaryDone"
+    assert states["SummaryDone"] == {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.continuation", "IsPresent": True, "Next": "Summarize"}],
+        "Default": "RunSummarized",
+    }
+    assert states["RunSummarized"] == {"Type": "Succeed"}
 
 
 def test_credentials_expired_routes_to_refresh_and_back(synth: Any) -> None:
