@@ -117,9 +117,11 @@ def delete_prefix(s3: Any, bucket: str, prefix: str) -> int:
     return deleted
 
 
-def list_keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+def list_keys(s3: Any, bucket: str, prefix: str, start_after: str | None = None) -> Iterator[str]:
+    """Keys under ``prefix`` in S3's (lexicographic) order, page by page; after ``start_after`` if given."""
     paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+    extra = {"StartAfter": start_after} if start_after else {}
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, **extra):
         for item in page.get("Contents", []):
             yield item["Key"]
 
