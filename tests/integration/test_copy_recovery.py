@@ -238,7 +238,8 @@ def test_records_of_accepts_only_a_list_of_records() -> None:
     assert records_of([{"key": "a", "status": "failed", "reason": "x"}]) == [
         {"key": "a", "status": "failed", "reason": "x"}
     ]
-    for raw in ({}, "x", [1], [{"key": 1, "status": "copied"}], [{"key": "a"}], None):
+    malformed: list[Any] = [{}, "x", [1], [{"key": 1, "status": "copied"}], [{"key": "a"}], None]
+    for raw in malformed:
         assert records_of(raw) is None
 
 
