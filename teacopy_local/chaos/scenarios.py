@@ -746,7 +746,8 @@ def killed_mid_batch(world: World) -> RunResult:
     world.seed(names, lambda i: 12 * MIB if i == 2 else 2000)
     world.faults.add("kill", operations=("UploadPart",), bucket=world.dest, skip=1)
     result = world.run(world.job(names))
-    world.expect(world.engine.runtime.kill_switch.kills == 1, f"kills {world.engine.runtime.kill_switch.kills}")
+    kills = world.engine.runtime.kills[LOGICAL_IDS["copy_batch"]]
+    world.expect(kills == 1, f"CopyBatch invocations killed {kills}")
     each_put_once(world, world.dest, [f"chaos/{k}" for k in names if k != big])
     return result
 
@@ -764,7 +765,8 @@ def killed_before_recording(world: World) -> RunResult:
     names = keys("g", 6)
     world.seed(names, 2048)
     result = world.run(world.job(names))
-    world.expect(world.engine.runtime.kill_switch.kills == 1, f"kills {world.engine.runtime.kill_switch.kills}")
+    kills = world.engine.runtime.kills[LOGICAL_IDS["copy_batch"]]
+    world.expect(kills == 1, f"CopyBatch invocations killed {kills}")
     each_put_once(world, world.dest, [f"chaos/{k}" for k in names])
     return result
 

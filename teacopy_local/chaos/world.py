@@ -124,7 +124,7 @@ class World:
             )
             self.engine.policy.clock = self.aws_clock  # S3 judges expiry by the AWS clock
             self._create_manifest_buckets()
-            self.faults.kill_switch = self.engine.runtime.kill_switch
+            self.faults.runtime = self.engine.runtime
             self._stack.enter_context(s3_fault_injection(self.faults))
         except BaseException:
             self._stack.close()
