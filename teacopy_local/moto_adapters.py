@@ -322,29 +322,50 @@ def inprocess_lambda(runtime: LambdaRuntime) -> Iterator[LambdaRuntime]:
         BotocoreStubber.__call__ = original_call  # type: ignore[method-assign]
 
 
+def _iteration_workers() -> list[type]:
+    """moto's map iteration worker classes that evaluate one child each (``_eval_job``), inline and distributed."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (
+        distributed_item_processor_worker as processor,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.iterator import (
+        distributed_iterator_worker as iterator,
+    )
+
+    return [IterationWorker, processor.DistributedItemProcessorWorker, iterator.DistributedIteratorWorker]
+
+
 @contextmanager
 def map_child_records(sink: Callable[[str, str], None]) -> Iterator[None]:
-    """Pass each Distributed Map child's input and output (or error) to ``sink(kind, json)``: moto keeps no
-    history of child executions, and the secret scan must see what flowed through them."""
-    original = IterationWorker._eval_job
+    """Pass each map child's input and output (or error) to ``sink(kind, json)``: moto keeps no history of
+    child executions, and the secret scan must see what flowed through them."""
+    originals = [(cls, cls.__dict__["_eval_job"]) for cls in _iteration_workers() if "_eval_job" in cls.__dict__]
 
-    def eval_job(self: IterationWorker, env: Any, job: Any) -> None:
-        sink("input", _json(job.job_input))
-        try:
-            original(self, env, job)
-        finally:
-            output = job.job_output
-            if isinstance(output, BaseException):
-                details = getattr(getattr(output, "failure_event", None), "event_details", None)
-                sink("error", _json({"error": type(output).__name__, "message": str(output), "details": details}))
-            else:
-                sink("output", _json(output))
+    def recorded(original: Callable[..., None]) -> Callable[..., None]:
+        def eval_job(self: Any, env: Any, job: Any) -> None:
+            sink("input", _json(job.job_input))
+            try:
+                original(self, env, job)
+            finally:
+                output = job.job_output
+                state = env.program_state() if hasattr(env, "program_state") else None
+                error = getattr(state, "error", None)
+                if isinstance(output, BaseException):
+                    details = getattr(getattr(output, "failure_event", None), "event_details", None)
+                    sink("error", _json({"error": type(output).__name__, "message": str(output), "details": details}))
+                elif error:
+                    sink("error", _json(error))
+                else:
+                    sink("output", _json(output))
 
-    IterationWorker._eval_job = eval_job  # type: ignore[method-assign]
+        return eval_job
+
+    for cls, original in originals:
+        cls._eval_job = recorded(original)  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        IterationWorker._eval_job = original  # type: ignore[method-assign]
+        for cls, original in originals:
+            cls._eval_job = original  # type: ignore[attr-defined]
 
 
 class ExpiredToken(S3ClientError):
@@ -739,6 +760,8 @@ def s3_fault_injection(faults: S3Faults) -> Iterator[S3Faults]:
             range=range_header.decode() if isinstance(range_header, bytes) else range_header,
         )
         rule = faults.decide(s3_request)
+        if faults.runtime is not None:  # a hook may have stalled it past the invocation's end
+            faults.runtime.refuse_if_dead(f"{operation} s3://{bucket}/{key}")
         if rule is not None and rule.kind == "kill":
             if faults.runtime is None:
                 raise RuntimeError("an S3 'kill' fault needs S3Faults(runtime=...)")
