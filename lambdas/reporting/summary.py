@@ -30,8 +30,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from lambdas.contracts import staging
 from lambdas.contracts.errors import CopyJobFailed, InvalidInput
 from lambdas.contracts.models import COPIED, FAILED, SKIPPED, WOULD_COPY, WOULD_SKIP, parse_time
@@ -40,7 +38,7 @@ from lambdas.contracts.settings import SummarySettings
 from lambdas.reporting import render as reports
 from lambdas.reporting.render import Timeline, progress_change
 from lambdas.reporting.schedule_state import write_last_success
-from lambdas.s3.codes import error_code
+from lambdas.reporting.uploads import abort_run_uploads
 from lambdas.s3.writer import StagedWriter
 
 logger = logging.getLogger(__name__)
@@ -63,44 +61,10 @@ def abort_leftover_uploads(s3: Any, bucket: str, run_id: str, failures: list[Cle
     A run that ends with paused objects (a batch failed, refresh rounds ran out) must not leave
     incomplete uploads in the user's bucket, billed and invisible. Returns how many were aborted.
     With ``failures``, an abort that fails with anything but NoSuchUpload is appended there (its checkpoint is
-    kept) and the others go on; without, it raises.
+    kept) and the others go on; without, it raises. A malformed checkpoint is no exception: its upload is found
+    through the run's manifest (``lambdas.reporting.uploads``).
     """
-    aborted = 0
-    for key in list(staging.list_keys(s3, bucket, staging.uploads_prefix(run_id))):
-        try:
-            checkpoint = staging.get_json(s3, bucket, key)
-            dest_bucket, dest_key = checkpoint["dest_bucket"], checkpoint["dest_key"]
-            upload_id = checkpoint["upload_id"]
-        except (ValueError, KeyError, TypeError) as exc:
-            logger.warning(
-                "ignoring a malformed upload checkpoint",
-                extra={"bucket": bucket, "key": key, "error": type(exc).__name__, "reason": str(exc)[:200]},
-            )
-            continue
-        try:
-            s3.abort_multipart_upload(Bucket=dest_bucket, Key=dest_key, UploadId=upload_id)
-            aborted += 1
-            logger.info(
-                "aborted a leftover upload",
-                extra={"upload_id": upload_id, "dest_bucket": dest_bucket, "dest_key": dest_key},
-            )
-        except (ClientError, BotoCoreError) as exc:
-            code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-            if code != "NoSuchUpload":
-                if failures is None:
-                    raise
-                logger.warning(
-                    "could not abort a leftover upload",
-                    extra={"upload_id": upload_id, "dest_bucket": dest_bucket, "dest_key": dest_key, "error": code},
-                )
-                failures.append(
-                    CleanupFailure(
-                        dest_bucket=str(dest_bucket), dest_key=str(dest_key), upload_id=str(upload_id), error=code
-                    )
-                )
-                continue
-        staging.delete_key(s3, bucket, key)
-    return aborted
+    return abort_run_uploads(s3, bucket, run_id, failures)
 
 
 # --- the tally ----------------------------------------------------------------------------------------------
