@@ -29,6 +29,7 @@ import random
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -528,6 +529,7 @@ class CmrClient:
         jitter: Callable[[], float] = random.random,
         backoff_base_seconds: float = 1.0,
         backoff_max_seconds: float = 30.0,
+        prefetch: bool = True,
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ConfigurationError(f"CMR page size must be 1..{MAX_PAGE_SIZE}, got {page_size}")
@@ -544,6 +546,7 @@ class CmrClient:
         self.max_granules = max_granules
         self._clock, self._sleep, self._wall_clock, self._jitter = clock, sleep, wall_clock, jitter
         self._backoff_base, self._backoff_max = backoff_base_seconds, backoff_max_seconds
+        self.prefetch = prefetch  # request the next page while the caller works on this one
         self.stats = QueryStats()
 
     def __repr__(self) -> str:
@@ -576,51 +579,64 @@ class CmrClient:
         deadline = self._clock() + limit
         url = f"{self.url}?{urllib.parse.urlencode(query.params(self.page_size))}"
         max_pages = 2  # raised after the first page, from CMR-Hits
-        while True:
-            if stats.pages >= max_pages:
-                raise CmrUnavailable(
-                    f"CMR paging of {query.describe()} did not end after {stats.pages} pages "
-                    f"({fetched} granules of {stats.hits} hits); try again later"
+        # One page ahead (``prefetch``): the next page is requested as soon as this one's CMR-Search-After is
+        # known, so CMR's time per page overlaps the parsing and planning of this one. A consumer that stops
+        # early leaves at most that one page unread (and does not wait for it).
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cmr-page")
+        try:
+            pending = pool.submit(self._page, url, search_after, deadline, query)
+            while True:
+                headers, document = pending.result()
+                stats.pages += 1
+                hits = _int_header(headers, "cmr-hits")
+                if hits is None:
+                    hits = document.get("hits") if isinstance(document.get("hits"), int) else None
+                if hits is None:
+                    raise CmrUnavailable(f"CMR answered {query.describe()} without CMR-Hits")
+                if stats.hits is None:
+                    if hits > self.max_granules:
+                        raise InvalidInput(
+                            "source.cmr",
+                            f"matches {hits} granules; at most {self.max_granules} per job: narrow 'temporal' or "
+                            "'bounding_box', or split the job",
+                        )
+                    max_pages = math.ceil(max(hits - fetched, 1) / self.page_size) + 2
+                stats.hits = hits
+                items = document.get("items")
+                if not isinstance(items, list):
+                    raise CmrUnavailable(f"CMR answered {query.describe()} without an 'items' list")
+                fetched += len(items)
+                next_after = headers.get("cmr-search-after")
+                last = not items or not next_after or fetched >= hits
+                if not last:
+                    if next_after == search_after:
+                        raise CmrUnavailable("CMR returned the same CMR-Search-After twice; paging would not progress")
+                    if stats.pages >= max_pages:
+                        raise CmrUnavailable(
+                            f"CMR paging of {query.describe()} did not end after {stats.pages} pages "
+                            f"({fetched} granules of {stats.hits} hits); try again later"
+                        )
+                    if self.prefetch:
+                        pending = pool.submit(self._page, url, next_after, deadline, query)
+                logger.info(
+                    "CMR page read",
+                    extra={
+                        "cmr_query": query.describe(),
+                        "page": stats.pages,
+                        "granules": len(items),
+                        "fetched": fetched,
+                        "hits": hits,
+                    },
                 )
-            headers, document = self._page(url, search_after, deadline, query)
-            stats.pages += 1
-            hits = _int_header(headers, "cmr-hits")
-            if hits is None:
-                hits = document.get("hits") if isinstance(document.get("hits"), int) else None
-            if hits is None:
-                raise CmrUnavailable(f"CMR answered {query.describe()} without CMR-Hits")
-            if stats.hits is None:
-                if hits > self.max_granules:
-                    raise InvalidInput(
-                        "source.cmr",
-                        f"matches {hits} granules; at most {self.max_granules} per job: narrow 'temporal' or "
-                        "'bounding_box', or split the job",
-                    )
-                max_pages = math.ceil(max(hits - fetched, 1) / self.page_size) + 2
-            stats.hits = hits
-            items = document.get("items")
-            if not isinstance(items, list):
-                raise CmrUnavailable(f"CMR answered {query.describe()} without an 'items' list")
-            granules = [g for g in (parse_granule(item, stats.parse) for item in items) if g is not None]
-            fetched += len(items)
-            next_after = headers.get("cmr-search-after")
-            logger.info(
-                "CMR page read",
-                extra={
-                    "cmr_query": query.describe(),
-                    "page": stats.pages,
-                    "granules": len(items),
-                    "fetched": fetched,
-                    "hits": hits,
-                },
-            )
-            last = not items or not next_after or fetched >= hits
-            if not last and next_after == search_after:
-                raise CmrUnavailable("CMR returned the same CMR-Search-After twice; paging would not progress")
-            yield CmrPage(granules=granules, search_after=None if last else next_after, fetched=fetched, hits=hits)
-            if last:
-                return
-            search_after = next_after
+                granules = [g for g in (parse_granule(item, stats.parse) for item in items) if g is not None]
+                yield CmrPage(granules=granules, search_after=None if last else next_after, fetched=fetched, hits=hits)
+                if last:
+                    return
+                if not self.prefetch:
+                    pending = pool.submit(self._page, url, next_after, deadline, query)
+                search_after = next_after
+        finally:  # a consumer that stops early does not wait for the page requested ahead
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def credentials_endpoint(self, query: CmrQuery) -> str | None:
         """The collection's TEA: ``DirectDistributionInformation.S3CredentialsAPIEndpoint`` (without the

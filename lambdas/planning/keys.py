@@ -70,6 +70,8 @@ class KeyFilter:
         return bool(self.include or self.exclude)
 
     def accepts(self, key: str) -> bool:
+        if not self._include_re and not self._exclude_re:  # no patterns (millions of keys: the common case)
+            return True
         if self._include_re and not any(p.match(key) for p in self._include_re):
             return False
         return not any(p.match(key) for p in self._exclude_re)

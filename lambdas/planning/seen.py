@@ -23,15 +23,13 @@ import tempfile
 import time
 from typing import Any, Protocol
 
-from boto3.s3.transfer import TransferConfig
-
 from lambdas.s3.limits import MIB
+from lambdas.s3.writer import StagedWriter
 
 logger = logging.getLogger(__name__)
 
 CACHE_KIB = 8 * 1024  # SQLite page cache: RSS stays flat whatever the number of keys
-# Upload/download of the digest file: bounded memory (chunks in flight x chunk size).
-TRANSFER = TransferConfig(multipart_threshold=16 * MIB, multipart_chunksize=16 * MIB, max_concurrency=4)
+READ_BYTES = MIB  # the file is copied to and from the staging bucket in chunks of this size (memory: one part)
 
 
 class DigestSet(Protocol):
@@ -103,20 +101,33 @@ class DigestFile:
     # -- the staged copy -----------------------------------------------------------------------------
 
     def upload(self, s3: Any, bucket: str, key: str) -> int:
-        """Commit and upload the file; returns its size in bytes."""
+        """Commit and upload the file (read in chunks, one multipart part in memory); returns its size."""
         self.flush()
-        size = os.path.getsize(self.path)
         started = time.monotonic()
-        s3.upload_file(self.path, bucket, key, Config=TRANSFER)
+        writer = StagedWriter(s3, bucket, key)
+        with open(self.path, "rb") as source:
+            while chunk := source.read(READ_BYTES):
+                writer.write(chunk)
+        writer.close()
         logger.info(
             "staged the seen-keys file",
-            extra={"key": key, "entries": self._count, "bytes": size, "seconds": round(time.monotonic() - started, 3)},
+            extra={
+                "key": key,
+                "entries": self._count,
+                "bytes": writer.bytes_written,
+                "seconds": round(time.monotonic() - started, 3),
+            },
         )
-        return size
+        return writer.bytes_written
 
     @classmethod
     def download(cls, s3: Any, bucket: str, key: str) -> DigestFile:
         handle, path = tempfile.mkstemp(prefix="teacopy-seen-", suffix=".sqlite")
-        os.close(handle)
-        s3.download_file(bucket, key, path, Config=TRANSFER)
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            with os.fdopen(handle, "wb") as target:
+                while chunk := body.read(READ_BYTES):
+                    target.write(chunk)
+        finally:
+            body.close()
         return cls(path)

@@ -45,9 +45,13 @@ class StagedManifest(StagedWriter):
         return self._items
 
     def add(self, item: Mapping[str, Any]) -> None:
+        self.add_json(json.dumps(item, separators=(",", ":"), ensure_ascii=False))
+
+    def add_json(self, text: str) -> None:
+        """One item, already JSON text."""
         comma = b"," if self._items else b""
         self._items += 1
-        self.write(comma + json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+        self.write(comma + text.encode("utf-8"))
 
     def state(self) -> dict[str, Any]:
         return {**super().state(), "items": self._items}
@@ -66,20 +70,25 @@ class StagedManifest(StagedWriter):
 
 
 class ItemSink(Protocol):
-    """Where finished batches go: the staged manifest, or a list (``batches_in_memory``)."""
+    """Where finished batches go, as JSON text: the staged manifest, or a list (``batches_in_memory``)."""
 
-    def add(self, item: Mapping[str, Any]) -> None: ...
+    def add_json(self, text: str) -> None: ...
 
 
 class _ListSink(list[Mapping[str, Any]]):
-    def add(self, item: Mapping[str, Any]) -> None:
-        self.append(item)
+    def add_json(self, text: str) -> None:
+        self.append(json.loads(text))
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class Batcher:
     """Greedy batches per source bucket, bounded by count, known bytes and the batch's JSON size.
 
-    A batch only ever holds objects of one bucket (its credentials endpoint is chosen per bucket).
+    A batch only ever holds objects of one bucket (its credentials endpoint is chosen per bucket). Each object is
+    encoded once, when it is added: a batch's JSON is its objects' texts joined (millions of objects per plan).
     """
 
     def __init__(
@@ -92,14 +101,15 @@ class Batcher:
     ) -> None:
         self._sink = sink
         self._max_objects, self._max_bytes, self._max_json = max_objects, max_bytes, max_json_bytes
-        self._open: dict[str, tuple[list[dict[str, Any]], list[int]]] = {}  # bucket -> (objects, [bytes, json])
+        self._open: dict[str, tuple[list[str], list[int]]] = {}  # bucket -> (objects' JSON, [bytes, json bytes])
         self._endpoint_for = endpoint_for
         self.endpoints: set[str] = set()  # the TEA endpoints the staged batches need credentials from
         self.batches = 0
 
     def add(self, bucket: str, item: dict[str, Any], where: str) -> None:
         size = int(item.get("size") or 0)
-        item_json = len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8")) + 1
+        text = _dumps(item)
+        item_json = len(text.encode("utf-8")) + 1
         current = self._open.get(bucket)
         if current is None:
             if len(self._open) >= MAX_SOURCE_BUCKETS:
@@ -113,7 +123,7 @@ class Batcher:
         ):
             self._flush(bucket)
             objects, totals = self._open[bucket] = ([], [0, 0])
-        objects.append(item)
+        objects.append(text)
         totals[0] += size
         totals[1] += item_json
 
@@ -123,8 +133,10 @@ class Batcher:
             self.batches += 1
             endpoint = self._endpoint_for(bucket)
             self.endpoints.add(endpoint)
-            self._sink.add(
-                {"id": f"b{self.batches:06d}", "source_bucket": bucket, "endpoint": endpoint, "objects": objects}
+            # the same text as json.dumps of {"id", "source_bucket", "endpoint", "objects"}
+            self._sink.add_json(
+                f'{{"id":"b{self.batches:06d}","source_bucket":{_dumps(bucket)},"endpoint":{_dumps(endpoint)},'
+                f'"objects":[{",".join(objects)}]}}'
             )
 
     def finish(self) -> None:
@@ -132,7 +144,7 @@ class Batcher:
             self._flush(bucket)
 
     def state(self) -> dict[str, Any]:
-        """The open batches and the counters (a continuation carries them; ``restore`` puts them back)."""
+        """The open batches (their objects' JSON texts) and the counters: a continuation carries them."""
         return {
             "batches": self.batches,
             "endpoints": sorted(self.endpoints),
@@ -146,7 +158,7 @@ class Batcher:
         self.batches = int(state["batches"])
         self.endpoints = set(state["endpoints"])
         self._open = {
-            str(entry["bucket"]): (list(entry["objects"]), [int(entry["bytes"]), int(entry["json"])])
+            str(entry["bucket"]): ([str(text) for text in entry["objects"]], [int(entry["bytes"]), int(entry["json"])])
             for entry in state["open"]
         }
 

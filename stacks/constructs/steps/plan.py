@@ -16,6 +16,7 @@ from lambdas.contracts.settings import DEFAULT_BUDGET_SECONDS
 from lambdas.contracts.staging import RUNS_PREFIX
 from lambdas.earthdata.cmr import DEFAULT_CMR_URL
 from lambdas.earthdata.cmr import MAX_PAGE_SIZE as CMR_MAX_PAGE_SIZE
+from stacks import memory
 from stacks.constructs.schedules import ScheduleState
 from stacks.constructs.state_names import StateNames
 from stacks.constructs.steps.base import (
@@ -75,7 +76,7 @@ class PlanStep(LambdaStep):
             logical_id=LOGICAL_IDS["plan"],
             handler="lambdas.handlers.plan.lambda_handler",
             description="teacopy Plan: validate the request and stage the batched manifest",
-            memory_mb=512,
+            memory_mb=memory.PLAN_MB,
             timeout=Duration.minutes(15),  # a prefix listing or CMR query of millions of objects
             environment=plan_environment(resources, credentials),
         )

@@ -13,6 +13,7 @@ from constructs import Construct
 from lambdas.contracts import env_names
 from lambdas.contracts.settings import DEFAULT_BUDGET_SECONDS
 from lambdas.contracts.staging import RUNS_PREFIX
+from stacks import memory
 from stacks.constructs.function import s3_bucket_arn, s3_object_arn
 from stacks.constructs.schedules import ScheduleState
 from stacks.constructs.state_names import StateNames
@@ -42,7 +43,7 @@ class SummarizeStep(LambdaStep):
             logical_id=LOGICAL_IDS["summarize"],
             handler="lambdas.handlers.summarize.lambda_handler",
             description="teacopy Summarize: aggregate per-object results into the run report",
-            memory_mb=1024,
+            memory_mb=memory.SUMMARIZE_MB,
             timeout=Duration.minutes(15),
             environment={
                 **resources.staging_env,
