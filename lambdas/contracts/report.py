@@ -78,6 +78,9 @@ class RunReport(_Shape):
     throughput_bytes_per_second: int | None
     timeline: list[list[int | float]] = Field(description="[seconds since start, objects done, bytes copied, failed]")
     refresh_offsets: list[float] = Field(description="seconds since start at which new credentials were adopted")
+    unreadable_result_files: int = Field(
+        default=0, description="result files that were not JSON (Summarize set them aside; their objects not counted)"
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -18,10 +18,17 @@ last invocation completes report.csv, writes report.json and report.html, and de
 Before any of it, the first invocation aborts the multipart uploads paused objects left open
 (``abort_leftover_uploads``); an upload that cannot be aborted is listed in the report (``cleanup_failures``),
 never a reason not to write it.
+
+A result file that is not JSON (CopyBatch normally sets such a file aside itself, but one written after its
+batch's last read, or damaged later, can still be there) does not stop the report: Summarize moves it aside
+(``runs/<run>/set-aside/…``, as CopyBatch does), counts it in ``unreadable_result_files``, and its objects count
+as not attempted (so the run is reported failed, naming the file count). ``teacopy report`` (``collect``) only
+counts such files and leaves them where they are.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import deque
@@ -35,6 +42,7 @@ from lambdas.contracts.errors import CopyJobFailed, InvalidInput
 from lambdas.contracts.models import COPIED, FAILED, SKIPPED, WOULD_COPY, WOULD_SKIP, parse_time
 from lambdas.contracts.report import CleanupFailure, Failure, MapError, RecordedError, Report, RunReport, RunSummary
 from lambdas.contracts.settings import SummarySettings
+from lambdas.copying.results import set_aside
 from lambdas.reporting import render as reports
 from lambdas.reporting.render import Timeline, progress_change
 from lambdas.reporting.schedule_state import write_last_success
@@ -85,6 +93,7 @@ class Tally:
         self.finished: float | None = None  # the latest result file
         self.batches = 0
         self.files = 0
+        self.unreadable = 0  # result files that were not JSON (set aside by Summarize)
 
     def add_batch(self, batch: str, files: list[tuple[float | None, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
         """Fold one batch's result files (in time order); returns its rows (each object's last word, by key)."""
@@ -152,12 +161,28 @@ def reason_class(reason: str) -> str:
 # --- reading the result log ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A staging file whose bytes are not JSON (``read_ahead`` yields it instead of a document)."""
+
+    body: bytes
+
+
+def _get_document(s3: Any, bucket: str, key: str) -> Any:
+    body = staging.get_body(s3, bucket, key)
+    try:
+        return json.loads(body)
+    except ValueError:  # not JSON (or not UTF-8)
+        return Unreadable(body)
+
+
 def read_ahead(s3: Any, bucket: str, keys: Iterable[str], window: int = READ_AHEAD) -> Iterator[tuple[str, Any]]:
-    """(key, JSON document) of ``keys`` in their order, up to ``window`` requested ahead on READ_THREADS threads."""
+    """(key, JSON document or ``Unreadable``) of ``keys`` in their order, up to ``window`` requested ahead on
+    READ_THREADS threads."""
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
         pending: deque[tuple[str, Future[Any]]] = deque()
         for key in keys:
-            pending.append((key, pool.submit(staging.get_json, s3, bucket, key)))
+            pending.append((key, pool.submit(_get_document, s3, bucket, key)))
             if len(pending) >= window:
                 done_key, future = pending.popleft()
                 yield done_key, future.result()
@@ -167,10 +192,15 @@ def read_ahead(s3: Any, bucket: str, keys: Iterable[str], window: int = READ_AHE
 
 
 def result_batches(
-    s3: Any, bucket: str, run_id: str, start_after: str | None = None
+    s3: Any,
+    bucket: str,
+    run_id: str,
+    start_after: str | None = None,
+    on_unreadable: Callable[[str, bytes], None] | None = None,
 ) -> Iterator[tuple[str, list[tuple[float | None, list[dict[str, Any]]]], str]]:
     """(batch id, its result files as (time, records) in time order, the batch's last result key), batch by batch,
-    after result key ``start_after``."""
+    after result key ``start_after``. A file that is not JSON goes to ``on_unreadable`` (key, bytes) and records
+    nothing."""
     keys = staging.list_keys(s3, bucket, staging.results_prefix(run_id), start_after=start_after)
     batch: str | None = None
     files: list[tuple[float | None, list[dict[str, Any]]]] = []
@@ -181,6 +211,10 @@ def result_batches(
             yield batch, files, last_key
             files = []
         batch, last_key = name, key
+        if isinstance(records, Unreadable):
+            if on_unreadable is not None:
+                on_unreadable(key, records.body)
+            records = None
         files.append((reports.sequence_time(key), records if isinstance(records, list) else []))
     if batch is not None:
         yield batch, files, last_key
@@ -195,11 +229,19 @@ def fold(
     start_after: str | None = None,
     on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    set_aside_unreadable: bool = False,
 ) -> tuple[str | None, bool]:
     """Fold the result batches after ``start_after`` into ``tally`` (rows to ``on_rows``). Stops after a batch when
-    ``should_stop()``. Returns (the last result key folded, whether every batch is folded)."""
+    ``should_stop()``. Returns (the last result key folded, whether every batch is folded). A result file that is
+    not JSON is counted (``tally.unreadable``) and, with ``set_aside_unreadable`` (Summarize), set aside."""
+
+    def unreadable(key: str, body: bytes) -> None:
+        tally.unreadable += 1
+        if set_aside_unreadable:
+            set_aside(s3, bucket, key, body)
+
     cursor = start_after
-    for batch, files, last_key in result_batches(s3, bucket, run_id, start_after):
+    for batch, files, last_key in result_batches(s3, bucket, run_id, start_after, unreadable):
         rows = tally.add_batch(batch, files)
         if on_rows is not None:
             on_rows(rows)
@@ -308,6 +350,7 @@ def run_report(run_id: str, plan: Mapping[str, Any], tally: Tally, events: Event
         duration_seconds=None if duration is None else round(duration, 3),
         throughput_bytes_per_second=round(tally.copied_bytes / duration) if duration else None,
         timeline=tally.timeline.points(),
+        unreadable_result_files=tally.unreadable,
         refresh_offsets=sorted(round(max(0.0, t - started), 3) for t in events.first_adoption.values())[
             : reports.MAX_REFRESH_MARKS
         ],
@@ -434,6 +477,7 @@ class _Summary:
                 start_after=progress.cursor,
                 on_rows=lambda rows: self.csv.write(reports.csv_rows(rows).encode("utf-8")),
                 should_stop=self._out_of_time,
+                set_aside_unreadable=True,
             )
             progress.cursor = cursor
             if not complete:
@@ -511,6 +555,11 @@ class _Summary:
                 why.append(f"{report.failed} of {report.objects} objects failed ({report.failures_by_reason})")
             if report.not_attempted:
                 why.append(f"{report.not_attempted} objects were not attempted")
+            if report.unreadable_result_files:
+                why.append(
+                    f"{report.unreadable_result_files} result files were not JSON (set aside under "
+                    f"runs/{run_id}/set-aside/; their objects count as not attempted)"
+                )
             for error in report.errors[:3]:  # the failed batches' own words (their causes stay in the children)
                 why.append(f"{error.error}: {_short(error.message, 400).rstrip('.')}")
             if report.map_failed and not report.errors:

@@ -180,3 +180,21 @@ def test_report_csv_in_parts_across_invocations_survives_a_crash(s3: Any, operat
     assert [(r["batch"], r["key"]) for r in rows] == sorted(truth)
     assert s3.list_multipart_uploads(Bucket="staging").get("Uploads", []) == []
     assert list(staging.list_keys(s3, "staging", staging.summary_prefix("parts"))) == []
+
+
+def test_a_result_file_that_is_not_json_is_set_aside_and_the_report_is_written(s3: Any) -> None:
+    truth = seed(s3, "poisoned", 3, 10, unrecorded=False)
+    damaged = staging.results_prefix("poisoned", "b000002") + f"{int((T0 + 2) * 1e9):020d}-00000000.json"
+    s3.put_object(Bucket="staging", Key=damaged, Body=b'[{"key": "k/00001/0000')  # truncated
+    lost = {key for (batch, key), record in truth.items() if batch == "b000002"}
+    with pytest.raises(CopyJobFailed, match="1 result files were not JSON"):
+        summarize_until_done(s3, "poisoned", 0)
+    report = staging.get_json(s3, "staging", staging.report_key("poisoned"))
+    assert report["unreadable_result_files"] == 1
+    # the damaged file is kept for the operator, out of the result log; batch 2's second file still counts
+    assert s3.get_object(Bucket="staging", Key=staging.set_aside_key(damaged))["Body"].read().startswith(b"[{")
+    assert damaged not in set(staging.list_keys(s3, "staging", staging.results_prefix("poisoned")))
+    second = {key for key in lost if int(key[-8:-3]) % 5 in (0, 1)}  # what batch 2's second file records
+    rows = csv_rows(s3, "poisoned")
+    assert {r["key"] for r in rows if r["batch"] == "b000002"} == second & lost
+    assert report["not_attempted"] == len(lost - second)
