@@ -123,37 +123,6 @@ def loop(
 # --- reading what was staged ---------------------------------------------------------------------------------
 
 
-def iter_json_array(chunks: Iterator[bytes]) -> Iterator[Any]:
-    """The items of a JSON array, decoded from a stream of byte chunks one item at a time."""
-    decoder, text = json.JSONDecoder(), codecs.getincrementaldecoder("utf-8")()
-    buffer, position, opened, ended = "", 0, False, False
-    for chunk in chunks:
-        buffer = buffer[position:] + text.decode(chunk)
-        position = 0
-        while True:
-            while position < len(buffer) and buffer[position] in " \t\r\n,":
-                position += 1
-            if position >= len(buffer):
-                break
-            if not opened:
-                if buffer[position] != "[":
-                    raise ValueError("not a JSON array")
-                opened, position = True, position + 1
-                continue
-            if buffer[position] == "]":
-                ended = True
-                break
-            try:
-                item, end = decoder.raw_decode(buffer, position)
-            except json.JSONDecodeError:
-                break  # incomplete: read on
-            yield item
-            position = end
-        if ended:
-            return
-    raise ValueError("the JSON array is not closed")
-
-
 def body_chunks(s3: Any, bucket: str, key: str, size: int = 1024**2) -> Iterator[bytes]:
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     try:
@@ -166,7 +135,7 @@ def body_chunks(s3: Any, bucket: str, key: str, size: int = 1024**2) -> Iterator
 def verify_manifest(s3: Any, run_id: str, collection: SyntheticCollection) -> dict[str, int]:
     """Every granule's file in the staged manifest exactly once, in order (read back, not Plan's counts)."""
     index = batches = 0
-    for batch in iter_json_array(body_chunks(s3, STAGING, staging.manifest_key(run_id))):
+    for batch in staging.iter_json_array(s3, STAGING, staging.manifest_key(run_id)):
         batches += 1
         for item in batch["objects"]:
             expected = collection.key(index, 0)
@@ -213,7 +182,7 @@ def seed_results(s3: Any, run_id: str, batches: int) -> dict[str, int]:
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         pending = []
-        for number, batch in enumerate(iter_json_array(body_chunks(s3, STAGING, staging.manifest_key(run_id)))):
+        for number, batch in enumerate(staging.iter_json_array(s3, STAGING, staging.manifest_key(run_id))):
             for key, records in files_of(number, batch):
                 pending.append(pool.submit(staging.put_json, s3, STAGING, key, records))
                 truth["files"] += 1

@@ -26,6 +26,7 @@ and resumes after the objects already done, and Summarize aggregates them.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import time
@@ -106,6 +107,43 @@ def get_body(s3: Any, bucket: str, key: str) -> bytes:
 
 def get_json(s3: Any, bucket: str, key: str) -> Any:
     return json.loads(get_body(s3, bucket, key))
+
+
+def iter_json_array(s3: Any, bucket: str, key: str, chunk_bytes: int = 1024**2) -> Iterator[Any]:
+    """The items of the JSON array at ``key``, decoded one at a time from the object read in chunks: memory is one
+    chunk and one item, whatever the array's size (the staged manifest of millions of objects)."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        yield from _json_array_items(iter(lambda: body.read(chunk_bytes), b""))
+    finally:
+        body.close()
+
+
+def _json_array_items(chunks: Iterator[bytes]) -> Iterator[Any]:
+    decoder, text = json.JSONDecoder(), codecs.getincrementaldecoder("utf-8")()
+    buffer, position, opened = "", 0, False
+    for chunk in chunks:
+        buffer = buffer[position:] + text.decode(chunk)
+        position = 0
+        while True:
+            while position < len(buffer) and buffer[position] in " \t\r\n,":
+                position += 1
+            if position >= len(buffer):
+                break
+            if not opened:
+                if buffer[position] != "[":
+                    raise ValueError("not a JSON array")
+                opened, position = True, position + 1
+                continue
+            if buffer[position] == "]":
+                return
+            try:
+                item, end = decoder.raw_decode(buffer, position)
+            except json.JSONDecodeError:
+                break  # incomplete: read on
+            yield item
+            position = end
+    raise ValueError("the JSON array is not closed")
 
 
 def get_json_if_present(s3: Any, bucket: str, key: str) -> Any:

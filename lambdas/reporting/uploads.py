@@ -17,6 +17,7 @@ A checkpoint whose object cannot be found is kept (logged) for the operator.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -30,15 +31,29 @@ from lambdas.s3.codes import error_code
 logger = logging.getLogger(__name__)
 
 
-def locate(run_id: str, checkpoint_key: str, destination: Destination, batches: list[Any]) -> str | None:
+def locate(run_id: str, checkpoint_key: str, destination: Destination, batches: Iterable[Any]) -> str | None:
     """The destination key of the object whose checkpoint is ``checkpoint_key`` (from the staged manifest)."""
-    batch_id = checkpoint_key[len(staging.uploads_prefix(run_id)) :].partition("/")[0]
+    return locate_all(run_id, [checkpoint_key], destination, batches).get(checkpoint_key)
+
+
+def locate_all(
+    run_id: str, checkpoint_keys: Iterable[str], destination: Destination, batches: Iterable[Any]
+) -> dict[str, str]:
+    """checkpoint key -> the destination key of its object, in one pass over the staged manifest's batches
+    (streamed: only the batches named by a checkpoint are decoded into objects)."""
+    wanted: dict[str, set[str]] = {}
+    for key in checkpoint_keys:
+        wanted.setdefault(key[len(staging.uploads_prefix(run_id)) :].partition("/")[0], set()).add(key)
+    found: dict[str, str] = {}
     for item in batches:
-        if isinstance(item, dict) and item.get("id") == batch_id:
-            for spec in Batch.from_dict(item).objects:
-                if staging.upload_checkpoint_key(run_id, batch_id, spec.key) == checkpoint_key:
-                    return destination.key_for_object(spec)
-    return None
+        if not isinstance(item, dict) or item.get("id") not in wanted:
+            continue
+        batch_id = str(item["id"])
+        for spec in Batch.from_dict(item).objects:
+            checkpoint = staging.upload_checkpoint_key(run_id, batch_id, spec.key)
+            if checkpoint in wanted[batch_id]:
+                found[checkpoint] = destination.key_for_object(spec)
+    return found
 
 
 def abort_upload(s3: Any, dest_bucket: str, dest_key: str, upload_id: str) -> int:
@@ -116,10 +131,12 @@ def _abort_located(
     plan = staging.get_json(s3, bucket, staging.plan_key(run_id))
     destination = Destination.from_dict(plan["destination"])
     manifest = plan.get("manifest") or {}
-    batches = staging.get_json(s3, manifest.get("bucket", bucket), manifest["key"]) if "key" in manifest else []
+    # the staged manifest is streamed (one batch at a time): it can hold millions of objects
+    batches = staging.iter_json_array(s3, manifest.get("bucket", bucket), manifest["key"]) if "key" in manifest else []
+    located = locate_all(run_id, [key for key, _ in partial], destination, batches)
     aborted = 0
     for key, ref in partial:
-        dest_key = locate(run_id, key, destination, batches if isinstance(batches, list) else [])
+        dest_key = located.get(key)
         if dest_key is None:
             logger.error("kept a leftover upload checkpoint: its object is not in the manifest", extra={"key": key})
             continue
