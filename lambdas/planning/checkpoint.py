@@ -2,7 +2,7 @@
 
 A plan that cannot finish within one invocation's budget stops after a source page, saves a checkpoint in
 the staging bucket and returns ``{"continuation": ...}``; the state machine invokes Plan again (state
-``PlanDone`` loops back to ``Plan``), which resumes from the checkpoint. A crashed or retried invocation
+``PlanningDone`` loops back to ``Plan``), which resumes from the checkpoint. A crashed or retried invocation
 resumes from the last checkpoint too: every part of the staged manifest uploaded after it is uploaded again,
 with the same number and bytes, because the source continues deterministically from the saved cursor.
 

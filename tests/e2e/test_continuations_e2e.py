@@ -63,6 +63,13 @@ def test_planning_and_summarizing_continue_and_lose_nothing(synth: Any) -> None:
         states = [e["stateEnteredEventDetails"]["name"] for e in engine.history(result.execution_arn)
                   if e["type"].endswith("StateEntered")]  # fmt: skip
         assert states.count("Plan") == 4 and states.count("PlanningDone") == 4
+        # the parent's history per loop round (README "Limits": 25,000 events per execution)
+        events = engine.history(result.execution_arn)
+        kinds = [e["type"] for e in events]
+        # 7 events per Plan or Summarize round (Task entered, Lambda scheduled/started/succeeded, Task exited,
+        # Choice entered/exited), a fixed dozen for the map and the ends: MAX_*_INVOCATIONS (1,000 each) fit
+        assert len(kinds) == 7 * (4 + batches + 1) + 17, kinds
+        assert kinds.count("MapRunStarted") == 1  # the children's events are not in the parent's history
         assert states.count("Summarize") == batches + 1 and states[-1] == "RunSummarized"
 
         # nothing lost: every seeded object is at the destination, byte for byte, and nothing else is

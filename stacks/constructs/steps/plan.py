@@ -77,6 +77,7 @@ class PlanStep(LambdaStep):
             handler="lambdas.handlers.plan.lambda_handler",
             description="teacopy Plan: validate the request and stage the batched manifest",
             memory_mb=memory.PLAN_MB,
+            ephemeral_storage_mb=memory.PLAN_TMP_MB,  # the seen-keys file (planning/seen.py)
             timeout=Duration.minutes(15),  # a prefix listing or CMR query of millions of objects
             environment=plan_environment(resources, credentials),
         )
