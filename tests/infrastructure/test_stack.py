@@ -13,6 +13,7 @@ import pytest
 
 from lambdas.contracts import env_names
 from lambdas.contracts.settings import CopySettings, CredentialSettings, PlanSettings, SummarySettings
+from stacks import memory
 from stacks.teacopy_stack import LOGICAL_IDS
 from stacks.template_tools import dummy_resolver, resolve_intrinsics, state_machine_definition
 
@@ -141,6 +142,16 @@ def test_four_functions_python312_arm64_json_logs_tracing(synth: Any) -> None:
     assert copy["MemorySize"] == synth.config.copy_memory_mb
     assert copy["Timeout"] == synth.config.copy_timeout_seconds
     assert functions[LOGICAL_IDS["summarize"]]["Properties"]["Timeout"] == 900
+
+
+def test_plan_credentials_summarize_memory_and_plans_tmp_are_the_measured_figures(synth: Any) -> None:
+    functions = resources(synth.template, "AWS::Lambda::Function")
+    memory_of = {key: functions[LOGICAL_IDS[key]]["Properties"]["MemorySize"] for key in FUNCTIONS}
+    assert memory_of["plan"] == memory.PLAN_MB and memory_of["summarize"] == memory.SUMMARIZE_MB
+    assert memory_of["credentials"] == memory.CREDENTIALS_MB
+    plan = functions[LOGICAL_IDS["plan"]]["Properties"]
+    assert plan["EphemeralStorage"] == {"Size": memory.PLAN_TMP_MB}  # the seen-keys file of a 10M-object plan
+    assert all("EphemeralStorage" not in functions[LOGICAL_IDS[k]]["Properties"] for k in FUNCTIONS if k != "plan")
 
 
 def test_function_roles_have_no_managed_policies(synth: Any) -> None:
