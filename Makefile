@@ -8,7 +8,7 @@ DEMO_ARGS ?=
 SOURCE ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint format synth bench clean chromium chaos schema
+.PHONY: setup demo test test-fast lint format synth bench clean chromium chaos schema scale
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,14 @@ demo: synth
 CHAOS_ARGS ?=
 chaos: synth
 	$(BIN)/python -m teacopy_local.chaos $(CHAOS_ARGS)
+
+# `make scale`: Plan and Summarize of a whole CMR collection at 100,000 and 1,000,000 objects (CMR emulator, moto
+# S3 server, each Lambda invocation its own process); a table, then as the last line {"objects", "plan_invocations",
+# "plan_peak_rss_mb", "summarize_peak_rss_mb", "rss_growth_100k_to_1m", "plan_seconds", "summarize_seconds", ...}
+# (see teacopy_local/scale.py; ~10 min on 2 cores).
+SCALE_ARGS ?=
+scale: setup
+	$(BIN)/python -m teacopy_local.scale $(SCALE_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -29,6 +29,9 @@ CMR_URL = "TEACOPY_CMR_URL"  # e.g. https://cmr.earthdata.nasa.gov (https; http 
 CMR_PAGE_SIZE = "TEACOPY_CMR_PAGE_SIZE"  # granules per CMR page, 1..2000
 CMR_MAX_GRANULES = "TEACOPY_CMR_MAX_GRANULES"  # a CMR source matching more granules is refused
 # More TEA endpoints than TEA_ENDPOINT (named "default"): JSON {name: {"url": ..., "cache": <secret id>}}
+# Plan and Summarize work this many seconds per invocation, then checkpoint and continue in another one.
+PLAN_BUDGET_SECONDS = "TEACOPY_PLAN_BUDGET_SECONDS"
+SUMMARY_BUDGET_SECONDS = "TEACOPY_SUMMARY_BUDGET_SECONDS"
 TEA_ENDPOINTS = "TEACOPY_TEA_ENDPOINTS"
 BUCKET_ENDPOINTS = "TEACOPY_BUCKET_ENDPOINTS"  # JSON {source bucket: endpoint name}; others use "default"
 # Local engine only: where S3 / Secrets Manager / DynamoDB live (unset on AWS).

@@ -30,6 +30,15 @@ class RecordedError(_Shape):
     count: int
 
 
+class CleanupFailure(_Shape):
+    """A leftover multipart upload Summarize could not abort (it stays in the destination bucket until aborted)."""
+
+    dest_bucket: str
+    dest_key: str
+    upload_id: str
+    error: str
+
+
 class MapError(_Shape):
     error: str | None
     cause: str
@@ -58,7 +67,9 @@ class RunReport(_Shape):
     schedule: dict[str, Any] | None
     planned_at: str | None
     failures_by_reason: dict[str, int]
-    failures: list[Failure] = Field(description="the first MAX_LISTED_FAILURES failures, by key")
+    failures: list[Failure] = Field(
+        description="the first MAX_LISTED_FAILURES failures by key (all of them are in report.csv)"
+    )
     failures_truncated: bool
     by_status: dict[str, int]
     started_at: str | None
@@ -67,15 +78,23 @@ class RunReport(_Shape):
     throughput_bytes_per_second: int | None
     timeline: list[list[int | float]] = Field(description="[seconds since start, objects done, bytes copied, failed]")
     refresh_offsets: list[float] = Field(description="seconds since start at which new credentials were adopted")
+    unreadable_result_files: int = Field(
+        default=0, description="result files that were not JSON (Summarize set them aside; their objects not counted)"
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
 
 class Report(RunReport):
-    """report.json: the run's outcome plus what Summarize did (aborted uploads) and where it wrote the reports."""
+    """report.json: the run's outcome plus what Summarize did (aborted uploads, those it could not abort, its
+    invocations) and where it wrote the reports."""
 
     uploads_aborted: int
+    cleanup_failures: list[CleanupFailure] = Field(
+        default_factory=list, description="leftover uploads that could not be aborted (still open)"
+    )
+    summary_invocations: int = Field(default=1, description="Summarize invocations that built this report")
     errors: list[RecordedError]
     map_failed: bool
     map_error: MapError | None = None

@@ -130,6 +130,11 @@ class CredentialSettings:
         )
 
 
+# Plan and Summarize: seconds of work per invocation before they checkpoint and continue in another one
+# (their Lambdas time out at 900 s; the rest is margin for a slow last page and the checkpoint).
+DEFAULT_BUDGET_SECONDS = 600
+
+
 @dataclass(frozen=True)
 class PlanSettings:
     staging_bucket: str
@@ -145,11 +150,13 @@ class PlanSettings:
     source_region: str = "us-west-2"
     cmr_url: str = "https://cmr.earthdata.nasa.gov"
     cmr_page_size: int = 2000
-    cmr_max_granules: int = 1_000_000
+    cmr_max_granules: int = 10_000_000
     schedule_state_prefix: str = ""  # SSM path of incremental schedules' state ("" = no incremental schedule)
     bucket_endpoints: tuple[tuple[str, str], ...] = ()  # (source bucket, TEA endpoint name); others: default
     extra_cache_secret_ids: tuple[tuple[str, str], ...] = ()  # (endpoint name, cache secret) besides default
     endpoint_urls: tuple[tuple[str, str], ...] = ()  # (endpoint name, TEA URL), "default" included when known
+    # Plan pages through its source this long per invocation, then checkpoints and continues (planning.plan)
+    plan_budget_seconds: int = DEFAULT_BUDGET_SECONDS
 
     def endpoint_for(self, bucket: str) -> str:
         """The TEA endpoint whose credentials read ``bucket`` (config ``tea_endpoints[].buckets``)."""
@@ -181,12 +188,13 @@ class PlanSettings:
             source_region=_str(e, env.SOURCE_REGION, "us-west-2"),
             cmr_url=_str(e, env.CMR_URL, "https://cmr.earthdata.nasa.gov"),
             cmr_page_size=_int(e, env.CMR_PAGE_SIZE, 2000, minimum=1),
-            cmr_max_granules=_int(e, env.CMR_MAX_GRANULES, 1_000_000, minimum=1),
+            cmr_max_granules=_int(e, env.CMR_MAX_GRANULES, 10_000_000, minimum=1),
             schedule_state_prefix=e.get(env.SCHEDULE_STATE_PREFIX, ""),
             bucket_endpoints=_bucket_endpoints(e),
             extra_cache_secret_ids=_cache_ids(e),
             endpoint_urls=(((DEFAULT_ENDPOINT, e[env.TEA_ENDPOINT].rstrip("/")),) if e.get(env.TEA_ENDPOINT) else ())
             + tuple((x.name, x.url) for x in _extra_endpoints(e)),
+            plan_budget_seconds=_int(e, env.PLAN_BUDGET_SECONDS, DEFAULT_BUDGET_SECONDS),
         )
 
 
@@ -241,6 +249,8 @@ class SummarySettings:
     staging_bucket: str
     max_failed_percent: int
     schedule_state_prefix: str = ""  # SSM path of incremental schedules' state ("" = none configured)
+    # Summarize reads result files this long per invocation, then checkpoints and continues (reporting.summary)
+    summary_budget_seconds: int = DEFAULT_BUDGET_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SummarySettings:
@@ -249,4 +259,5 @@ class SummarySettings:
             staging_bucket=_str(e, env.STAGING_BUCKET),
             max_failed_percent=_int(e, env.MAX_FAILED_PERCENT, 0),
             schedule_state_prefix=e.get(env.SCHEDULE_STATE_PREFIX, ""),
+            summary_budget_seconds=_int(e, env.SUMMARY_BUDGET_SECONDS, DEFAULT_BUDGET_SECONDS),
         )

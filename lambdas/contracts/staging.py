@@ -10,7 +10,11 @@ Everything of one execution lives under ``runs/<run_id>/``:
                                     deleted when the object is recorded
 - ``events/tea/<seq>.json``         one file per HTTP request made to TEA on behalf of this run
 - ``events/refresh/<seq>.json``     one file per RefreshCredentials call (coalesced or not)
-- ``report.json``                   Summarize's report
+- ``planning/``                     Plan's continuation while it runs in several invocations: ``checkpoint.json``
+                                    (cursor, counters, open batches, the manifest's upload id and parts), the
+                                    unflushed manifest tail and the seen-keys file; deleted when planning ends
+- ``summary/``                      likewise for Summarize (``checkpoint.json``, the report.csv tail)
+- ``report.json``                   Summarize's report (``report.csv``, ``report.html`` next to it)
 - ``set-aside/<path>``              a file that could not be read (e.g. a result file that is not JSON),
                                     moved out of the way and kept for the operator at its path under the run
 
@@ -22,12 +26,15 @@ and resumes after the objects already done, and Summarize aggregates them.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 RUNS_PREFIX = "runs/"
 
@@ -72,6 +79,14 @@ def events_prefix(run_id: str, kind: str) -> str:
     return f"{run_prefix(run_id)}events/{kind}/"
 
 
+def planning_prefix(run_id: str) -> str:
+    return f"{run_prefix(run_id)}planning/"
+
+
+def summary_prefix(run_id: str) -> str:
+    return f"{run_prefix(run_id)}summary/"
+
+
 def report_key(run_id: str) -> str:
     return f"{run_prefix(run_id)}report.json"
 
@@ -94,9 +109,71 @@ def get_json(s3: Any, bucket: str, key: str) -> Any:
     return json.loads(get_body(s3, bucket, key))
 
 
-def list_keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+def iter_json_array(s3: Any, bucket: str, key: str, chunk_bytes: int = 1024**2) -> Iterator[Any]:
+    """The items of the JSON array at ``key``, decoded one at a time from the object read in chunks: memory is one
+    chunk and one item, whatever the array's size (the staged manifest of millions of objects)."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        yield from _json_array_items(iter(lambda: body.read(chunk_bytes), b""))
+    finally:
+        body.close()
+
+
+def _json_array_items(chunks: Iterator[bytes]) -> Iterator[Any]:
+    decoder, text = json.JSONDecoder(), codecs.getincrementaldecoder("utf-8")()
+    buffer, position, opened = "", 0, False
+    for chunk in chunks:
+        buffer = buffer[position:] + text.decode(chunk)
+        position = 0
+        while True:
+            while position < len(buffer) and buffer[position] in " \t\r\n,":
+                position += 1
+            if position >= len(buffer):
+                break
+            if not opened:
+                if buffer[position] != "[":
+                    raise ValueError("not a JSON array")
+                opened, position = True, position + 1
+                continue
+            if buffer[position] == "]":
+                return
+            try:
+                item, end = decoder.raw_decode(buffer, position)
+            except json.JSONDecodeError:
+                break  # incomplete: read on
+            yield item
+            position = end
+    raise ValueError("the JSON array is not closed")
+
+
+def get_json_if_present(s3: Any, bucket: str, key: str) -> Any:
+    """The JSON document at ``key``, or None when there is none (NoSuchKey)."""
+    try:
+        return get_json(s3, bucket, key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+
+
+def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
+    return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def delete_prefix(s3: Any, bucket: str, prefix: str) -> int:
+    """Delete every object under ``prefix`` (a run's own scratch folder); returns how many."""
+    deleted = 0
+    for key in list(list_keys(s3, bucket, prefix)):
+        delete_key(s3, bucket, key)
+        deleted += 1
+    return deleted
+
+
+def list_keys(s3: Any, bucket: str, prefix: str, start_after: str | None = None) -> Iterator[str]:
+    """Keys under ``prefix`` in S3's (lexicographic) order, page by page; after ``start_after`` if given."""
     paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+    extra = {"StartAfter": start_after} if start_after else {}
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, **extra):
         for item in page.get("Contents", []):
             yield item["Key"]
 

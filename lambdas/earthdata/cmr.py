@@ -29,6 +29,7 @@ import random
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -473,6 +474,16 @@ def check_cmr_url(url: str) -> str:
     return base_url(url, "the CMR URL", "plain http only to a loopback address")[0]
 
 
+@dataclass(frozen=True)
+class CmrPage:
+    """One page of a granule search, and where the query continues (``search_after``; None after the last page)."""
+
+    granules: list[CmrGranule]
+    search_after: str | None
+    fetched: int  # granule records read so far in this query (this page included), usable or not
+    hits: int
+
+
 @dataclass
 class QueryStats:
     requests: int = 0
@@ -511,13 +522,14 @@ class CmrClient:
         max_attempts: int = 6,
         max_retry_after_seconds: float = 120,
         deadline_seconds: float = 600,
-        max_granules: int = 1_000_000,
+        max_granules: int = 10_000_000,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         jitter: Callable[[], float] = random.random,
         backoff_base_seconds: float = 1.0,
         backoff_max_seconds: float = 30.0,
+        prefetch: bool = True,
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ConfigurationError(f"CMR page size must be 1..{MAX_PAGE_SIZE}, got {page_size}")
@@ -534,6 +546,7 @@ class CmrClient:
         self.max_granules = max_granules
         self._clock, self._sleep, self._wall_clock, self._jitter = clock, sleep, wall_clock, jitter
         self._backoff_base, self._backoff_max = backoff_base_seconds, backoff_max_seconds
+        self.prefetch = prefetch  # request the next page while the caller works on this one
         self.stats = QueryStats()
 
     def __repr__(self) -> str:
@@ -544,59 +557,86 @@ class CmrClient:
 
         The query ends (CmrUnavailable) at ``deadline_seconds`` or ``time_limit_seconds``, whichever is first.
         """
+        for page in self.pages(query, time_limit_seconds=time_limit_seconds):
+            yield from page.granules
+
+    def pages(
+        self,
+        query: CmrQuery,
+        *,
+        search_after: str | None = None,
+        fetched: int = 0,
+        time_limit_seconds: float | None = None,
+    ) -> Iterator[CmrPage]:
+        """The query's pages, lazily, each with the cursor that continues after it (``CmrPage.search_after``).
+
+        A query can be continued later (another Lambda invocation: Plan's loop) from a page's cursor:
+        ``pages(query, search_after=page.search_after, fetched=page.fetched)``. Every page must arrive before
+        ``deadline_seconds`` / ``time_limit_seconds`` (from this call), else CmrUnavailable.
+        """
         stats = self.stats = QueryStats()
         limit = self.deadline_seconds if time_limit_seconds is None else min(time_limit_seconds, self.deadline_seconds)
         deadline = self._clock() + limit
         url = f"{self.url}?{urllib.parse.urlencode(query.params(self.page_size))}"
-        search_after: str | None = None
-        fetched = 0
         max_pages = 2  # raised after the first page, from CMR-Hits
-        while True:
-            if stats.pages >= max_pages:
-                raise CmrUnavailable(
-                    f"CMR paging of {query.describe()} did not end after {stats.pages} pages "
-                    f"({fetched} granules of {stats.hits} hits); try again later"
+        # One page ahead (``prefetch``): the next page is requested as soon as this one's CMR-Search-After is
+        # known, so CMR's time per page overlaps the parsing and planning of this one. A consumer that stops
+        # early leaves at most that one page unread (and does not wait for it).
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cmr-page")
+        try:
+            pending = pool.submit(self._page, url, search_after, deadline, query)
+            while True:
+                headers, document = pending.result()
+                stats.pages += 1
+                hits = _int_header(headers, "cmr-hits")
+                if hits is None:
+                    hits = document.get("hits") if isinstance(document.get("hits"), int) else None
+                if hits is None:
+                    raise CmrUnavailable(f"CMR answered {query.describe()} without CMR-Hits")
+                if stats.hits is None:
+                    if hits > self.max_granules:
+                        raise InvalidInput(
+                            "source.cmr",
+                            f"matches {hits} granules; at most {self.max_granules} per job: narrow 'temporal' or "
+                            "'bounding_box', or split the job",
+                        )
+                    max_pages = math.ceil(max(hits - fetched, 1) / self.page_size) + 2
+                stats.hits = hits
+                items = document.get("items")
+                if not isinstance(items, list):
+                    raise CmrUnavailable(f"CMR answered {query.describe()} without an 'items' list")
+                fetched += len(items)
+                next_after = headers.get("cmr-search-after")
+                last = not items or not next_after or fetched >= hits
+                if not last:
+                    if next_after == search_after:
+                        raise CmrUnavailable("CMR returned the same CMR-Search-After twice; paging would not progress")
+                    if stats.pages >= max_pages:
+                        raise CmrUnavailable(
+                            f"CMR paging of {query.describe()} did not end after {stats.pages} pages "
+                            f"({fetched} granules of {stats.hits} hits); try again later"
+                        )
+                    if self.prefetch:
+                        pending = pool.submit(self._page, url, next_after, deadline, query)
+                logger.info(
+                    "CMR page read",
+                    extra={
+                        "cmr_query": query.describe(),
+                        "page": stats.pages,
+                        "granules": len(items),
+                        "fetched": fetched,
+                        "hits": hits,
+                    },
                 )
-            headers, document = self._page(url, search_after, deadline, query)
-            stats.pages += 1
-            hits = _int_header(headers, "cmr-hits")
-            if hits is None:
-                hits = document.get("hits") if isinstance(document.get("hits"), int) else None
-            if hits is None:
-                raise CmrUnavailable(f"CMR answered {query.describe()} without CMR-Hits")
-            if stats.hits is None:
-                if hits > self.max_granules:
-                    raise InvalidInput(
-                        "source.cmr",
-                        f"matches {hits} granules; at most {self.max_granules} per job: narrow 'temporal' or "
-                        "'bounding_box', or split the job",
-                    )
-                max_pages = math.ceil(max(hits, 1) / self.page_size) + 2
-            stats.hits = hits
-            items = document.get("items")
-            if not isinstance(items, list):
-                raise CmrUnavailable(f"CMR answered {query.describe()} without an 'items' list")
-            for item in items:
-                granule = parse_granule(item, stats.parse)
-                if granule is not None:
-                    yield granule
-            fetched += len(items)
-            next_after = headers.get("cmr-search-after")
-            logger.info(
-                "CMR page read",
-                extra={
-                    "cmr_query": query.describe(),
-                    "page": stats.pages,
-                    "granules": len(items),
-                    "fetched": fetched,
-                    "hits": hits,
-                },
-            )
-            if not items or not next_after or fetched >= hits:
-                return
-            if next_after == search_after:
-                raise CmrUnavailable("CMR returned the same CMR-Search-After twice; paging would not progress")
-            search_after = next_after
+                granules = [g for g in (parse_granule(item, stats.parse) for item in items) if g is not None]
+                yield CmrPage(granules=granules, search_after=None if last else next_after, fetched=fetched, hits=hits)
+                if last:
+                    return
+                if not self.prefetch:
+                    pending = pool.submit(self._page, url, next_after, deadline, query)
+                search_after = next_after
+        finally:  # a consumer that stops early does not wait for the page requested ahead
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def credentials_endpoint(self, query: CmrQuery) -> str | None:
         """The collection's TEA: ``DirectDistributionInformation.S3CredentialsAPIEndpoint`` (without the

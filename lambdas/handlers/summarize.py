@@ -24,4 +24,10 @@ SSM = boto3.client("ssm", config=Config(connect_timeout=5, read_timeout=10, retr
 @LOGGER.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     LOGGER.append_keys(**logs.invocation_keys(event))  # run_id on every record
-    return summarize(event, settings=SETTINGS, s3=S3, ssm=SSM)
+    return summarize(
+        event,
+        settings=SETTINGS,
+        s3=S3,
+        ssm=SSM,
+        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
+    )

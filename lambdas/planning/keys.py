@@ -26,6 +26,7 @@ from pydantic import (
 
 from lambdas.contracts.errors import InvalidInput
 from lambdas.contracts.validation import RULE_ERROR, VARIANT, checked, parse
+from lambdas.planning.seen import DigestSet, InMemoryDigests
 from lambdas.s3.limits import MAX_KEY_BYTES
 from lambdas.s3.names import validate_key
 
@@ -69,6 +70,8 @@ class KeyFilter:
         return bool(self.include or self.exclude)
 
     def accepts(self, key: str) -> bool:
+        if not self._include_re and not self._exclude_re:  # no patterns (millions of keys: the common case)
+            return True
         if self._include_re and not any(p.match(key) for p in self._include_re):
             return False
         return not any(p.match(key) for p in self._exclude_re)
@@ -295,41 +298,42 @@ def template_values(bucket: str, key: str, extra: Mapping[str, str] | None) -> d
 
 
 class SeenKeys:
-    """Duplicate sources and destination-key collisions, as 16-byte digests (only where they can occur)."""
+    """Duplicate sources and destination-key collisions, as 16-byte digests, only where they can occur.
 
-    def __init__(self, sources: bool, destinations: bool) -> None:
-        self._sources: set[bytes] | None = set() if sources else None
-        self._destinations: set[bytes] | None = set() if destinations else None
+    The digests go to ``store`` (``planning.seen``): a set in memory by default (the inline keys of an input),
+    a SQLite file for Plan (flat memory, carried across its invocations). Source and destination digests
+    share one store, told apart by their first byte.
+    """
+
+    def __init__(self, sources: bool, destinations: bool, store: DigestSet | None = None) -> None:
+        self.sources, self.destinations = sources, destinations
+        self.store: DigestSet = store if store is not None else InMemoryDigests()
+
+    @property
+    def active(self) -> bool:
+        return self.sources or self.destinations
 
     @staticmethod
-    def _digest(*parts: str) -> bytes:
-        h = hashlib.blake2b(digest_size=16)
+    def _digest(kind: bytes, *parts: str) -> bytes:
+        h = hashlib.blake2b(kind, digest_size=16)
         for part in parts:
             h.update(part.encode("utf-8", "surrogatepass"))
             h.update(b"\x00")
         return h.digest()
 
     def is_duplicate_source(self, bucket: str, key: str) -> bool:
-        if self._sources is None:
+        if not self.sources:
             return False
-        digest = self._digest(bucket, key)
-        if digest in self._sources:
-            return True
-        self._sources.add(digest)
-        return False
+        return not self.store.add(self._digest(b"s", bucket, key))
 
     def claims_destination(self, dest_key: str) -> bool:
         """False when another source already maps to ``dest_key``."""
-        if self._destinations is None:
+        if not self.destinations:
             return True
-        digest = self._digest(dest_key)
-        if digest in self._destinations:
-            return False
-        self._destinations.add(digest)
-        return True
+        return self.store.add(self._digest(b"d", dest_key))
 
     def __len__(self) -> int:
-        return max(len(self._sources or ()), len(self._destinations or ()))
+        return len(self.store)
 
 
 def destination_key(

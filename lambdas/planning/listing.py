@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
@@ -28,6 +29,14 @@ class SourceClients(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ListedPage:
+    """One ListObjectsV2 page's kept objects, and the token that continues after it (None: the last page)."""
+
+    objects: list[ObjectSpec]
+    token: str | None
+
+
 def list_prefix(
     clients: SourceClients,
     bucket: str,
@@ -41,18 +50,41 @@ def list_prefix(
 ) -> Iterator[ObjectSpec]:
     """Objects under ``prefix`` (sizes from the listing), filtered on the key relative to the prefix.
 
-    Paged ListObjectsV2, one page in memory at a time. Folder markers (keys ending in '/') are skipped.
+    ``check_deadline(number)`` runs after every page but the last; see ``list_prefix_pages``.
+    """
+    pages = list_prefix_pages(
+        clients, bucket, prefix, key_filter, page_size=page_size, max_refreshes=max_refreshes, stats=stats
+    )
+    for number, page in enumerate(pages, start=1):
+        yield from page.objects
+        if page.token is not None and check_deadline is not None:
+            check_deadline(number)
+
+
+def list_prefix_pages(
+    clients: SourceClients,
+    bucket: str,
+    prefix: str,
+    key_filter: KeyFilter,
+    *,
+    token: str | None = None,
+    page_size: int = 1000,
+    max_refreshes: int = 3,
+    stats: dict[str, int] | None = None,
+) -> Iterator[ListedPage]:
+    """The listing under ``prefix``, page by page, from continuation ``token`` (None: the start).
+
+    Paged ListObjectsV2, one page in memory at a time; each page carries the token of the next (Plan's loop
+    checkpoints it). Folder markers (keys ending in '/') are skipped.
     ExpiredToken → new credentials and the same page again (at most ``max_refreshes`` times);
-    AccessDenied / NoSuchBucket → InvalidInput. ``check_deadline(pages)`` runs after every page.
+    AccessDenied / NoSuchBucket → InvalidInput.
     ``stats`` (if given) counts pages, listed objects, kept objects and credential refreshes.
     """
     counts = stats if stats is not None else {}
     for name in ("pages", "listed", "kept", "refreshes"):
         counts.setdefault(name, 0)
     client = clients.s3_for(bucket)
-    token: str | None = None
     refreshes = 0
-    pages = 0
     while True:
         params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
         if token is not None:
@@ -84,8 +116,8 @@ def list_prefix(
             if code == "NoSuchBucket":
                 raise InvalidInput("source.bucket", f"bucket {bucket!r} does not exist") from None
             raise
-        pages += 1
         counts["pages"] += 1
+        kept: list[ObjectSpec] = []
         for item in page.get("Contents", []):
             key = str(item["Key"])
             if key.endswith("/"):
@@ -93,11 +125,11 @@ def list_prefix(
             counts["listed"] += 1
             if key_filter.accepts(key[len(prefix) :]):
                 counts["kept"] += 1
-                yield ObjectSpec(key, int(item.get("Size", 0)))
+                kept.append(ObjectSpec(key, int(item.get("Size", 0))))
         if not page.get("IsTruncated"):
+            yield ListedPage(kept, None)
             return
         token = page.get("NextContinuationToken")
         if not token:
             raise TeaUnavailable(f"S3 listing of s3://{bucket}/{prefix} is truncated without a continuation token")
-        if check_deadline is not None:
-            check_deadline(pages)
+        yield ListedPage(kept, token)

@@ -1,11 +1,13 @@
-"""Source modes of a job: streamed manifests, prefix listings, key filters, destination key mapping,
-and the staged manifest writer. Planning (``planning.py``) validates the input and orchestrates these.
+"""The staged manifest writer and the batcher (Plan's output side).
 
-Everything here streams: a manifest is decoded and parsed chunk by chunk, a prefix listing page by
-page, and the staged manifest (the Distributed Map's JSON array of batches) is written as it is
-produced — one ``PutObject`` when it is small, a multipart upload with parts of ``part_bytes`` when it
-is not. Memory is bounded by a part, the open batch of each source bucket, and — only where two
-entries could map to one destination key — a 16-byte digest per object.
+The staged manifest (the Distributed Map's JSON array of batches) is written as it is produced — one
+``PutObject`` when it is small, a multipart upload with parts of ``part_bytes`` when it is not. Memory is
+bounded by a part and the open batch of each source bucket.
+
+Both can stop and continue in another process (Plan's loop, ``planning.checkpoint``): ``state()`` is what
+must be carried (the upload id and its parts, the unflushed tail, the open batches and the counters) and
+``resume()`` rebuilds the writer from it. The tail is always shorter than a part, so every part uploaded is
+at least ``part_bytes`` (>= 5 MiB) except the last, whichever invocation uploads it.
 """
 
 from __future__ import annotations
@@ -15,110 +17,78 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
-
 from lambdas.contracts.errors import InvalidInput
 from lambdas.contracts.models import DEFAULT_ENDPOINT, Batch, ObjectSpec
-from lambdas.s3.codes import error_code
-from lambdas.s3.limits import MIB, MIN_PART_BYTES
+from lambdas.s3.writer import STAGED_PART_BYTES, StagedWriter
 
 logger = logging.getLogger(__name__)
 
 # A batch is one Distributed Map item: it must stay well below the 256 KiB state payload limit.
 MAX_BATCH_JSON_BYTES = 128 * 1024
-STAGED_PART_BYTES = 8 * MIB  # multipart parts of the staged manifest (S3 minimum is 5 MiB)
 MAX_SOURCE_BUCKETS = 100  # open batches are kept per source bucket
 
 
 # --- the staged manifest -------------------------------------------------------------------------------
 
 
-class StagedManifest:
-    """The Distributed Map's item list: a JSON array of batches, written as it is produced.
-
-    Small manifests are one PutObject at ``close``; from ``part_bytes`` on, a multipart upload whose parts
-    are uploaded as they fill (memory: one part). ``abort`` drops an unfinished upload (the staging
-    bucket's lifecycle rule also aborts stale uploads after a day).
-    """
+class StagedManifest(StagedWriter):
+    """The Distributed Map's item list: a JSON array of batches, written as it is produced (``StagedWriter``:
+    one PutObject when small, else a multipart upload with parts as they fill; memory: one part)."""
 
     def __init__(self, s3: Any, bucket: str, key: str, part_bytes: int = STAGED_PART_BYTES) -> None:
-        if part_bytes < MIN_PART_BYTES:
-            raise ValueError("multipart parts must be at least 5 MiB")
-        self._s3, self.bucket, self.key, self._part_bytes = s3, bucket, key, part_bytes
+        super().__init__(s3, bucket, key, part_bytes, "application/json")
         self._buffer = bytearray(b"[")
         self._items = 0
-        self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
-        self.bytes_written = 0
-        self.peak_buffer = 0
 
     @property
     def items(self) -> int:
         return self._items
 
     def add(self, item: Mapping[str, Any]) -> None:
-        if self._items:
-            self._buffer += b","
-        self._buffer += json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        self.add_json(json.dumps(item, separators=(",", ":"), ensure_ascii=False))
+
+    def add_json(self, text: str) -> None:
+        """One item, already JSON text."""
+        comma = b"," if self._items else b""
         self._items += 1
-        self.peak_buffer = max(self.peak_buffer, len(self._buffer))
-        if len(self._buffer) >= self._part_bytes:
-            self._upload_part()
+        self.write(comma + text.encode("utf-8"))
 
-    def _upload_part(self) -> None:
-        if self._upload_id is None:
-            self._upload_id = self._s3.create_multipart_upload(
-                Bucket=self.bucket, Key=self.key, ContentType="application/json"
-            )["UploadId"]
-        number = len(self._parts) + 1
-        body, self._buffer = self._buffer, bytearray()  # handed over, not copied
-        response = self._s3.upload_part(
-            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=body
-        )
-        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
-        self.bytes_written += len(body)
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "items": self._items}
 
-    def close(self) -> None:
+    @classmethod
+    def resume(cls, s3: Any, bucket: str, key: str, state: Mapping[str, Any], tail: bytes) -> StagedManifest:
+        writer = cls(s3, bucket, key, int(state["part_bytes"]))
+        writer.restore(state, tail)
+        writer._items = int(state["items"])
+        return writer
+
+    def finish(self) -> None:
+        """The closing bracket, then the last part or the whole manifest (``StagedWriter.finish``)."""
         self._buffer += b"]"
-        if self._upload_id is None:
-            body, self._buffer = self._buffer, bytearray()
-            self._s3.put_object(Bucket=self.bucket, Key=self.key, Body=body, ContentType="application/json")
-            self.bytes_written += len(body)
-            return
-        self._upload_part()
-        self._s3.complete_multipart_upload(
-            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
-        )
-        self._upload_id = None
-
-    def abort(self) -> None:
-        upload_id, self._upload_id = self._upload_id, None
-        if upload_id is None:
-            return
-        try:
-            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
-        except ClientError as exc:
-            logger.warning(
-                "could not abort the staged manifest upload",
-                extra={"bucket": self.bucket, "key": self.key, "upload_id": upload_id, "error": error_code(exc)},
-            )
+        super().finish()
 
 
 class ItemSink(Protocol):
-    """Where finished batches go: the staged manifest, or a list (``batches_in_memory``)."""
+    """Where finished batches go, as JSON text: the staged manifest, or a list (``batches_in_memory``)."""
 
-    def add(self, item: Mapping[str, Any]) -> None: ...
+    def add_json(self, text: str) -> None: ...
 
 
 class _ListSink(list[Mapping[str, Any]]):
-    def add(self, item: Mapping[str, Any]) -> None:
-        self.append(item)
+    def add_json(self, text: str) -> None:
+        self.append(json.loads(text))
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class Batcher:
     """Greedy batches per source bucket, bounded by count, known bytes and the batch's JSON size.
 
-    A batch only ever holds objects of one bucket (its credentials endpoint is chosen per bucket).
+    A batch only ever holds objects of one bucket (its credentials endpoint is chosen per bucket). Each object is
+    encoded once, when it is added: a batch's JSON is its objects' texts joined (millions of objects per plan).
     """
 
     def __init__(
@@ -131,14 +101,15 @@ class Batcher:
     ) -> None:
         self._sink = sink
         self._max_objects, self._max_bytes, self._max_json = max_objects, max_bytes, max_json_bytes
-        self._open: dict[str, tuple[list[dict[str, Any]], list[int]]] = {}  # bucket -> (objects, [bytes, json])
+        self._open: dict[str, tuple[list[str], list[int]]] = {}  # bucket -> (objects' JSON, [bytes, json bytes])
         self._endpoint_for = endpoint_for
         self.endpoints: set[str] = set()  # the TEA endpoints the staged batches need credentials from
         self.batches = 0
 
     def add(self, bucket: str, item: dict[str, Any], where: str) -> None:
         size = int(item.get("size") or 0)
-        item_json = len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8")) + 1
+        text = _dumps(item)
+        item_json = len(text.encode("utf-8")) + 1
         current = self._open.get(bucket)
         if current is None:
             if len(self._open) >= MAX_SOURCE_BUCKETS:
@@ -152,7 +123,7 @@ class Batcher:
         ):
             self._flush(bucket)
             objects, totals = self._open[bucket] = ([], [0, 0])
-        objects.append(item)
+        objects.append(text)
         totals[0] += size
         totals[1] += item_json
 
@@ -162,13 +133,34 @@ class Batcher:
             self.batches += 1
             endpoint = self._endpoint_for(bucket)
             self.endpoints.add(endpoint)
-            self._sink.add(
-                {"id": f"b{self.batches:06d}", "source_bucket": bucket, "endpoint": endpoint, "objects": objects}
+            # the same text as json.dumps of {"id", "source_bucket", "endpoint", "objects"}
+            self._sink.add_json(
+                f'{{"id":"b{self.batches:06d}","source_bucket":{_dumps(bucket)},"endpoint":{_dumps(endpoint)},'
+                f'"objects":[{",".join(objects)}]}}'
             )
 
     def finish(self) -> None:
         for bucket in list(self._open):
             self._flush(bucket)
+
+    def state(self) -> dict[str, Any]:
+        """The open batches (their objects' JSON texts) and the counters: a continuation carries them."""
+        return {
+            "batches": self.batches,
+            "endpoints": sorted(self.endpoints),
+            "open": [
+                {"bucket": bucket, "objects": objects, "bytes": totals[0], "json": totals[1]}
+                for bucket, (objects, totals) in self._open.items()
+            ],
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.batches = int(state["batches"])
+        self.endpoints = set(state["endpoints"])
+        self._open = {
+            str(entry["bucket"]): ([str(text) for text in entry["objects"]], [int(entry["bytes"]), int(entry["json"])])
+            for entry in state["open"]
+        }
 
     @property
     def buckets(self) -> int:

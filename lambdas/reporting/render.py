@@ -1,16 +1,20 @@
 """Run reports for people: a CSV of per-object results and a self-contained HTML page.
 
-Summarize builds the report dict (``summary.collect``) and writes, next to ``runs/<run>/report.json``:
+Summarize builds the report dict (``summary``) and writes, next to ``runs/<run>/report.json``:
 
 - ``report.csv``   one row per object (its last recorded outcome): key, dest_key, status, bytes,
-                   reason, batch, recorded_at (when the result file holding it was written);
-- ``report.html``  counts, bytes, throughput, duration, failures by reason, credential refreshes and
-                   a small inline SVG chart of progress over time. No script, no external resource:
-                   it can be mailed, attached to a ticket or opened from disk.
+                   reason, batch, recorded_at (when the result file holding it was written); rows by
+                   batch, then by key. Streamed (``csv_header`` + ``csv_rows``) into a multipart upload;
+- ``report.html``  counts, bytes, throughput, duration, failures by reason, the first failures (a cap; the
+                   page links report.csv for all of them), credential refreshes, clean-up failures and a
+                   small inline SVG chart of progress over time. No script, no external resource: it can be
+                   mailed, attached to a ticket or opened from disk.
 
 The chart's data is the report's ``timeline``: result files are named by a time-ordered sequence
-(``staging.sequence_name``: nanoseconds since the epoch first), so the cumulative number of objects
-and bytes done after each file is the job's progress curve. Only the standard library is used.
+(``staging.sequence_name``: nanoseconds since the epoch first), so what each file records, added up in
+time, is the job's progress curve. ``Timeline`` keeps it in at most MAX_TIMELINE_POINTS bins whose width
+doubles as the run's span grows, so its size is fixed and the order the files are read in does not matter.
+Only the standard library is used.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ CSV_FIELDS = ("key", "dest_key", "status", "bytes", "reason", "batch", "recorded
 MAX_TIMELINE_POINTS = 240
 MAX_REFRESH_MARKS = 100
 MAX_HTML_FAILURES = 200  # failures listed one by one in the page (all of them are in the CSV)
+CSV_LINK = "<a id='csv-link' href='report.csv'>report.csv</a>"  # next to report.html (in S3 and when downloaded)
 
 
 def csv_key(run_id: str) -> str:
@@ -64,48 +69,90 @@ def iso(seconds: float | None) -> str | None:
 # --- the progress curve -----------------------------------------------------------------------------------
 
 
+class Timeline:
+    """Progress over time in at most ``bins`` bins: objects done, bytes copied and objects failed, added up.
+
+    ``add(when, done, bytes, failed)`` adds changes at time ``when`` (epoch seconds; before ``origin`` counts
+    as at it). Bins start ``width`` seconds wide; a time beyond the last bin doubles the width (neighbouring
+    bins merge) until it fits. Each bin remembers the latest time it holds, so a sparse run keeps its exact
+    times. Additions commute: result files can be read in any order. JSON-able (``state``/``from_state``):
+    a continuation of Summarize carries it.
+    """
+
+    def __init__(self, origin: float, bins: int = MAX_TIMELINE_POINTS, width: float = 0.001) -> None:
+        self.origin, self.size, self.width = origin, bins, width
+        self._bins: dict[int, list[float]] = {}  # index -> [done, bytes, failed, latest offset]
+
+    def add(self, when: float, done: int, bytes_: int, failed: int) -> None:
+        offset = max(0.0, when - self.origin)
+        index = int(offset / self.width)
+        while index >= self.size:
+            merged: dict[int, list[float]] = {}
+            for old, values in self._bins.items():
+                target = merged.setdefault(old // 2, [0, 0, 0, 0.0])
+                target[0] += values[0]
+                target[1] += values[1]
+                target[2] += values[2]
+                target[3] = max(target[3], values[3])
+            self._bins, self.width = merged, self.width * 2
+            index = int(offset / self.width)
+        values = self._bins.setdefault(index, [0, 0, 0, 0.0])
+        values[0] += done
+        values[1] += bytes_
+        values[2] += failed
+        values[3] = max(values[3], offset)
+
+    def points(self) -> list[list[float]]:
+        """``[seconds since origin, objects done, bytes copied, failed]`` after each non-empty bin."""
+        out: list[list[float]] = []
+        done = copied = failed = 0
+        for index in sorted(self._bins):
+            values = self._bins[index]
+            done, copied, failed = done + int(values[0]), copied + int(values[1]), failed + int(values[2])
+            out.append([round(values[3], 3), done, copied, failed])
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {"origin": self.origin, "size": self.size, "width": self.width, "bins": sorted(self._bins.items())}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Timeline:
+        timeline = cls(float(state["origin"]), int(state["size"]), float(state["width"]))
+        timeline._bins = {int(index): list(values) for index, values in state["bins"]}
+        return timeline
+
+
 def progress_timeline(
     files: Sequence[tuple[float | None, Sequence[Mapping[str, Any]]]], started: float | None
 ) -> list[list[float]]:
-    """Cumulative ``[seconds since start, objects done, bytes copied, failed]`` after each result file.
+    """Cumulative ``[seconds since start, objects done, bytes copied, failed]`` of result files.
 
-    ``files`` are (time, records) in time order. An object recorded twice (a retried batch) counts once,
-    with its last status. The curve is thinned to at most MAX_TIMELINE_POINTS points (the last kept).
+    ``files`` are (time, records) in time order (one batch's, or a small run's). An object recorded twice (a
+    retried batch) counts once, with its last status. At most MAX_TIMELINE_POINTS points (``Timeline``).
     """
-    status_of: dict[str, str] = {}
-    bytes_of: dict[str, int] = {}
-    done = copied_bytes = failed = 0
-    points: list[list[float]] = []
-    origin = started
+    times = [when for when, _records in files if when is not None]
+    if not times:
+        return []
+    timeline = Timeline(started if started is not None else min(times))
+    last: dict[str, tuple[str, int]] = {}
     for when, records in files:
-        if when is None:
-            continue
-        if origin is None:
-            origin = when
-        for record in records:
-            key = str(record.get("key"))
-            previous = status_of.get(key)
-            if previous is None:
-                done += 1
-            elif previous == "failed":
-                failed -= 1
-            copied_bytes -= bytes_of.get(key, 0)
-            status = str(record.get("status"))
-            status_of[key] = status
-            counted = int(record.get("bytes", 0) or 0) if status in ("copied", "would_copy") else 0
-            bytes_of[key] = counted
-            copied_bytes += counted
-            if status == "failed":
-                failed += 1
-        points.append([round(max(0.0, when - origin), 3), done, copied_bytes, failed])
-    return thin(points, MAX_TIMELINE_POINTS)
+        if when is not None:
+            for record in records:
+                key = str(record.get("key"))
+                timeline.add(when, *progress_change(last, key, record))
+    return timeline.points()
 
 
-def thin(points: list[list[float]], limit: int) -> list[list[float]]:
-    if len(points) <= limit:
-        return points
-    step = (len(points) - 1) / (limit - 1)
-    return [points[min(len(points) - 1, round(i * step))] for i in range(limit)]
+def progress_change(last: dict[str, tuple[str, int]], key: str, record: Mapping[str, Any]) -> tuple[int, int, int]:
+    """(objects done, bytes, failed) that ``record`` adds, given each key's previous (status, bytes) in ``last``
+    (updated): an object is done once, with the bytes and the failure of its latest record."""
+    status = str(record.get("status"))
+    counted = int(record.get("bytes", 0) or 0) if status in ("copied", "would_copy") else 0
+    previous = last.get(key)
+    last[key] = (status, counted)
+    if previous is None:
+        return 1, counted, int(status == "failed")
+    return 0, counted - previous[1], int(status == "failed") - int(previous[0] == "failed")
 
 
 # --- CSV ------------------------------------------------------------------------------------------------
@@ -113,9 +160,17 @@ def thin(points: list[list[float]], limit: int) -> list[list[float]]:
 
 def render_csv(rows: Iterable[Mapping[str, Any]]) -> str:
     """Per-object rows (the fields of CSV_FIELDS; extra fields ignored, missing ones empty)."""
+    return csv_header() + csv_rows(rows)
+
+
+def csv_header() -> str:
+    return ",".join(CSV_FIELDS) + "\n"
+
+
+def csv_rows(rows: Iterable[Mapping[str, Any]]) -> str:
+    """The CSV lines of ``rows`` (no header): report.csv is written a batch of rows at a time."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
     for row in rows:
         writer.writerow({name: _csv_value(row.get(name)) for name in CSV_FIELDS})
     return out.getvalue()
@@ -381,15 +436,30 @@ def render_html(report: Mapping[str, Any], *, title: str = "teacopy run report")
         )
         body.append(f"<h2>Failed objects</h2><table id='failures'><tr><th>key</th><th>reason</th></tr>{rows}</table>")
         if more > 0:
-            body.append(f"<p class='muted'>… and {more:,} more: see report.csv.</p>")
+            body.append(
+                f"<p class='muted' id='more-failures'>… and {more:,} more: every object's outcome is in {CSV_LINK}.</p>"
+            )
     if report.get("uploads_aborted"):
         body.append(
             f"<p class='muted'>{int(report['uploads_aborted'])} unfinished multipart upload(s) were aborted.</p>"
         )
+    cleanup: list[Mapping[str, Any]] = list(report.get("cleanup_failures") or [])
+    if cleanup:
+        rows = "".join(
+            f"<tr><td><code>s3://{_e(c.get('dest_bucket'))}/{_e(c.get('dest_key'))}</code></td>"
+            f"<td><code>{_e(c.get('upload_id'))}</code></td><td>{_e(c.get('error'))}</td></tr>"
+            for c in cleanup[:MAX_HTML_FAILURES]
+        )
+        body.append(
+            "<h2>Clean-up failures</h2><p>These unfinished multipart uploads could not be aborted: they stay in "
+            "the destination bucket (and are billed) until aborted, e.g. <code>aws s3api abort-multipart-upload"
+            "</code> or a lifecycle rule.</p>"
+            f"<table id='cleanup-failures'><tr><th>upload</th><th>upload id</th><th>error</th></tr>{rows}</table>"
+        )
     generated = report.get("generated_at") or iso(datetime.now(UTC).timestamp())
     body.append(
-        f"<footer>Generated by teacopy at {_e(generated)}. Per-object results: report.csv; "
-        "machine-readable: report.json.</footer>"
+        f"<footer>Generated by teacopy at {_e(generated)}. Per-object results: {CSV_LINK} "
+        f"({_e(report.get('report_csv') or 'report.csv')}); machine-readable: report.json.</footer>"
     )
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -402,23 +472,15 @@ def render_html(report: Mapping[str, Any], *, title: str = "teacopy run report")
 # --- writing ---------------------------------------------------------------------------------------------
 
 
-def write_reports(
-    s3: Any, bucket: str, run_id: str, report: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]
-) -> dict[str, str]:
-    """Write report.csv and report.html next to report.json; return their s3:// URLs."""
-    s3.put_object(
-        Bucket=bucket,
-        Key=csv_key(run_id),
-        Body=render_csv(rows).encode("utf-8"),
-        ContentType="text/csv; charset=utf-8",
-    )
+def write_html(s3: Any, bucket: str, run_id: str, report: Mapping[str, Any]) -> str:
+    """Write report.html next to report.json; return its s3:// URL (report.csv is streamed by Summarize)."""
     s3.put_object(
         Bucket=bucket,
         Key=html_key(run_id),
         Body=render_html(report).encode("utf-8"),
         ContentType="text/html; charset=utf-8",
     )
-    return {"csv": f"s3://{bucket}/{csv_key(run_id)}", "html": f"s3://{bucket}/{html_key(run_id)}"}
+    return f"s3://{bucket}/{html_key(run_id)}"
 
 
 def write_html_file(report: Mapping[str, Any], path: str | Path) -> Path:

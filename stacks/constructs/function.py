@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from aws_cdk import Acknowledgment as Ack
-from aws_cdk import Aws, Duration, RemovalPolicy, Validations
+from aws_cdk import Aws, Duration, RemovalPolicy, Size, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -144,6 +144,7 @@ class TeacopyFunction(Construct):
         memory_mb: int,
         timeout: Duration,
         layers: Sequence[lambda_.ILayerVersion],
+        ephemeral_storage_mb: int | None = None,  # /tmp (Lambda's default: 512 MB)
         environment: Mapping[str, str],
         log_retention_days: int,
     ) -> None:
@@ -171,6 +172,7 @@ class TeacopyFunction(Construct):
             description=description,
             memory_size=memory_mb,
             timeout=timeout,
+            ephemeral_storage_size=None if ephemeral_storage_mb is None else Size.mebibytes(ephemeral_storage_mb),
             environment=dict(environment),
             role=self.role,
             log_group=self.log_group,

@@ -6,11 +6,14 @@ from __future__ import annotations
 class StateNames:
     # the top level (CopyWorkflow)
     PLAN = "Plan"
+    PLANNING_DONE = "PlanningDone"  # Plan loops until the manifest is staged (a continuation otherwise)
     FETCH_CREDENTIALS = "FetchCredentials"
     COPY_OBJECTS = "CopyObjects"
     MAP_FAILED = "MapFailed"
     MAP_SUCCEEDED = "MapSucceeded"
     SUMMARIZE = "Summarize"
+    SUMMARY_DONE = "SummaryDone"  # Summarize loops until the report is written
+    RUN_SUMMARIZED = "RunSummarized"
     # the map child
     COPY_BATCH = "CopyBatch"
     COUNT_REFRESH_ROUND = "CountRefreshRound"

@@ -1,4 +1,8 @@
-"""The copy state machine: Plan -> FetchCredentials -> CopyObjects (Distributed Map) -> Summarize.
+"""The copy state machine: Plan (loop) -> FetchCredentials -> CopyObjects (Distributed Map) -> Summarize (loop).
+
+Plan and Summarize each loop through a Choice (``PlanningDone``, ``SummaryDone``) while their function answers
+with a ``continuation``: a job too large for one invocation is planned and summarized in several, with the
+progress checkpointed in the staging bucket (lambdas/planning/checkpoint.py, lambdas/reporting/summary.py).
 
 State names are an API (stacks/constructs/state_names.py): the local engine, the tests and the
 runbooks refer to them. The steps (stacks/constructs/steps/) own their tasks and retries; this
@@ -102,7 +106,21 @@ class CopyWorkflow(Construct):
         copy_objects.add_catch(map_failed, errors=["States.ALL"], result_path="$.map_error")
         map_failed.next(steps.summarize.task)
         map_succeeded.next(steps.summarize.task)
-        definition = steps.plan.task.next(steps.credentials.fetch_task).next(copy_objects).next(map_succeeded)
+        # Plan and Summarize continue in another invocation while their answer carries a continuation (their
+        # progress is checkpointed in the staging bucket); each loop is bounded by its step (MAX_*_INVOCATIONS).
+        planning_done = (
+            sfn.Choice(self, n.PLANNING_DONE, state_name=n.PLANNING_DONE)
+            .when(sfn.Condition.is_present("$.continuation"), steps.plan.task)
+            .otherwise(steps.credentials.fetch_task)
+        )
+        summary_done = (
+            sfn.Choice(self, n.SUMMARY_DONE, state_name=n.SUMMARY_DONE)
+            .when(sfn.Condition.is_present("$.continuation"), steps.summarize.task)
+            .otherwise(sfn.Succeed(self, n.RUN_SUMMARIZED, state_name=n.RUN_SUMMARIZED))
+        )
+        steps.summarize.task.next(summary_done)
+        steps.credentials.fetch_task.next(copy_objects).next(map_succeeded)
+        definition = steps.plan.task.next(planning_done)
 
         self.log_group = logs.LogGroup(
             self,

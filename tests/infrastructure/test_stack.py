@@ -13,6 +13,7 @@ import pytest
 
 from lambdas.contracts import env_names
 from lambdas.contracts.settings import CopySettings, CredentialSettings, PlanSettings, SummarySettings
+from stacks import memory
 from stacks.teacopy_stack import LOGICAL_IDS
 from stacks.template_tools import dummy_resolver, resolve_intrinsics, state_machine_definition
 
@@ -44,6 +45,7 @@ EXPECTED_ENV = {
         env_names.TEA_ENDPOINTS,  # ... and a second TEA endpoint
         env_names.BUCKET_ENDPOINTS,
         env_names.TEA_ENDPOINT,  # to match a CMR collection's DirectDistributionInformation
+        env_names.PLAN_BUDGET_SECONDS,
     },
     "credentials": {
         env_names.STAGING_BUCKET,
@@ -68,7 +70,12 @@ EXPECTED_ENV = {
         env_names.DEADLINE_RESERVE_SECONDS,
         env_names.TEA_ENDPOINTS,
     },
-    "summarize": {env_names.STAGING_BUCKET, env_names.MAX_FAILED_PERCENT, env_names.SCHEDULE_STATE_PREFIX},
+    "summarize": {
+        env_names.STAGING_BUCKET,
+        env_names.MAX_FAILED_PERCENT,
+        env_names.SCHEDULE_STATE_PREFIX,
+        env_names.SUMMARY_BUDGET_SECONDS,
+    },
 }
 
 
@@ -135,6 +142,16 @@ def test_four_functions_python312_arm64_json_logs_tracing(synth: Any) -> None:
     assert copy["MemorySize"] == synth.config.copy_memory_mb
     assert copy["Timeout"] == synth.config.copy_timeout_seconds
     assert functions[LOGICAL_IDS["summarize"]]["Properties"]["Timeout"] == 900
+
+
+def test_plan_credentials_summarize_memory_and_plans_tmp_are_the_measured_figures(synth: Any) -> None:
+    functions = resources(synth.template, "AWS::Lambda::Function")
+    memory_of = {key: functions[LOGICAL_IDS[key]]["Properties"]["MemorySize"] for key in FUNCTIONS}
+    assert memory_of["plan"] == memory.PLAN_MB and memory_of["summarize"] == memory.SUMMARIZE_MB
+    assert memory_of["credentials"] == memory.CREDENTIALS_MB
+    plan = functions[LOGICAL_IDS["plan"]]["Properties"]
+    assert plan["EphemeralStorage"] == {"Size": memory.PLAN_TMP_MB}  # the seen-keys file of a 10M-object plan
+    assert all("EphemeralStorage" not in functions[LOGICAL_IDS[k]]["Properties"] for k in FUNCTIONS if k != "plan")
 
 
 def test_function_roles_have_no_managed_policies(synth: Any) -> None:
@@ -222,9 +239,15 @@ def test_no_item_batcher_anywhere(synth: Any) -> None:
 def test_top_level_flow(synth: Any) -> None:
     states = state_machine_definition(synth.template)["States"]
     assert state_machine_definition(synth.template)["StartAt"] == "Plan"
-    assert states["Plan"]["Parameters"] == {"input.$": "$", "run_id.$": "$$.Execution.Name"}
+    # every Plan invocation reads the execution input; its answer is the state (a continuation, or the plan)
+    assert states["Plan"]["Parameters"] == {"input.$": "$$.Execution.Input", "run_id.$": "$$.Execution.Name"}
     assert states["Plan"]["ResultPath"] == "$"
-    assert states["Plan"]["Next"] == "FetchCredentials"
+    assert states["Plan"]["Next"] == "PlanningDone"
+    assert states["PlanningDone"] == {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.continuation", "IsPresent": True, "Next": "Plan"}],
+        "Default": "FetchCredentials",
+    }
     assert states["FetchCredentials"]["Parameters"] == {
         "action": "fetch",
         "run_id.$": "$.run_id",
@@ -253,7 +276,13 @@ def test_top_level_flow(synth: Any) -> None:
         "outcome.$": "$.outcome",
         "execution_started.$": "$$.Execution.StartTime",
     }
-    assert states["Summarize"]["End"] is True
+    assert states["Summarize"]["Next"] == "SummaryDone"
+    assert states["SummaryDone"] == {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.continuation", "IsPresent": True, "Next": "Summarize"}],
+        "Default": "RunSummarized",
+    }
+    assert states["RunSummarized"] == {"Type": "Succeed"}
 
 
 def test_credentials_expired_routes_to_refresh_and_back(synth: Any) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 import struct
@@ -115,7 +116,8 @@ def test_summarize_writes_csv_and_html_next_to_the_json_and_links_them(s3: Any) 
     rows = list(
         csv.DictReader(io.StringIO(s3.get_object(Bucket="staging", Key="runs/r/report.csv")["Body"].read().decode()))
     )
-    assert len(rows) == 9 and [r["key"] for r in rows] == sorted(r["key"] for r in rows)
+    # by batch, then by key (Summarize streams report.csv one batch at a time)
+    assert len(rows) == 9 and [(r["batch"], r["key"]) for r in rows] == sorted((r["batch"], r["key"]) for r in rows)
     by_key = {r["key"]: r for r in rows}
     assert by_key["a.nc"]["batch"] == "b000001" and by_key["a.nc"]["bytes"] == str(3 * 1024**2)
     assert by_key["g.nc"]["reason"] == "source AccessDenied: no"
@@ -148,7 +150,25 @@ def test_progress_timeline_counts_each_object_once_with_its_last_status() -> Non
     assert reports.progress_timeline(files, 99.0) == [[1.0, 2, 5, 1], [2.0, 2, 12, 0]]
     many = [(float(i), [rec(f"k{i}", "copied", 1)]) for i in range(1000)]
     thinned = reports.progress_timeline(many, 0.0)
-    assert len(thinned) == reports.MAX_TIMELINE_POINTS and thinned[-1] == [999.0, 1000, 1000, 0]
+    # fixed bins whose width doubles: between half and all of MAX_TIMELINE_POINTS points, the last one exact
+    assert reports.MAX_TIMELINE_POINTS // 2 <= len(thinned) <= reports.MAX_TIMELINE_POINTS
+    assert thinned[-1] == [999.0, 1000, 1000, 0]
+    assert [p[1] for p in thinned] == sorted(p[1] for p in thinned)
+
+
+def test_timeline_is_bounded_and_the_order_of_additions_does_not_matter() -> None:
+    changes = [(1_000.0 + (i * 7919) % 5_000 + (i % 10) / 10, 1, i, i % 3 == 0) for i in range(20_000)]
+    forward, backward = reports.Timeline(1_000.0), reports.Timeline(1_000.0)
+    for when, done, size, failed in changes:
+        forward.add(when, done, size, int(failed))
+    for when, done, size, failed in reversed(changes):
+        backward.add(when, done, size, int(failed))
+    points = forward.points()
+    assert points == backward.points() and len(points) <= reports.MAX_TIMELINE_POINTS
+    assert points[-1][1:] == [20_000, sum(range(20_000)), sum(1 for c in changes if c[3])]
+    restored = reports.Timeline.from_state(json.loads(json.dumps(forward.state())))
+    restored.add(7_000.0, 1, 1, 0)  # past the span: the bins merge again
+    assert len(restored.points()) <= reports.MAX_TIMELINE_POINTS and restored.points()[-1][:2] == [6_000.0, 20_001]
 
 
 def test_sequence_names_are_times() -> None:

@@ -543,6 +543,15 @@ class CountingStaging:
     def abort_multipart_upload(self, **_: Any) -> None:
         raise AssertionError("no abort expected")
 
+    def get_object(self, *, Bucket: str, Key: str) -> Any:  # no plan.json nor checkpoint: a first invocation
+        raise ClientError({"Error": {"Code": "NoSuchKey", "Message": Key}}, "GetObject")
+
+    def get_paginator(self, _name: str) -> Any:  # the planning scratch folder, listed when it is cleaned up
+        return self
+
+    def paginate(self, **_: Any) -> list[dict[str, Any]]:
+        return [{"Contents": []}]
+
 
 def plan_listing(total: int, settings: PlanSettings) -> tuple[int, CountingStaging, dict[str, Any]]:
     listing = SyntheticListing(total)

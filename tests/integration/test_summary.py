@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from lambdas.contracts import staging
@@ -80,3 +81,106 @@ def test_map_failure_and_unattempted_objects_fail_the_job(s3):
     outcome = {"map_failed": True, "error": "CredentialsRefreshExhausted", "cause": "expired 6 times"}
     with pytest.raises(CopyJobFailed, match=r"2 objects were not attempted.*CredentialsRefreshExhausted"):
         summarize({"run_id": "r", "outcome": outcome}, settings=SummarySettings("staging", 100), s3=s3)
+
+
+# --- issue 15 #3: an incremental schedule never forgets failed granules ---------------------------------------
+
+
+def seed_scheduled_run(s3, records):
+    staging.put_json(
+        s3,
+        "staging",
+        staging.plan_key("r"),
+        {
+            "objects": len(records),
+            "destination": {"bucket": "d"},
+            "planned_at": "2026-01-02T03:00:00+00:00",
+            "schedule": {"name": "nightly", "incremental": True, "since": "2026-01-01T03:00:00+00:00"},
+        },
+    )
+    staging.put_json(s3, "staging", staging.results_prefix("r", "b000001") + staging.sequence_name(), records)
+
+
+@pytest.fixture
+def ssm():
+    with mock_aws():
+        yield boto3.client("ssm", region_name="us-east-1")
+
+
+def last_success(ssm):
+    try:
+        return ssm.get_parameter(Name="/teacopy/schedules/nightly/last-success")["Parameter"]["Value"]
+    except ssm.exceptions.ParameterNotFound:
+        return None
+
+
+def test_incremental_run_with_failures_within_the_threshold_does_not_move_the_last_success(s3, ssm):
+    """With max_failed_percent > 0 the run succeeds, but its failed granules must be asked for again: the last
+    success stays where it was, so the next run's updated_since still covers them."""
+    seed_scheduled_run(s3, [rec("a", "copied", 1), rec("b", "failed", reason="source NoSuchKey: gone")])
+    settings = SummarySettings("staging", 50, schedule_state_prefix="/teacopy/schedules/")
+    out = summarize({"run_id": "r", "outcome": {}}, settings=settings, s3=s3, ssm=ssm)
+    assert out["failed"] == 1
+    assert last_success(ssm) is None
+
+
+def test_incremental_run_without_failures_records_its_plan_time(s3, ssm):
+    seed_scheduled_run(s3, [rec("a", "copied", 1), rec("b", "skipped")])
+    settings = SummarySettings("staging", 50, schedule_state_prefix="/teacopy/schedules/")
+    summarize({"run_id": "r", "outcome": {}}, settings=settings, s3=s3, ssm=ssm)
+    assert last_success(ssm) == "2026-01-02T03:00:00+00:00"
+
+
+# --- issue 15 #4: the report is always written, clean-up failures listed -------------------------------------
+
+
+class RefusingAborts:
+    """The staging/destination client, answering AccessDenied to AbortMultipartUpload of one destination key."""
+
+    def __init__(self, s3, refused_key):
+        self._s3, self.refused_key = s3, refused_key
+
+    def __getattr__(self, name):
+        return getattr(self._s3, name)
+
+    def abort_multipart_upload(self, **kwargs):
+        if kwargs["Key"] == self.refused_key:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}}, "AbortMultipartUpload")
+        return self._s3.abort_multipart_upload(**kwargs)
+
+
+def test_report_is_written_when_an_abort_fails_and_lists_the_upload(s3):
+    s3.create_bucket(Bucket="dest-bucket")
+    uploads = {
+        key: s3.create_multipart_upload(Bucket="dest-bucket", Key=key)["UploadId"] for key in ("big-1.nc", "big-2.nc")
+    }
+    for index, (key, upload_id) in enumerate(uploads.items()):
+        staging.put_json(
+            s3,
+            "staging",
+            staging.upload_checkpoint_key("r", "b000001", key),
+            {"dest_bucket": "dest-bucket", "dest_key": key, "upload_id": upload_id, "index": index},
+        )
+    seed_run(s3, 3, [[rec("a", "copied", 1), rec("big-1.nc", "failed", reason="paused: refresh rounds ran out")]])
+    with pytest.raises(CopyJobFailed):  # one failed, one not attempted: the run fails, after writing its report
+        summarize(
+            {"run_id": "r", "outcome": {}}, settings=SummarySettings("staging", 0), s3=RefusingAborts(s3, "big-2.nc")
+        )
+    report = staging.get_json(s3, "staging", "runs/r/report.json")
+    assert report["uploads_aborted"] == 1
+    assert report["cleanup_failures"] == [
+        {
+            "dest_bucket": "dest-bucket",
+            "dest_key": "big-2.nc",
+            "upload_id": uploads["big-2.nc"],
+            "error": "AccessDenied",
+        }
+    ]
+    open_uploads = {u["Key"] for u in s3.list_multipart_uploads(Bucket="dest-bucket").get("Uploads", [])}
+    assert open_uploads == {"big-2.nc"}  # the refused one stays open, and is said so
+    # its checkpoint is kept (it names the upload); the aborted one's is gone
+    assert list(staging.list_keys(s3, "staging", staging.uploads_prefix("r"))) == [
+        staging.upload_checkpoint_key("r", "b000001", "big-2.nc")
+    ]
+    html = s3.get_object(Bucket="staging", Key="runs/r/report.html")["Body"].read().decode()
+    assert "cleanup-failures" in html and uploads["big-2.nc"] in html

@@ -93,6 +93,7 @@ class LambdaStep(Construct):
         memory_mb: int,
         timeout: Duration,
         environment: Mapping[str, str],
+        ephemeral_storage_mb: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.resources = resources
@@ -105,6 +106,7 @@ class LambdaStep(Construct):
             description=description,
             memory_mb=memory_mb,
             timeout=timeout,
+            ephemeral_storage_mb=ephemeral_storage_mb,
             layers=[resources.layer],
             environment=environment,
             log_retention_days=resources.config.log_retention_days,

@@ -14,6 +14,7 @@ from constructs import Construct
 
 from lambdas.contracts import env_names, errors
 from lambdas.contracts.staging import RUNS_PREFIX
+from stacks import memory
 from stacks.constructs.state_names import StateNames
 from stacks.constructs.steps.base import (
     CRASH_ERRORS,
@@ -59,7 +60,7 @@ class CredentialsStep(LambdaStep):
             logical_id=LOGICAL_IDS["credentials"],
             handler="lambdas.handlers.credentials.lambda_handler",
             description="teacopy credentials: fetch/refresh TEA S3 credentials into the cache secret",
-            memory_mb=256,
+            memory_mb=memory.CREDENTIALS_MB,
             timeout=Duration.minutes(2),
             environment=credentials_environment(resources),
         )

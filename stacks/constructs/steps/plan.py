@@ -12,9 +12,11 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from lambdas.contracts import env_names
+from lambdas.contracts.settings import DEFAULT_BUDGET_SECONDS
 from lambdas.contracts.staging import RUNS_PREFIX
 from lambdas.earthdata.cmr import DEFAULT_CMR_URL
 from lambdas.earthdata.cmr import MAX_PAGE_SIZE as CMR_MAX_PAGE_SIZE
+from stacks import memory
 from stacks.constructs.schedules import ScheduleState
 from stacks.constructs.state_names import StateNames
 from stacks.constructs.steps.base import (
@@ -50,6 +52,8 @@ def plan_environment(resources: StepResources, credentials: CredentialsStep) -> 
         # a CMR collection names its TEA (DirectDistributionInformation): matched to a configured one
         env_names.TEA_ENDPOINT: config.tea_endpoint,
         env_names.CMR_PAGE_SIZE: str(CMR_MAX_PAGE_SIZE),
+        # work per invocation before Plan checkpoints and the state machine invokes it again (PlanningDone)
+        env_names.PLAN_BUDGET_SECONDS: str(DEFAULT_BUDGET_SECONDS),
     }
     if config.tea_endpoints:  # several DAACs: which endpoint serves which bucket, and the endpoints' caches
         environment[env_names.BUCKET_ENDPOINTS] = compact_json(
@@ -72,15 +76,22 @@ class PlanStep(LambdaStep):
             logical_id=LOGICAL_IDS["plan"],
             handler="lambdas.handlers.plan.lambda_handler",
             description="teacopy Plan: validate the request and stage the batched manifest",
-            memory_mb=512,
+            memory_mb=memory.PLAN_MB,
+            ephemeral_storage_mb=memory.PLAN_TMP_MB,  # the seen-keys file (planning/seen.py)
             timeout=Duration.minutes(15),  # a prefix listing or CMR query of millions of objects
             environment=plan_environment(resources, credentials),
         )
         fn = self.lambda_
         for bucket in config.readable_buckets:
             fn.allow(["s3:GetObject"], [f"arn:{Aws.PARTITION}:s3:::{bucket}/*"])
-        # The staged manifest is a multipart upload when it is large.
-        fn.grant_objects(["s3:PutObject", "s3:AbortMultipartUpload"], storage.staging_bucket, RUNS_PREFIX)
+        # The staged manifest is a multipart upload when it is large; planning across invocations reads and
+        # deletes its checkpoint files (runs/<run>/planning/), and reads plan.json (a retried last invocation).
+        fn.grant_objects(
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+            storage.staging_bucket,
+            RUNS_PREFIX,
+        )
+        fn.grant_list_prefix(storage.staging_bucket, RUNS_PREFIX)
         for cache in (storage.credentials_cache, *storage.endpoint_caches.values()):
             fn.grant_secret_read(cache)
         # A prefix source: Plan asks the Credentials function for TEA credentials (coalesced, same cache).
@@ -93,8 +104,9 @@ class PlanStep(LambdaStep):
         self.task = self._lambda_task(
             StateNames.PLAN,
             result_path="$",
+            # the execution input every time: a continuation's state is only {"run_id", "continuation"}
             payload=sfn.TaskInput.from_object(
-                {"input": sfn.JsonPath.entire_payload, "run_id": sfn.JsonPath.execution_name}
+                {"input": sfn.JsonPath.execution_input, "run_id": sfn.JsonPath.execution_name}
             ),
         )
         add_credentials_retries(self.task)  # a prefix source makes Plan ask the Credentials function

@@ -11,7 +11,9 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from lambdas.contracts import env_names
+from lambdas.contracts.settings import DEFAULT_BUDGET_SECONDS
 from lambdas.contracts.staging import RUNS_PREFIX
+from stacks import memory
 from stacks.constructs.function import s3_bucket_arn, s3_object_arn
 from stacks.constructs.schedules import ScheduleState
 from stacks.constructs.state_names import StateNames
@@ -41,12 +43,20 @@ class SummarizeStep(LambdaStep):
             logical_id=LOGICAL_IDS["summarize"],
             handler="lambdas.handlers.summarize.lambda_handler",
             description="teacopy Summarize: aggregate per-object results into the run report",
-            memory_mb=1024,
+            memory_mb=memory.SUMMARIZE_MB,
             timeout=Duration.minutes(15),
-            environment={**resources.staging_env, env_names.MAX_FAILED_PERCENT: str(config.max_failed_percent)},
+            environment={
+                **resources.staging_env,
+                env_names.MAX_FAILED_PERCENT: str(config.max_failed_percent),
+                # work per invocation before Summarize checkpoints and the state machine invokes it again
+                env_names.SUMMARY_BUDGET_SECONDS: str(DEFAULT_BUDGET_SECONDS),
+            },
         )
         fn = self.lambda_
-        fn.grant_objects(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], staging, RUNS_PREFIX)
+        # report.csv is a multipart upload (continued across invocations, aborted if the run's report fails)
+        fn.grant_objects(
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], staging, RUNS_PREFIX
+        )
         fn.grant_list_prefix(staging, RUNS_PREFIX)
         fn.acknowledge_object_wildcards([RUNS_OBJECTS_FINDING], STAGING_OBJECTS_REASON)
         # aborts the multipart uploads that paused objects of a failed run left open (nothing else there)
