@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lambdas.contracts import env_names, staging
+from lambdas.contracts import counters, env_names, staging
 from lambdas.planning.request import parse_request
 from lambdas.reporting import summary as summaries
 
@@ -37,7 +37,8 @@ LOCAL_TOKEN = "local-edl-token-" + "x" * 24  # the EDL token of local runs (only
 
 
 class ProgressPrinter:
-    """The demo's live progress line (objects, outcomes, bytes, rate, credential refresh calls)."""
+    """The demo's live progress line: objects, outcomes, bytes, rate and the credential counters, with the labels
+    of ``lambdas.contracts.counters`` (the names of report.json and the last JSON line)."""
 
     def __init__(self, stream: Any, total: int | None = None) -> None:
         self.stream, self.total, self.started, self.last = stream, total, time.monotonic(), ""
@@ -50,9 +51,10 @@ class ProgressPrinter:
         elapsed = time.monotonic() - self.started
         rate = counts["bytes"] / elapsed / 1024**2 if elapsed > 0 else 0.0
         line = (
-            f"[{'#' * filled}{'.' * (width - filled)}] {done}/{'?' if total is None else total} objects "
-            f"copied {counts['copied']} skipped {counts['skipped']} failed {counts['failed']} "
-            f"{counts['bytes'] / 1024**2:.1f} MiB {rate:.1f} MiB/s refresh calls {counts.get('refresh_calls', 0)}"
+            f"[{'#' * filled}{'.' * (width - filled)}] {done}/{'?' if total is None else total} objects  "
+            f"{counters.progress_text(counts, ('copied', 'skipped', 'failed'))}  "
+            f"{counts['bytes'] / 1024**2:.1f} MiB {rate:.1f} MiB/s  "
+            f"{counters.progress_text(counts, counters.PROGRESS_CREDENTIALS)}"
         )
         if line != self.last:
             self.stream.write("\r" + line)
