@@ -13,6 +13,7 @@ seconds.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -431,10 +432,8 @@ class ProgressTracker:
     def poll(self) -> dict[str, Any]:
         prefix = f"runs/{self.run_id}/"
         if self.objects is None:
-            try:
+            with contextlib.suppress(self.s3.exceptions.NoSuchKey):
                 self.objects = int(self._read(f"{prefix}plan.json")["objects"])
-            except self.s3.exceptions.NoSuchKey:
-                pass
         for key in self._new_keys(f"{prefix}results/"):
             for record in self._read(key):
                 # copied, skipped, failed; a dry run's would_copy / would_skip too

@@ -11,8 +11,10 @@ How the credential counters add up (per run):
 - ``refresh_requests = credential_refreshes + coalesced_refreshes``: every time a worker asks for newer
   credentials, either its request fetches a new set from TEA, or it is served the set another worker's
   request just fetched;
-- ``tea_requests`` = one fetch per TEA endpoint at the start + ``credential_refreshes`` + retried attempts
-  (``tea_errors``), when nothing else (Plan's listing) fetched;
+- ``tea_requests = credential_fetches + credential_refreshes + tea_errors``: every HTTP request to TEA either
+  answered a fetch (the run's first set per endpoint, for Plan's listing and for FetchCredentials: a fetch
+  reuses cached credentials only while they have more than the safety margin left), or answered a refresh,
+  or failed (and was retried);
 - ``expired_token_answers`` (local runs only: the local engine counts S3's answers) is not a count of
   refreshes: several requests of one batch in flight can meet ExpiredToken together (one refresh request),
   and workers also refresh ahead of expiry (``safety_margin_seconds``) without any ExpiredToken.
@@ -64,8 +66,14 @@ BYTES_TO_COPY = Counter("bytes_to_copy", "bytes to copy", "dry run: bytes a real
 TEA_REQUESTS = Counter(
     "tea_requests",
     "TEA requests",
-    "HTTP requests to TEA /s3credentials: the first fetch per endpoint, each credential refresh, each retried attempt",
+    "HTTP requests to TEA /s3credentials: credential_fetches + credential_refreshes + tea_errors",
     "TeaRequests",
+)
+CREDENTIAL_FETCHES = Counter(
+    "credential_fetches",
+    "credential fetches",
+    "TEA requests that answered a fetch: the run's first credential set per endpoint (Plan's listing and "
+    "FetchCredentials each fetch one unless the cached set has time left)",
 )
 TEA_ERRORS = Counter(
     "tea_errors", "TEA errors", "TEA requests that did not answer credentials (timeouts, 5xx, 401, 403)", "TeaErrors"
@@ -97,7 +105,14 @@ EXPIRED_TOKEN_ANSWERS = Counter(
 
 OBJECT_COUNTERS = (OBJECTS, COPIED, SKIPPED, FAILED, NOT_ATTEMPTED, BYTES)
 DRY_RUN_COUNTERS = (WOULD_COPY, WOULD_SKIP, BYTES_TO_COPY)
-CREDENTIAL_COUNTERS = (TEA_REQUESTS, TEA_ERRORS, REFRESH_REQUESTS, CREDENTIAL_REFRESHES, COALESCED_REFRESHES)
+CREDENTIAL_COUNTERS = (
+    TEA_REQUESTS,
+    CREDENTIAL_FETCHES,
+    CREDENTIAL_REFRESHES,
+    TEA_ERRORS,
+    REFRESH_REQUESTS,
+    COALESCED_REFRESHES,
+)
 LOCAL_COUNTERS = (VERIFIED, EXPIRED_TOKEN_ANSWERS)
 ALL = (*OBJECT_COUNTERS, *DRY_RUN_COUNTERS, *CREDENTIAL_COUNTERS, *LOCAL_COUNTERS)
 BY_NAME = {counter.name: counter for counter in ALL}

@@ -66,6 +66,7 @@ class RunReport(_Shape):
     would_skip: int = _count(counters.WOULD_SKIP)
     bytes_to_copy: int = _count(counters.BYTES_TO_COPY)
     tea_requests: int = _count(counters.TEA_REQUESTS)
+    credential_fetches: int = _count(counters.CREDENTIAL_FETCHES)
     tea_errors: int = _count(counters.TEA_ERRORS)
     refresh_requests: int = _count(counters.REFRESH_REQUESTS)
     credential_refreshes: int = _count(counters.CREDENTIAL_REFRESHES)

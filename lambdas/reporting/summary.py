@@ -215,6 +215,7 @@ def fold(
 @dataclass
 class EventTotals:
     tea_requests: int = 0
+    credential_fetches: int = 0  # TEA requests that answered a fetch
     tea_errors: int = 0
     refresh_requests: int = 0
     first_adoption: dict[str, float] = field(default_factory=dict)  # new version -> when first adopted
@@ -227,6 +228,7 @@ def event_totals(s3: Any, bucket: str, run_id: str) -> EventTotals:
     for _key, event in read_ahead(s3, bucket, staging.list_keys(s3, bucket, staging.events_prefix(run_id, "tea"))):
         totals.tea_requests += 1
         totals.tea_errors += int(event.get("outcome") != "ok")
+        totals.credential_fetches += int(event.get("outcome") == "ok" and event.get("action") == "fetch")
     refresh_keys = staging.list_keys(s3, bucket, staging.events_prefix(run_id, "refresh"))
     for _key, event in read_ahead(s3, bucket, refresh_keys):
         totals.refresh_requests += 1
@@ -292,6 +294,7 @@ def run_report(run_id: str, plan: Mapping[str, Any], tally: Tally, events: Event
         would_skip=counts.get(WOULD_SKIP, 0),
         bytes_to_copy=tally.would_copy_bytes,
         tea_requests=events.tea_requests,
+        credential_fetches=events.credential_fetches,
         tea_errors=events.tea_errors,
         refresh_requests=events.refresh_requests,
         credential_refreshes=len(events.adopted),

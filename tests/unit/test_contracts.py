@@ -171,6 +171,7 @@ def _run_report(**changes: Any) -> RunReport:
         "would_skip": 0,
         "bytes_to_copy": 0,
         "tea_requests": 1,
+        "credential_fetches": 1,
         "tea_errors": 0,
         "credential_refreshes": 0,
         "refresh_requests": 0,
