@@ -430,24 +430,24 @@ def format_report(
     if destination:
         rows.append(("destination", f"s3://{destination.get('bucket', '')}/{destination.get('prefix', '')}"))
 
-    def count(counter: counters.Counter) -> tuple[str, str]:
+    def row(counter: counters.Counter) -> tuple[str, str]:
         value = int(report.get(counter.name) or 0)
         return counter.label, human_bytes(value) if counter.name.startswith("bytes") else f"{value:,}"
 
-    rows.append(count(counters.OBJECTS))
+    rows.append(row(counters.OBJECTS))
     if report.get("dry_run"):
-        rows += [count(c) for c in counters.DRY_RUN_COUNTERS]
+        rows += [row(c) for c in counters.DRY_RUN_COUNTERS]
     else:
-        rows += [count(counters.COPIED), count(counters.SKIPPED)]
-    rows += [count(counters.FAILED), count(counters.NOT_ATTEMPTED)]
+        rows += [row(counters.COPIED), row(counters.SKIPPED)]
+    rows += [row(counters.FAILED), row(counters.NOT_ATTEMPTED)]
     if not report.get("dry_run"):
-        rows.append(count(counters.BYTES))
+        rows.append(row(counters.BYTES))
     rows.append(("started", report.get("started_at") or "n/a"))
     rows.append(("finished", report.get("finished_at") or "n/a"))
     rows.append(("duration", human_duration(report.get("duration_seconds"))))
     throughput = report.get("throughput_bytes_per_second")
     rows.append(("throughput", f"{human_bytes(throughput)}/s" if throughput else "n/a"))
-    rows += [count(c) for c in counters.CREDENTIAL_COUNTERS if c.name in report or c is counters.TEA_REQUESTS]
+    rows += [row(c) for c in counters.CREDENTIAL_COUNTERS if c.name in report or c is counters.TEA_REQUESTS]
     for label, key in (("report", "report_html"), ("per object", "report_csv")):
         if report.get(key):
             rows.append((label, report[key]))

@@ -307,7 +307,9 @@ def test_html_report_renders_in_headless_chromium(s3: Any, tmp_path: Path) -> No
     assert dom.reasons == {"source NoSuchKey": 1, "source AccessDenied": 1}
     assert {"progress-chart", "objects-line", "bytes-line", "failures", "run-state"} <= dom.ids
     # start, end, the execution, links to the CSV and the JSON (relative: the three files sit side by side)
-    assert dom.text["started"].endswith(reports.iso(t0)) and dom.text["finished"].endswith(reports.iso(t0 + 8))
+    assert dom.text["started"].endswith(str(reports.iso(t0))) and dom.text["finished"].endswith(
+        str(reports.iso(t0 + 8))
+    )
     assert "r (the execution's name" in dom.text["execution"]
     assert dom.links == {"csv-link": "report.csv", "json-link": "report.json"}
     # verification: every copied object by CRC64NVME; checksums and sizes as the plan knew them; no mismatch
