@@ -58,7 +58,7 @@ class ProgressPrinter:
             f"{counters.progress_text(counts, counters.PROGRESS_CREDENTIALS)}"
         )
         if line != self.last:
-            self.stream.write("\r" + line)
+            self.stream.write("\r" + line.ljust(len(self.last)))  # no tail of a longer line left behind
             self.stream.flush()
             self.last = line
 
