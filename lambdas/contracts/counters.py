@@ -45,7 +45,11 @@ COPIED = Counter(
     "ObjectsCopied",
 )
 SKIPPED = Counter(
-    "skipped", "skipped", "objects already identical at the destination (nothing transferred)", "ObjectsSkipped"
+    "skipped",
+    "skipped",
+    "objects the destination already had, not written: identical to the source (reason identical), or present "
+    "with overwrite never (reason exists)",
+    "ObjectsSkipped",
 )
 FAILED = Counter("failed", "failed", "objects that failed (each with its reason in report.csv)", "ObjectsFailed")
 NOT_ATTEMPTED = Counter(
