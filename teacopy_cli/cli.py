@@ -27,7 +27,7 @@ from typing import Any, NoReturn, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lambdas.contracts import staging
+from lambdas.contracts import counters, staging
 from lambdas.contracts.errors import ConfigurationError, InvalidInput
 from lambdas.planning.manifests import format_for, parse_manifest_stream
 from lambdas.reporting import render as reports
@@ -38,7 +38,7 @@ from teacopy_local.rundir import RUNS_DIR_VARIABLE, runs_dir
 
 from . import __version__
 from .backend import DEFAULT_STACK, TERMINAL, AwsNotConfigured, Backend, BackendError, aws_backend, aws_problem
-from .estimate import CopyShape, estimate
+from .estimate import CopyShape, estimate, run_cost
 from .inputs import InputError, add_input_arguments, check_shape, input_from_args, read_json_file, validate
 from .progress import ProgressBar, RunProgress
 from .runs import RunError, describe, load_report, objects_to_retry, read_json, result_rows, retry_input, run_id_of
@@ -232,8 +232,14 @@ class Cli:
             if report.get("dry_run") and report.get("would_copy"):
                 self.say(format_estimate(self.dry_run_estimate(run_id), title="estimate for the real run"))
         if self.args.html:
-            path = reports.write_html_file(report, self.args.html)
-            self.note(f"HTML report: {path}")
+            execution = {"arn": arn, "status": status, "local": self.local_runs}
+            rows = result_rows(self.backend, run_id)
+            cost = run_cost(rows, dry_run=bool(report.get("dry_run")), shape=self.shape())
+            path = reports.write_html_file(report, self.args.html, execution=execution, cost=cost)
+            # its links are relative: report.csv and report.json beside it
+            (path.parent / "report.csv").write_text(reports.render_csv(rows), encoding="utf-8")
+            (path.parent / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+            self.note(f"HTML report: {path} (report.csv and report.json beside it)")
         return EXIT_OK if not report.get("failed") and not report.get("not_attempted") else EXIT_FAILED
 
     def located(self, report: dict[str, Any]) -> dict[str, Any]:
@@ -305,9 +311,12 @@ class Cli:
         return replace(shape, **overrides) if overrides else shape
 
     def dry_run_estimate(self, run_id: str) -> dict[str, Any]:
-        rows = result_rows(self.backend, run_id)
-        sizes: list[int | None] = [int(r.get("bytes") or 0) for r in rows if r.get("status") == "would_copy"]
-        return estimate(sizes, self.shape(), dest_region=getattr(self.args, "dest_region", None))
+        return run_cost(
+            result_rows(self.backend, run_id),
+            dry_run=True,
+            shape=self.shape(),
+            dest_region=getattr(self.args, "dest_region", None),
+        )
 
     def sizes_of_run(self, run_id: str) -> list[int | None]:
         report, _ = load_report(self.backend, run_id)
@@ -420,29 +429,25 @@ def format_report(
         rows.append(("source", reports.describe_location(source)))
     if destination:
         rows.append(("destination", f"s3://{destination.get('bucket', '')}/{destination.get('prefix', '')}"))
-    rows.append(("objects", f"{int(report.get('objects') or 0):,}"))
+
+    def row(counter: counters.Counter) -> tuple[str, str]:
+        value = int(report.get(counter.name) or 0)
+        return counter.label, human_bytes(value) if counter.name.startswith("bytes") else f"{value:,}"
+
+    rows.append(row(counters.OBJECTS))
     if report.get("dry_run"):
-        rows += [
-            ("would copy", f"{int(report.get('would_copy') or 0):,}"),
-            ("would skip", f"{int(report.get('would_skip') or 0):,}"),
-            ("bytes to copy", human_bytes(report.get("bytes_to_copy") or 0)),
-        ]
+        rows += [row(c) for c in counters.DRY_RUN_COUNTERS]
     else:
-        rows += [
-            ("copied", f"{int(report.get('copied') or 0):,}"),
-            ("skipped", f"{int(report.get('skipped') or 0):,}"),
-        ]
-    rows += [
-        ("failed", f"{int(report.get('failed') or 0):,}"),
-        ("not attempted", f"{int(report.get('not_attempted') or 0):,}"),
-    ]
+        rows += [row(counters.COPIED), row(counters.SKIPPED)]
+    rows += [row(counters.FAILED), row(counters.NOT_ATTEMPTED)]
     if not report.get("dry_run"):
-        rows.append(("data copied", human_bytes(report.get("bytes") or 0)))
+        rows.append(row(counters.BYTES))
+    rows.append(("started", report.get("started_at") or "n/a"))
+    rows.append(("finished", report.get("finished_at") or "n/a"))
     rows.append(("duration", human_duration(report.get("duration_seconds"))))
     throughput = report.get("throughput_bytes_per_second")
     rows.append(("throughput", f"{human_bytes(throughput)}/s" if throughput else "n/a"))
-    rows.append(("TEA requests", f"{int(report.get('tea_requests') or 0)}"))
-    rows.append(("credential refreshes", f"{int(report.get('credential_refreshes') or 0)}"))
+    rows += [row(c) for c in counters.CREDENTIAL_COUNTERS if c.name in report or c is counters.TEA_REQUESTS]
     for label, key in (("report", "report_html"), ("per object", "report_csv")):
         if report.get(key):
             rows.append((label, report[key]))
@@ -461,7 +466,9 @@ def format_report(
                 lines.append(f"          {failure.get('key')}")
             if int(count) > 5:
                 lines.append(f"          ... and {int(count) - 5:,} more (teacopy report {run_id} --csv{flag})")
-        lines.append(f"  retry only these: teacopy retry-failed {run_id}{flag}")
+    retry = reports.retry_command(report, local=local)
+    if retry:
+        lines.append(f"  retry only these: {retry}")
     if report.get("map_failed"):
         error = report.get("map_error") or {}
         lines.append(f"batch failure: {error.get('error')}: {str(error.get('cause') or '')[:300]}")
@@ -557,7 +564,12 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = report.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="the full report as JSON")
     fmt.add_argument("--csv", action="store_true", help="one CSV row per object")
-    report.add_argument("--html", metavar="FILE", help="also write the HTML report to FILE")
+    report.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write the HTML report to FILE, with the estimated cost, and report.csv and report.json beside it "
+        "(the page links them)",
+    )
 
     retry = sub.add_parser(
         "retry-failed",

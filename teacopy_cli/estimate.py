@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -218,3 +218,16 @@ def estimate(
         "tea_requests": 1 + int(seconds // credential_seconds),
         "assumptions": {**cost.assumptions(model, prices), "shape": asdict(shape)},
     }
+
+
+def copied_sizes(rows: Sequence[Mapping[str, Any]], *, dry_run: bool) -> list[int | None]:
+    """The sizes of what a run copied (a dry run: what it would copy), from its report.csv rows."""
+    status = "would_copy" if dry_run else "copied"
+    return [int(row.get("bytes") or 0) for row in rows if row.get("status") == status]
+
+
+def run_cost(
+    rows: Sequence[Mapping[str, Any]], *, dry_run: bool, shape: CopyShape | None = None, dest_region: str | None = None
+) -> dict[str, Any]:
+    """The estimate of a run's copies (the HTML report's cost): ``estimate`` of the objects it copied."""
+    return estimate(copied_sizes(rows, dry_run=dry_run), shape or CopyShape.from_cdk_json(), dest_region=dest_region)

@@ -3,7 +3,8 @@
 A run writes ``runs/<run>/plan.json`` (how many objects, bytes if known), then one result file per
 CopyBatch flush under ``results/``, and an event file per TEA request / refresh call under ``events/``.
 ``RunProgress.poll`` reads only the files it has not seen yet; ``ProgressBar`` turns snapshots into
-one line: objects and bytes done/total, rate, ETA, failures, credential refreshes.
+one line: objects and bytes done/total, rate, ETA, failures and the credential counters (TEA requests,
+credential refreshes, refresh requests: the labels of ``lambdas.contracts.counters``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from lambdas.contracts import staging
+from lambdas.contracts import counters, staging
 from lambdas.reporting.render import human_bytes, human_duration
 
 DONE_BYTES_STATUSES = ("copied", "would_copy")
@@ -30,8 +31,8 @@ class Snapshot:
     by_status: dict[str, int]
     bytes_done: int
     failed: int
-    refreshes: int  # new credential versions adopted by the workers
-    refresh_calls: int
+    credential_refreshes: int  # the names of lambdas.contracts.counters
+    refresh_requests: int
     tea_requests: int
     elapsed: float
     dry_run: bool = False
@@ -47,7 +48,7 @@ class RunProgress:
     _status: dict[str, tuple[str, int]] = field(default_factory=dict)
     _refresh_seen: set[str] = field(default_factory=set)
     _adopted: set[str] = field(default_factory=set)
-    _refresh_calls: int = 0
+    _refresh_requests: int = 0
     plan: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -87,7 +88,7 @@ class RunProgress:
             if key in self._refresh_seen:
                 continue
             self._refresh_seen.add(key)
-            self._refresh_calls += 1
+            self._refresh_requests += 1
             event = self._get(key)
             if event.get("new_version") and event.get("new_version") != event.get("used_version"):
                 self._adopted.add(str(event["new_version"]))
@@ -101,8 +102,8 @@ class RunProgress:
             by_status=dict(by_status),
             bytes_done=sum(b for _, b in self._status.values()),
             failed=by_status.get("failed", 0),
-            refreshes=len(self._adopted),
-            refresh_calls=self._refresh_calls,
+            credential_refreshes=len(self._adopted),
+            refresh_requests=self._refresh_requests,
             tea_requests=tea,
             elapsed=self.clock() - self.started,
             dry_run=bool((plan.get("options") or {}).get("dry_run")),
@@ -164,15 +165,15 @@ class ProgressBar:
         parts.append(f"{human_bytes(byte_rate)}/s" if byte_rate else "-- /s")
         eta = self.eta(snap, byte_rate, object_rate)
         parts.append(f"ETA {human_duration(eta)}" if eta is not None else "ETA --")
-        parts.append(f"failed {snap.failed}")
-        parts.append(f"refreshes {snap.refreshes}")
+        parts.append(counters.with_label("failed", snap.failed))
+        parts.append(counters.progress_text(vars(snap), counters.PROGRESS_CREDENTIALS))
         parts.append(status)
         return "  ".join(parts)
 
     def update(self, snap: Snapshot, status: str) -> None:
         text = self.line(snap, status)
         # on a terminal the line is redrawn (rate and ETA move); in a log, a line per change of progress
-        state = (snap.objects, snap.done, snap.bytes_done, snap.failed, snap.refreshes, status)
+        state = (snap.objects, snap.done, snap.bytes_done, snap.failed, snap.credential_refreshes, status)
         if text == self.last or (not self.tty and state == self.last_state):
             return
         self.last, self.last_state = text, state

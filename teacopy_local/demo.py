@@ -24,13 +24,22 @@ from pathlib import Path
 from typing import Any
 
 from lambdas.contracts import env_names
-from lambdas.reporting.render import save_local_report
 
 from .cmr_emulator import CmrEmulator, EmulatedFile
 from .engine import LocalEngine, load_template
 from .errors import LocalRunError
 from .rundir import runs_dir
-from .runner import ProgressPrinter, plan_note, read_input, run_and_keep, run_input, secrets_of, succeeded
+from .runner import (
+    ProgressPrinter,
+    plan_note,
+    read_input,
+    render_local_report,
+    run_and_keep,
+    run_input,
+    run_rows,
+    secrets_of,
+    succeeded,
+)
 from .stack import current_template
 from .synthetic import DEFAULT_COUNT
 from .tea_emulator import TeaEmulator
@@ -129,13 +138,17 @@ DEMO_PREFIX = "demo/"
 CMR_PAGE_SIZE = 40  # small pages so the demo shows CMR paging (CMR itself allows 2000)
 
 
-def seed_noise(engine: LocalEngine, keys: list[str]) -> int:
-    """Objects a prefix listing finds but the job's include/exclude patterns leave out."""
+def seed_noise(engine: LocalEngine, keys: list[str]) -> tuple[list[str], list[str]]:
+    """What a prefix listing finds besides the job's objects: (objects the include/exclude patterns leave out,
+    folder markers, which listings skip)."""
     s3 = engine.client("s3", region="us-west-2")
-    noise = [f"{k}.md5" for k in keys[::10]] + [f"{DEMO_PREFIX}README.txt", f"{DEMO_PREFIX}2020/"]
-    for key in noise:
-        s3.put_object(Bucket=SOURCE_BUCKET, Key=key, Body=b"" if key.endswith("/") else b"not copied")
-    return len(noise)
+    left_out = [f"{k}.md5" for k in keys[::10]] + [f"{DEMO_PREFIX}README.txt"]
+    markers = [f"{DEMO_PREFIX}2020/"]
+    for key in left_out:
+        s3.put_object(Bucket=SOURCE_BUCKET, Key=key, Body=b"not copied")
+    for key in markers:
+        s3.put_object(Bucket=SOURCE_BUCKET, Key=key, Body=b"")
+    return left_out, markers
 
 
 def demo_source(
@@ -157,11 +170,14 @@ def demo_source(
             "a CSV manifest in your bucket (size + SHA-256 per object, verified by the copy)",
         )
     if mode == "prefix":
-        noise = seed_noise(engine, keys)
+        left_out, markers = seed_noise(engine, keys)
+        md5 = sum(1 for key in left_out if key.endswith(".md5"))
         return (
             {"bucket": SOURCE_BUCKET, "prefix": DEMO_PREFIX, "include": ["*.nc", "*.txt"], "exclude": ["README*"]},
-            f"a listing of s3://{SOURCE_BUCKET}/{DEMO_PREFIX} with TEA credentials "
-            f"({noise} other objects there are filtered out)",
+            f"a listing of s3://{SOURCE_BUCKET}/{DEMO_PREFIX} with TEA credentials: {len(keys)} objects to copy, "
+            f"{len(left_out)} more that include/exclude leave out ({md5} .md5 files, "
+            f"{len(left_out) - md5} README.txt) and {len(markers)} folder marker ({', '.join(markers)}) that "
+            "listings skip",
         )
     if mode == "multi-daac":
         urls = move_half_to_second_daac(engine, keys)
@@ -266,6 +282,8 @@ def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.std
                 print(f"plan: {plan_note(engine, result)}", file=err)
             verified = verify(engine, destination, prefix, expected)
             report = result.report or {}
+            rows = run_rows(engine, result.execution_arn.rsplit(":", 1)[-1]) if report else []
+            page = render_local_report(report, directory, result, verified, rows) if report else None
             secrets = [secret for emulator in teas for secret in secrets_of(emulator, DEMO_TOKEN)]
             leaks = engine.scan_for_secrets(secrets, [result.execution_arn])
             summary = {
@@ -277,11 +295,12 @@ def run_demo(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.std
                 "verified": verified,
                 "tea_requests": report.get("tea_requests", sum(t.requests for t in teas)),
                 "credential_refreshes": report.get("credential_refreshes", 0),
+                "refresh_requests": report.get("refresh_requests", 0),
                 "seconds": round(result.seconds, 2),
                 "status": result.status,
                 "expired_token_answers": engine.policy.expired_answers,
                 "leaked_secrets": len(leaks),
-                "report": save_local_report(report, REPO / "artifacts" / "reports") if report else None,
+                "report": str(page) if page is not None else None,
                 "run_dir": str(directory),
             }
             if second_tea is not None:

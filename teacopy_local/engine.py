@@ -13,6 +13,7 @@ seconds.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -394,35 +395,59 @@ class LocalEngine:
 
 
 class ProgressTracker:
-    """Reads a run's result log incrementally: what the operator watches while a job runs."""
+    """Reads a run's result log incrementally: what the operator watches while a job runs.
+
+    Its counts carry the names of ``lambdas.contracts.counters`` (copied, skipped, failed, bytes, tea_requests,
+    refresh_requests, credential_refreshes), counted as Summarize counts them; ``done`` is objects with an outcome.
+    """
 
     def __init__(self, s3: Any, bucket: str, run_id: str) -> None:
         self.s3, self.bucket, self.run_id = s3, bucket, run_id
         self.seen: set[str] = set()
-        self.counts: dict[str, int] = {"copied": 0, "skipped": 0, "failed": 0, "bytes": 0, "done": 0}
+        self.counts: dict[str, int] = {
+            "copied": 0,
+            "skipped": 0,
+            "failed": 0,
+            "bytes": 0,
+            "done": 0,
+            "tea_requests": 0,
+            "refresh_requests": 0,
+            "credential_refreshes": 0,
+        }
         self.objects: int | None = None
+        self.adopted: set[str] = set()
+
+    def _read(self, key: str) -> Any:
+        return json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def _new_keys(self, prefix: str) -> list[str]:
+        found = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if item["Key"] not in self.seen:
+                    self.seen.add(item["Key"])
+                    found.append(item["Key"])
+        return found
 
     def poll(self) -> dict[str, Any]:
         prefix = f"runs/{self.run_id}/"
         if self.objects is None:
-            try:
-                plan = json.loads(self.s3.get_object(Bucket=self.bucket, Key=f"{prefix}plan.json")["Body"].read())
-                self.objects = int(plan["objects"])
-            except self.s3.exceptions.NoSuchKey:
-                pass
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{prefix}results/"):
-            for item in page.get("Contents", []):
-                if item["Key"] in self.seen:
-                    continue
-                self.seen.add(item["Key"])
-                for record in json.loads(self.s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()):
-                    # copied, skipped, failed; a dry run's would_copy / would_skip too
-                    self.counts[record["status"]] = self.counts.get(record["status"], 0) + 1
-                    self.counts["done"] += 1
-                    if record["status"] == "copied":
-                        self.counts["bytes"] += int(record.get("bytes", 0))
-        listing = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=f"{prefix}events/refresh/")
-        self.counts["refresh_calls"] = listing.get("KeyCount", 0)
+            with contextlib.suppress(self.s3.exceptions.NoSuchKey):
+                self.objects = int(self._read(f"{prefix}plan.json")["objects"])
+        for key in self._new_keys(f"{prefix}results/"):
+            for record in self._read(key):
+                # copied, skipped, failed; a dry run's would_copy / would_skip too
+                self.counts[record["status"]] = self.counts.get(record["status"], 0) + 1
+                self.counts["done"] += 1
+                if record["status"] == "copied":
+                    self.counts["bytes"] += int(record.get("bytes", 0))
+        self.counts["tea_requests"] += len(self._new_keys(f"{prefix}events/tea/"))
+        for key in self._new_keys(f"{prefix}events/refresh/"):
+            self.counts["refresh_requests"] += 1
+            event = self._read(key)
+            if event.get("new_version") and event.get("new_version") != event.get("used_version"):
+                self.adopted.add(str(event["new_version"]))
+        self.counts["credential_refreshes"] = len(self.adopted)
         return {**self.counts, "objects": self.objects}
 
 

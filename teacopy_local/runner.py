@@ -21,9 +21,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lambdas.contracts import env_names, staging
+from lambdas.contracts import counters, env_names, staging
 from lambdas.planning.request import parse_request
 from lambdas.reporting import summary as summaries
+from lambdas.reporting.render import write_html_file
 
 from .cmr_emulator import CmrEmulator
 from .engine import LocalEngine, RunResult
@@ -37,7 +38,8 @@ LOCAL_TOKEN = "local-edl-token-" + "x" * 24  # the EDL token of local runs (only
 
 
 class ProgressPrinter:
-    """The demo's live progress line (objects, outcomes, bytes, rate, credential refresh calls)."""
+    """The demo's live progress line: objects, outcomes, bytes, rate and the credential counters, with the labels
+    of ``lambdas.contracts.counters`` (the names of report.json and the last JSON line)."""
 
     def __init__(self, stream: Any, total: int | None = None) -> None:
         self.stream, self.total, self.started, self.last = stream, total, time.monotonic(), ""
@@ -50,12 +52,13 @@ class ProgressPrinter:
         elapsed = time.monotonic() - self.started
         rate = counts["bytes"] / elapsed / 1024**2 if elapsed > 0 else 0.0
         line = (
-            f"[{'#' * filled}{'.' * (width - filled)}] {done}/{'?' if total is None else total} objects "
-            f"copied {counts['copied']} skipped {counts['skipped']} failed {counts['failed']} "
-            f"{counts['bytes'] / 1024**2:.1f} MiB {rate:.1f} MiB/s refresh calls {counts.get('refresh_calls', 0)}"
+            f"[{'#' * filled}{'.' * (width - filled)}] {done}/{'?' if total is None else total} objects  "
+            f"{counters.progress_text(counts, ('copied', 'skipped', 'failed'))}  "
+            f"{counts['bytes'] / 1024**2:.1f} MiB {rate:.1f} MiB/s  "
+            f"{counters.progress_text(counts, counters.PROGRESS_CREDENTIALS)}"
         )
         if line != self.last:
-            self.stream.write("\r" + line)
+            self.stream.write("\r" + line.ljust(len(self.last)))  # no tail of a longer line left behind
             self.stream.flush()
             self.last = line
 
@@ -86,9 +89,13 @@ def plan_note(engine: LocalEngine, result: RunResult) -> str:
     stats = plan.get("source_stats") or {}
     note = f"{plan['objects']} objects in {plan['batches']} batches from {plan['source']['mode']}"
     if "listed" in stats:
-        note += (
-            f": {stats['listed']} objects listed in {stats['pages']} page(s), {stats['kept']} kept by include/exclude"
-        )
+        listed, kept, markers = int(stats["listed"]), int(stats["kept"]), int(stats.get("folder_markers", 0))
+        note += f": {listed} objects listed in {stats['pages']} page(s)"
+        if markers:
+            note += f" (and {markers} folder marker{'s' if markers != 1 else ''}, skipped)"
+        note += f", {kept} kept by include/exclude, {listed - kept} left out"
+        if stats.get("duplicates_skipped"):
+            note += f", {stats['duplicates_skipped']} duplicates skipped"
     if "hits" in stats:
         note += (
             f", CMR: {stats['hits']} granules in {stats['pages']} pages, {stats['requests']} requests "
@@ -129,6 +136,19 @@ def run_and_keep(
     return result, mirror.sync()
 
 
+def render_local_report(
+    report: Mapping[str, Any], directory: Path, result: RunResult, verified: int, rows: list[dict[str, Any]]
+) -> Path:
+    """Rewrite the run directory's report.html with what a local run knows besides Summarize: the execution
+    (a local one), the objects compared byte for byte, and the estimated cost (the cost model of
+    ``teacopy estimate``: what these copies would cost on AWS)."""
+    from teacopy_cli.estimate import run_cost
+
+    cost = run_cost(rows, dry_run=bool(report.get("dry_run")))
+    execution = {"arn": result.execution_arn, "status": result.status, "local": True, "verified": verified}
+    return write_html_file(report, directory / "report.html", execution=execution, cost=cost)
+
+
 def read_input(path: str) -> dict[str, Any]:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
@@ -143,14 +163,20 @@ def read_input(path: str) -> dict[str, Any]:
     return job
 
 
-def verify_copies(engine: LocalEngine, run_id: str, world: SyntheticWorld) -> tuple[int, int]:
-    """(copied objects whose destination bytes equal their synthetic source, copied objects)."""
+def run_rows(engine: LocalEngine, run_id: str) -> list[dict[str, Any]]:
+    """The run's report.csv rows (each object's last recorded outcome)."""
+    return summaries.collect_run(engine.client("s3"), engine.deployment.staging_bucket, run_id)[1]
+
+
+def verify_copies(
+    engine: LocalEngine, run_id: str, world: SyntheticWorld, rows: list[dict[str, Any]]
+) -> tuple[int, int]:
+    """(copied objects whose destination bytes equal their synthetic source, copied objects) of ``rows``."""
     s3 = engine.client("s3")
     bucket = engine.deployment.staging_bucket
     batches = staging.get_json(s3, bucket, staging.manifest_key(run_id))
     bucket_of = {str(batch["id"]): str(batch["source_bucket"]) for batch in batches}
     destination = staging.get_json(s3, bucket, staging.plan_key(run_id))["destination"]["bucket"]
-    rows = summaries.collect_run(s3, bucket, run_id)[1]
     good = copied = 0
     for row in rows:
         if row.get("status") != "copied":
@@ -238,7 +264,9 @@ def run_input(
             printer.close()
             note(f"plan: {plan_note(engine, result)}")
             report = result.report or {}
-            verified, copied = verify_copies(engine, name, world) if report else (0, 0)
+            rows = run_rows(engine, name) if report else []
+            verified, copied = verify_copies(engine, name, world, rows) if report else (0, 0)
+            page = render_local_report(report, directory, result, verified, rows) if report else None
             secrets = [secret for emulator in teas.values() for secret in secrets_of(emulator, LOCAL_TOKEN)]
             leaks = engine.scan_for_secrets(secrets, [result.execution_arn])
             summary: dict[str, Any] = {
@@ -251,11 +279,12 @@ def run_input(
                 "verified": verified,
                 "tea_requests": report.get("tea_requests", sum(t.requests for t in teas.values())),
                 "credential_refreshes": report.get("credential_refreshes", 0),
+                "refresh_requests": report.get("refresh_requests", 0),
                 "seconds": round(result.seconds, 2),
                 "status": result.status,
                 "expired_token_answers": engine.policy.expired_answers,
                 "leaked_secrets": len(leaks),
-                "report": str(directory / "report.html") if (directory / "report.html").exists() else None,
+                "report": str(page) if page is not None else None,
                 "run_dir": str(directory),
             }
             if report.get("dry_run"):

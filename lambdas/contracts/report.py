@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lambdas.contracts import counters
+
 
 class _Shape(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -44,24 +46,39 @@ class MapError(_Shape):
     cause: str
 
 
+def _count(counter: counters.Counter) -> Any:
+    """A required count field described by its counter (``lambdas.contracts.counters``: the one vocabulary)."""
+    return Field(description=f"{counter.label}: {counter.meaning}")
+
+
 class RunReport(_Shape):
     """The run's outcome, from its plan, result files and events (``summary.collect``)."""
 
     run_id: str
-    objects: int
-    copied: int
-    skipped: int
-    failed: int
-    not_attempted: int
-    bytes: int = Field(description="bytes copied")
+    objects: int = _count(counters.OBJECTS)
+    copied: int = _count(counters.COPIED)
+    skipped: int = _count(counters.SKIPPED)
+    failed: int = _count(counters.FAILED)
+    not_attempted: int = _count(counters.NOT_ATTEMPTED)
+    bytes: int = _count(counters.BYTES)
     dry_run: bool
-    would_copy: int
-    would_skip: int
-    bytes_to_copy: int
-    tea_requests: int
-    tea_errors: int
-    credential_refreshes: int = Field(description="credential versions adopted after the first")
-    refresh_calls: int
+    would_copy: int = _count(counters.WOULD_COPY)
+    would_skip: int = _count(counters.WOULD_SKIP)
+    bytes_to_copy: int = _count(counters.BYTES_TO_COPY)
+    tea_requests: int = _count(counters.TEA_REQUESTS)
+    credential_fetches: int = _count(counters.CREDENTIAL_FETCHES)
+    tea_errors: int = _count(counters.TEA_ERRORS)
+    refresh_requests: int = _count(counters.REFRESH_REQUESTS)
+    credential_refreshes: int = _count(counters.CREDENTIAL_REFRESHES)
+    coalesced_refreshes: int = _count(counters.COALESCED_REFRESHES)
+    sizes_known: int | None = Field(
+        default=None, description="planned objects whose size the plan knew (the copy checks it); null: not recorded"
+    )
+    checksums_known: int | None = Field(
+        default=None,
+        description="planned objects with a published checksum (MD5/SHA from a manifest or CMR; the copy verifies "
+        "it); null: not recorded",
+    )
     source: dict[str, Any] | None = Field(description="plan.json's source: mode, buckets, manifest/prefix/cmr")
     destination: dict[str, Any] | None
     schedule: dict[str, Any] | None
@@ -135,14 +152,5 @@ class RunSummary(_Shape):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-COUNT_FIELDS = (
-    "objects",
-    "copied",
-    "skipped",
-    "failed",
-    "not_attempted",
-    "bytes",
-    "tea_requests",
-    "credential_refreshes",
-)
-DRY_RUN_FIELDS = ("dry_run", "would_copy", "would_skip", "bytes_to_copy")
+COUNT_FIELDS = tuple(counter.name for counter in counters.SUMMARY_COUNTERS)
+DRY_RUN_FIELDS = ("dry_run", *(counter.name for counter in counters.DRY_RUN_COUNTERS))

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from lambdas.contracts import counters
 from lambdas.observability.logs import running_in_lambda
 
 logger = logging.getLogger(__name__)
@@ -30,18 +31,28 @@ SERVICE_CREDENTIALS = "credentials"
 
 COUNT, BYTES, MILLISECONDS = "Count", "Bytes", "Milliseconds"
 
+
+def _metric(counter: counters.Counter) -> str:
+    assert counter.metric is not None
+    return counter.metric
+
+
+# The metrics that count a run's counters (lambdas/contracts/counters.py: names, labels and meanings; the
+# report's sums over a run equal these metrics' sums over the run's invocations).
 # CopyBatch (per invocation: what it recorded in the result log)
-OBJECTS_COPIED = "ObjectsCopied"
-OBJECTS_SKIPPED = "ObjectsSkipped"
-OBJECTS_FAILED = "ObjectsFailed"
-BYTES_COPIED = "BytesCopied"
+OBJECTS_COPIED = _metric(counters.COPIED)  # copied
+OBJECTS_SKIPPED = _metric(counters.SKIPPED)  # skipped
+OBJECTS_FAILED = _metric(counters.FAILED)  # failed
+BYTES_COPIED = _metric(counters.BYTES)  # bytes
 # Credentials
-TEA_REQUESTS = "TeaRequests"  # every HTTP attempt to /s3credentials
+TEA_REQUESTS = _metric(counters.TEA_REQUESTS)  # tea_requests: every HTTP attempt to /s3credentials
+TEA_ERRORS = _metric(counters.TEA_ERRORS)  # tea_errors: attempts whose outcome was not "ok"
+CREDENTIAL_REFRESHES = _metric(counters.CREDENTIAL_REFRESHES)  # credential_refreshes: refreshes that fetched
+COALESCED_REFRESHES = _metric(counters.COALESCED_REFRESHES)  # coalesced_refreshes: served another's fetch
+# (refresh_requests = CredentialRefreshes + CoalescedRefreshes: no metric of its own)
+# Operational only (no counter of the report)
 TEA_LATENCY = "TeaLatency"  # per attempt, milliseconds
-TEA_ERRORS = "TeaErrors"  # attempts whose outcome was not "ok" (timeouts, 5xx, 401, 403, ...)
 TEA_AUTH_FAILURES = "TeaAuthFailures"  # credentials calls that failed with EdlTokenRejected (expired EDL token)
-CREDENTIAL_REFRESHES = "CredentialRefreshes"  # refresh calls that fetched new credentials from TEA
-COALESCED_REFRESHES = "CoalescedRefreshes"  # refresh calls served by credentials another worker fetched
 # Both
 ERRORS = "Errors"  # invocations that raised (besides the routine CredentialsExpired of CopyBatch)
 
@@ -148,9 +159,9 @@ def record_error(sink: MetricsSink, exc: BaseException) -> None:
 
 def record_copy_result(sink: MetricsSink, result: Mapping[str, Any]) -> None:
     """The counts a CopyBatch invocation returns (``lambdas.copying.batch.copy_batch``)."""
-    for metric, field in ((OBJECTS_COPIED, "copied"), (OBJECTS_SKIPPED, "skipped"), (OBJECTS_FAILED, "failed")):
-        sink.add(metric, int(result.get(field) or 0))
-    sink.add(BYTES_COPIED, int(result.get("bytes") or 0), BYTES)
+    for counter in (counters.COPIED, counters.SKIPPED, counters.FAILED):
+        sink.add(_metric(counter), int(result.get(counter.name) or 0))
+    sink.add(BYTES_COPIED, int(result.get(counters.BYTES.name) or 0), BYTES)
 
 
 def record_tea_request(sink: MetricsSink, detail: Mapping[str, Any]) -> None:

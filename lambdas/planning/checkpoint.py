@@ -49,6 +49,7 @@ class PlanProgress:
     objects: int = 0
     known_bytes: int = 0
     unknown_sizes: int = 0
+    checksums: int = 0  # objects with a published checksum (the copy verifies it)
     duplicates: int = 0
     buckets: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)

@@ -78,10 +78,10 @@ def list_prefix_pages(
     checkpoints it). Folder markers (keys ending in '/') are skipped.
     ExpiredToken → new credentials and the same page again (at most ``max_refreshes`` times);
     AccessDenied / NoSuchBucket → InvalidInput.
-    ``stats`` (if given) counts pages, listed objects, kept objects and credential refreshes.
+    ``stats`` (if given) counts pages, listed objects (folder markers apart), kept objects and credential refreshes.
     """
     counts = stats if stats is not None else {}
-    for name in ("pages", "listed", "kept", "refreshes"):
+    for name in ("pages", "listed", "kept", "refreshes", "folder_markers"):
         counts.setdefault(name, 0)
     client = clients.s3_for(bucket)
     refreshes = 0
@@ -121,6 +121,7 @@ def list_prefix_pages(
         for item in page.get("Contents", []):
             key = str(item["Key"])
             if key.endswith("/"):
+                counts["folder_markers"] += 1
                 continue
             counts["listed"] += 1
             if key_filter.accepts(key[len(prefix) :]):

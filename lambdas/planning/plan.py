@@ -309,6 +309,7 @@ class _Planning:
             progress.unknown_sizes += 1
         else:
             progress.known_bytes += item.spec.size
+        progress.checksums += int(item.spec.checksum is not None)
 
     def _record(self) -> None:
         progress = self.progress
@@ -377,6 +378,8 @@ class _Planning:
             "objects": progress.objects,
             "batches": self.batcher.batches,
             "bytes_known": progress.known_bytes if progress.unknown_sizes == 0 else None,
+            "sizes_known": progress.objects - progress.unknown_sizes,
+            "checksums_known": progress.checksums,
             "source_stats": stats,
             "staged_manifest_bytes": self.writer.bytes_written,
             "endpoints": sorted(self.batcher.endpoints),

@@ -5,9 +5,16 @@ Summarize builds the report dict (``summary``) and writes, next to ``runs/<run>/
 - ``report.csv``   one row per object (its last recorded outcome): key, dest_key, status, bytes,
                    reason, batch, recorded_at (when the result file holding it was written); rows by
                    batch, then by key. Streamed (``csv_header`` + ``csv_rows``) into a multipart upload;
-- ``report.html``  counts, bytes, throughput, duration, failures by reason, the first failures (a cap; the
-                   page links report.csv for all of them), credential refreshes, clean-up failures and a
-                   small inline SVG chart of progress over time. No script, no external resource: it can be
+- ``report.html``  the execution, start, end and duration; the counts (``lambdas.contracts.counters``: the
+                   labels and meanings of the one vocabulary); verification (how the copied objects were
+                   verified: S3's full-object CRC64NVME, published checksums, planned sizes; mismatches);
+                   the estimated cost when the renderer is given one (``cost``: the cost model of
+                   ``teacopy estimate``, which the Lambda does not carry: ``teacopy report RUN --html`` and
+                   local runs add it; Summarize's page says how to get it); the credential counters and how
+                   they add up; failures by reason and the first failures (a cap; report.csv has them all)
+                   with the exact retry command; clean-up failures; a small inline SVG chart of progress
+                   over time; links to report.csv and report.json (relative: the three files sit side by
+                   side, in S3 and in a local run's directory). No script, no external resource: it can be
                    mailed, attached to a ticket or opened from disk.
 
 The chart's data is the report's ``timeline``: result files are named by a time-ordered sequence
@@ -28,13 +35,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lambdas.contracts import staging
+from lambdas.contracts import counters, staging
 
 CSV_FIELDS = ("key", "dest_key", "status", "bytes", "reason", "batch", "recorded_at")
 MAX_TIMELINE_POINTS = 240
 MAX_REFRESH_MARKS = 100
 MAX_HTML_FAILURES = 200  # failures listed one by one in the page (all of them are in the CSV)
 CSV_LINK = "<a id='csv-link' href='report.csv'>report.csv</a>"  # next to report.html (in S3 and when downloaded)
+JSON_LINK = "<a id='json-link' href='report.json'>report.json</a>"
+VERIFY_REASONS = ("checksum mismatch", "size mismatch")  # failure reasons (their class) that are failed verifications
 
 
 def csv_key(run_id: str) -> str:
@@ -238,6 +247,9 @@ table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #dfe3
 th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #eef0f4;vertical-align:top}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 td code{word-break:break-all}
+table.facts th{width:160px;color:#5b6475;font-weight:600}table.facts{margin-bottom:14px}
+.retry{background:#fde2e1;border:1px solid #f4b9b6;border-radius:8px;padding:8px 12px}
+.retry code{font-weight:600}a{color:#1f5fbf}
 svg{display:block;background:#fff;border:1px solid #dfe3ea;border-radius:8px}
 .muted{color:#5b6475}footer{margin-top:28px;color:#5b6475;font-size:12px}
 """
@@ -249,10 +261,17 @@ def _e(value: Any) -> str:
 
 def _tile(name: str, label: str, value: Any, display: str | None = None) -> str:
     shown = display if display is not None else (f"{value:,}" if isinstance(value, int) else str(value))
+    counter = counters.BY_NAME.get(name)
+    title = f' title="{_e(counter.name + ": " + counter.meaning)}"' if counter is not None else ""
     return (
-        f'<div class="tile {_e(name)}"><div class="v" id="count-{_e(name)}" data-count="{_e(name)}" '
+        f'<div class="tile {_e(name)}"{title}><div class="v" id="count-{_e(name)}" data-count="{_e(name)}" '
         f'data-value="{_e(value)}">{_e(shown)}</div><div class="l">{_e(label)}</div></div>'
     )
+
+
+def _count_tile(report: Mapping[str, Any], counter: counters.Counter, bytes_: bool = False) -> str:
+    value = int(report.get(counter.name) or 0)
+    return _tile(counter.name, counter.label, value, human_bytes(value) if bytes_ else None)
 
 
 def describe_location(value: Any) -> str:
@@ -345,36 +364,187 @@ def progress_svg(report: Mapping[str, Any], width: int = 900, height: int = 240)
     return "".join(parts)
 
 
-def render_html(report: Mapping[str, Any], *, title: str = "teacopy run report") -> str:
-    """A self-contained HTML page for one run (only the report dict is needed)."""
+def retry_command(report: Mapping[str, Any], *, local: bool = False) -> str | None:
+    """The command that retries what did not succeed (None when nothing failed and nothing is left)."""
+    failed, not_attempted = int(report.get("failed") or 0), int(report.get("not_attempted") or 0)
+    if report.get("dry_run") or not (failed or not_attempted):
+        return None
+    command = f"teacopy retry-failed {report.get('run_id', '')}"
+    if not_attempted:
+        command += " --include-not-attempted"
+    return command + (" --local" if local else "")
+
+
+def _facts(rows: Sequence[tuple[str, str, str]]) -> str:
+    """A two-column table of (id, label, HTML value)."""
+    body = "".join(f"<tr id='{_e(key)}'><th>{_e(label)}</th><td>{value}</td></tr>" for key, label, value in rows)
+    return f"<table class='facts'>{body}</table>"
+
+
+def _execution_facts(report: Mapping[str, Any], execution: Mapping[str, Any] | None) -> str:
+    execution = execution or {}
+    run_id = str(report.get("run_id", ""))
+    if execution.get("local"):
+        where = f"<code>{_e(run_id)}</code> in the local engine (<code>teacopy local</code>; nothing ran on AWS)"
+    elif execution.get("arn"):
+        where = f"<code>{_e(execution['arn'])}</code>"
+    else:
+        where = f"<code>{_e(run_id)}</code> (the execution's name; its ARN: <code>teacopy report {_e(run_id)}</code>)"
+    if execution.get("status"):
+        where += f" · <span id='execution-status'>{_e(execution['status'])}</span>"
+    started, finished = report.get("started_at"), report.get("finished_at")
+    files = f"{CSV_LINK} (every object's outcome) · {JSON_LINK} (this report, machine-readable)"
+    return _facts(
+        [
+            ("execution", "execution", where),
+            ("started", "started", f"<time>{_e(started)}</time>" if started else "n/a"),
+            ("finished", "finished", f"<time>{_e(finished)}</time>" if finished else "n/a (nothing recorded)"),
+            ("duration", "duration", _e(human_duration(report.get("duration_seconds")))),
+            ("files", "files", files),
+        ]
+    )
+
+
+def _verification(report: Mapping[str, Any], execution: Mapping[str, Any] | None) -> str:
+    """How the copied objects were verified, and the objects that failed verification."""
+    objects, copied = int(report.get("objects") or 0), int(report.get("copied") or 0)
+    rows = [
+        (
+            "verify-crc64nvme",
+            "full-object CRC64NVME",
+            f"<span data-verify='crc64nvme' data-value='{copied}'>{copied:,}</span> of {copied:,} copied objects: "
+            "S3 compared the bytes it stored with the CRC64NVME of the bytes read (it refuses a mismatch)",
+        )
+    ]
+    checksums, sizes = report.get("checksums_known"), report.get("sizes_known")
+    if isinstance(checksums, int):
+        rows.append(
+            (
+                "verify-checksums",
+                "published checksums",
+                f"<span data-verify='checksums' data-value='{checksums}'>{checksums:,}</span> of {objects:,} planned "
+                "objects carry an MD5/SHA checksum (manifest or CMR); each copied one matched it"
+                if checksums
+                else "<span data-verify='checksums' data-value='0'>none</span> published by the source",
+            )
+        )
+    if isinstance(sizes, int):
+        rows.append(
+            (
+                "verify-sizes",
+                "sizes",
+                f"<span data-verify='sizes' data-value='{sizes}'>{sizes:,}</span> of {objects:,} planned objects "
+                "have a known size (manifest, listing or CMR); each copied one had it"
+                if sizes
+                else "<span data-verify='sizes' data-value='0'>none</span> known in the plan (inline keys): the "
+                "source's own answer is the size",
+            )
+        )
+    compared = (execution or {}).get("verified")
+    if isinstance(compared, int):
+        rows.append(
+            (
+                "verify-bytes",
+                "byte for byte",
+                f"<span data-verify='bytes' data-value='{compared}'>{compared:,}</span> of {copied:,} copied objects "
+                "equal their source (compared after the run by the local engine)",
+            )
+        )
+    reasons = report.get("failures_by_reason") or {}
+    mismatches = {reason: int(reasons.get(reason) or 0) for reason in VERIFY_REASONS}
+    shown = ", ".join(f"{reason} {count:,}" for reason, count in mismatches.items())
+    total = sum(mismatches.values())
+    rows.append(
+        (
+            "verify-failed",
+            "failed verification",
+            f"<span data-verify='failed' data-value='{total}'>{total:,}</span> object{'' if total == 1 else 's'} "
+            f"({shown}): not written"
+            if total
+            else "<span data-verify='failed' data-value='0'>none</span>",
+        )
+    )
+    return _facts(rows)
+
+
+def _cost(report: Mapping[str, Any], cost: Mapping[str, Any] | None) -> str:
+    run_id = str(report.get("run_id", ""))
+    if not cost:
+        return (
+            "<p class='muted' id='cost'>Not computed here (the cost model is not part of the Lambda): "
+            f"<code>teacopy estimate --execution {_e(run_id)}</code> prices this run, "
+            f"<code>teacopy report {_e(run_id)} --html report.html</code> writes this page with it.</p>"
+        )
+    parts = ", ".join(
+        f"{_e(name.replace('_', ' '))} ${float(usd):,.4f}" for name, usd in (cost.get("breakdown_usd") or {}).items()
+    )
+    what = "would cost" if report.get("dry_run") else "cost about"
+    transfer = ""
+    source, destination = cost.get("source_region"), cost.get("destination_region")
+    if source and destination and source != destination:
+        transfer = f" (data transfer {_e(source)} → {_e(destination)} included)"
+    return (
+        f"<p id='cost'>The {int(cost.get('objects') or 0):,} objects {_e(what)} "
+        f"<strong id='cost-usd' data-value='{float(cost.get('usd') or 0.0)}'>${float(cost.get('usd') or 0.0):,.4f}"
+        f"</strong> ({parts}){transfer}; storing {_e(human_bytes(int(cost.get('bytes') or 0)))} costs "
+        f"${float(cost.get('storage_usd_per_month') or 0.0):,.4f} per month (S3 Standard).</p>"
+        "<p class='muted'>The model of <code>teacopy estimate</code> and <code>make bench</code> (bench/cost.py: "
+        "us-west-2 list prices, requests modelled from the object sizes and the deployed settings).</p>"
+    )
+
+
+def _credentials(report: Mapping[str, Any]) -> str:
+    values = {c.name: int(report.get(c.name) or 0) for c in counters.CREDENTIAL_COUNTERS}
+    rows = "".join(
+        f"<tr title='{_e(c.meaning)}'><td>{_e(c.label)}</td><td class='n' data-credential='{_e(c.name)}'>"
+        f"{values[c.name]:,}</td><td class='muted'>{_e(c.meaning)}</td></tr>"
+        for c in counters.CREDENTIAL_COUNTERS
+    )
+
+    def total(name: str, *parts: str) -> str:
+        return f"{counters.label(name)} {values[name]:,} = " + " + ".join(
+            f"{counters.label(part)} {values[part]:,}" for part in parts
+        )
+
+    tea = total("tea_requests", "credential_fetches", "credential_refreshes", "tea_errors")
+    refresh = total("refresh_requests", "credential_refreshes", "coalesced_refreshes")
+    return (
+        f"<table id='credentials'>{rows}</table>"
+        f"<p class='muted' id='tea-sum'>{_e(tea)}: each request to TEA answered a fetch or a refresh, or failed "
+        "and was retried.</p>"
+        f"<p class='muted' id='refresh-sum'>{_e(refresh)}: each request of a worker for newer credentials either "
+        "fetched a new set from TEA or was served the set another worker had just fetched.</p>"
+    )
+
+
+def render_html(
+    report: Mapping[str, Any],
+    *,
+    title: str = "teacopy run report",
+    execution: Mapping[str, Any] | None = None,
+    cost: Mapping[str, Any] | None = None,
+) -> str:
+    """A self-contained HTML page for one run.
+
+    ``execution``: what is known of the execution besides the report: ``arn``, ``status``, ``local`` (a run of
+    the local engine), ``verified`` (copied objects a local run compared byte for byte). ``cost``: the run's
+    estimate (``teacopy_cli.estimate.estimate`` of its objects). Both optional: Summarize has neither.
+    """
     run_id = report.get("run_id", "")
     label, css = run_state(report)
     dry_run = bool(report.get("dry_run"))
-    tiles = [_tile("objects", "objects", int(report.get("objects") or 0))]
+    tiles = [_count_tile(report, counters.OBJECTS)]
     if dry_run:
         tiles += [
-            _tile("would_copy", "would copy", int(report.get("would_copy") or 0)),
-            _tile("would_skip", "would skip", int(report.get("would_skip") or 0)),
-            _tile(
-                "bytes_to_copy",
-                "bytes to copy",
-                int(report.get("bytes_to_copy") or 0),
-                human_bytes(report.get("bytes_to_copy") or 0),
-            ),
+            _count_tile(report, counters.WOULD_COPY),
+            _count_tile(report, counters.WOULD_SKIP),
+            _count_tile(report, counters.BYTES_TO_COPY, bytes_=True),
         ]
     else:
-        tiles += [
-            _tile("copied", "copied", int(report.get("copied") or 0)),
-            _tile("skipped", "skipped", int(report.get("skipped") or 0)),
-        ]
-    tiles += [
-        _tile("failed", "failed", int(report.get("failed") or 0)),
-        _tile("not_attempted", "not attempted", int(report.get("not_attempted") or 0)),
-    ]
+        tiles += [_count_tile(report, counters.COPIED), _count_tile(report, counters.SKIPPED)]
+    tiles += [_count_tile(report, counters.FAILED), _count_tile(report, counters.NOT_ATTEMPTED)]
     if not dry_run:
-        tiles.append(
-            _tile("bytes", "data copied", int(report.get("bytes") or 0), human_bytes(report.get("bytes") or 0))
-        )
+        tiles.append(_count_tile(report, counters.BYTES, bytes_=True))
     throughput = report.get("throughput_bytes_per_second")
     tiles += [
         _tile(
@@ -389,13 +559,14 @@ def render_html(report: Mapping[str, Any], *, title: str = "teacopy run report")
             throughput or 0,
             f"{human_bytes(throughput)}/s" if throughput else "n/a",
         ),
-        _tile("tea_requests", "TEA requests", int(report.get("tea_requests") or 0)),
-        _tile("credential_refreshes", "credential refreshes", int(report.get("credential_refreshes") or 0)),
+        _count_tile(report, counters.TEA_REQUESTS),
+        _count_tile(report, counters.CREDENTIAL_REFRESHES),
     ]
     reasons = sorted((report.get("failures_by_reason") or {}).items(), key=lambda kv: (-int(kv[1]), kv[0]))
     failures: list[Mapping[str, Any]] = list(report.get("failures") or [])
     listed = failures[:MAX_HTML_FAILURES]
     more = int(report.get("failed") or 0) - len(listed)
+    retry = retry_command(report, local=bool((execution or {}).get("local")))
 
     body = [
         f"<h1>{_e(title)} <span class='badge {css}' id='run-state'>{_e(label)}</span>"
@@ -406,10 +577,18 @@ def render_html(report: Mapping[str, Any], *, title: str = "teacopy run report")
     source, destination = describe_location(report.get("source")), describe_location(report.get("destination"))
     if source or destination:
         body.append(f" · {_e(source)} → {_e(destination)}")
-    if report.get("started_at"):
-        body.append(f" · started {_e(report.get('started_at'))}")
     body.append("</p>")
+    body.append(_execution_facts(report, execution))
+    if retry:
+        body.append(
+            f"<p class='retry'>Retry only what did not succeed: <code id='retry-command'>{_e(retry)}</code></p>"
+        )
     body.append(f"<section class='tiles' id='counts'>{''.join(tiles)}</section>")
+    if not dry_run:
+        body.append("<h2>Verification</h2>")
+        body.append(_verification(report, execution))
+    body.append("<h2>Cost</h2>")
+    body.append(_cost(report, cost))
     body.append("<h2>Progress</h2>")
     body.append(progress_svg(report))
     if report.get("refresh_offsets"):
@@ -418,6 +597,8 @@ def render_html(report: Mapping[str, Any], *, title: str = "teacopy run report")
             f"<p class='muted'>Dashed vertical {'line' if marks == 1 else 'lines'}: when the workers adopted new TEA "
             f"credentials ({marks} credential {'refresh' if marks == 1 else 'refreshes'}).</p>"
         )
+    body.append("<h2>TEA credentials</h2>")
+    body.append(_credentials(report))
     body.append("<h2>Failures by reason</h2>")
     if reasons:
         rows = "".join(
@@ -457,9 +638,11 @@ def render_html(report: Mapping[str, Any], *, title: str = "teacopy run report")
             f"<table id='cleanup-failures'><tr><th>upload</th><th>upload id</th><th>error</th></tr>{rows}</table>"
         )
     generated = report.get("generated_at") or iso(datetime.now(UTC).timestamp())
+    where = report.get("report_csv")
+    stored = f" (stored as <code>{_e(where)}</code>)" if where else ""
     body.append(
-        f"<footer>Generated by teacopy at {_e(generated)}. Per-object results: {CSV_LINK} "
-        f"({_e(report.get('report_csv') or 'report.csv')}); machine-readable: report.json.</footer>"
+        f"<footer>Generated by teacopy at {_e(generated)}. Per-object results: {CSV_LINK}{stored}; "
+        f"machine-readable: {JSON_LINK}. The counters are defined in docs/counters.md.</footer>"
     )
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -483,11 +666,17 @@ def write_html(s3: Any, bucket: str, run_id: str, report: Mapping[str, Any]) -> 
     return f"s3://{bucket}/{html_key(run_id)}"
 
 
-def write_html_file(report: Mapping[str, Any], path: str | Path) -> Path:
-    """Write the HTML report of ``report`` to a local file (the demo, ``teacopy report --html``)."""
+def write_html_file(
+    report: Mapping[str, Any],
+    path: str | Path,
+    *,
+    execution: Mapping[str, Any] | None = None,
+    cost: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the HTML report of ``report`` to a local file (local runs, ``teacopy report --html``)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_html(report), encoding="utf-8")
+    target.write_text(render_html(report, execution=execution, cost=cost), encoding="utf-8")
     return target.resolve()
 
 
@@ -495,9 +684,3 @@ def rate(bytes_done: float, seconds: float | None) -> float | None:
     if not seconds or seconds <= 0 or math.isnan(seconds):
         return None
     return bytes_done / seconds
-
-
-def save_local_report(report: Mapping[str, Any], directory: str | Path) -> str:
-    """Write ``<directory>/<run id>.html`` from a run's report dict and return its absolute path (``make demo``)."""
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(report.get("run_id") or "run"))
-    return str(write_html_file(report, Path(directory) / f"{name}.html"))

@@ -257,8 +257,9 @@ def fold(
 @dataclass
 class EventTotals:
     tea_requests: int = 0
+    credential_fetches: int = 0  # TEA requests that answered a fetch
     tea_errors: int = 0
-    refresh_calls: int = 0
+    refresh_requests: int = 0
     first_adoption: dict[str, float] = field(default_factory=dict)  # new version -> when first adopted
     adopted: set[str] = field(default_factory=set)
 
@@ -269,9 +270,10 @@ def event_totals(s3: Any, bucket: str, run_id: str) -> EventTotals:
     for _key, event in read_ahead(s3, bucket, staging.list_keys(s3, bucket, staging.events_prefix(run_id, "tea"))):
         totals.tea_requests += 1
         totals.tea_errors += int(event.get("outcome") != "ok")
+        totals.credential_fetches += int(event.get("outcome") == "ok" and event.get("action") == "fetch")
     refresh_keys = staging.list_keys(s3, bucket, staging.events_prefix(run_id, "refresh"))
     for _key, event in read_ahead(s3, bucket, refresh_keys):
-        totals.refresh_calls += 1
+        totals.refresh_requests += 1
         version = event.get("new_version")
         if version and version != event.get("used_version"):
             totals.adopted.add(str(version))
@@ -334,9 +336,13 @@ def run_report(run_id: str, plan: Mapping[str, Any], tally: Tally, events: Event
         would_skip=counts.get(WOULD_SKIP, 0),
         bytes_to_copy=tally.would_copy_bytes,
         tea_requests=events.tea_requests,
+        credential_fetches=events.credential_fetches,
         tea_errors=events.tea_errors,
+        refresh_requests=events.refresh_requests,
         credential_refreshes=len(events.adopted),
-        refresh_calls=events.refresh_calls,
+        coalesced_refreshes=max(0, events.refresh_requests - len(events.adopted)),
+        sizes_known=_optional_int(plan.get("sizes_known")),
+        checksums_known=_optional_int(plan.get("checksums_known")),
         source=plan.get("source"),
         destination=plan.get("destination"),
         schedule=plan.get("schedule"),
@@ -614,6 +620,10 @@ def _started(value: Any) -> float | None:
         return parse_time(value).timestamp()
     except ValueError:
         return None
+
+
+def _optional_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _short(text: Any, limit: int = 2000) -> str:

@@ -293,8 +293,12 @@ def clock_skew_ahead(world: World) -> RunResult:
 def expiry_storm(world: World) -> RunResult:
     world.expire_at_source_gets([13])
     result = simple_run(world, count=24)
-    refresh_calls = (result.report or {}).get("refresh_calls", 0)
-    world.expect(refresh_calls >= 2, f"RefreshCredentials calls {refresh_calls} served by 1 TEA refresh (coalesced)")
+    report = result.report or {}
+    requests, coalesced = report.get("refresh_requests", 0), report.get("coalesced_refreshes", 0)
+    world.expect(
+        requests >= 2 and coalesced == requests - 1,
+        f"refresh requests {requests} ({coalesced} coalesced) served by 1 TEA refresh",
+    )
     return result
 
 

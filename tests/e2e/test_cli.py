@@ -124,7 +124,7 @@ def test_watch_follows_a_run_started_elsewhere(local: tuple[LocalEngine, Backend
     assert any(0 < d < 12 for d in done), lines  # intermediate progress was shown
     assert done == sorted(done)
     last = lines[-1]
-    assert "100%" in last and "failed 0" in last and "refreshes 0" in last and "SUCCEEDED" in last
+    assert "100%" in last and "failed 0" in last and "credential refreshes 0" in last and "SUCCEEDED" in last
     assert "/s" in last and "ETA" in last
     assert "run elsewhere: SUCCEEDED" in out
 

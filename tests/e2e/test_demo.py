@@ -31,8 +31,16 @@ def test_demo_run_meets_the_bar_and_leaks_no_secret(synth: Any) -> None:
     # the scan covers execution input/output/history, every staging object and every log line
     assert summary["leaked_secrets"] == 0
     assert "120/120 objects" in err.getvalue()  # live progress was shown
-    report = Path(summary["report"])  # the local HTML report the summary points to
-    assert report.is_file() and "120" in report.read_text(encoding="utf-8")
+    assert summary["refresh_requests"] >= summary["credential_refreshes"]  # some may be coalesced
+    assert "credential refreshes" in err.getvalue() and "refresh requests" in err.getvalue()
+    report = Path(summary["report"])  # the local HTML report the summary points to: in the run directory
+    page = report.read_text(encoding="utf-8")
+    assert report.is_file() and "120" in page
+    # its links work: report.csv and report.json are beside it; a local run's page has the cost and says local
+    assert "href='report.csv'" in page and "href='report.json'" in page
+    assert (report.parent / "report.csv").is_file() and (report.parent / "report.json").is_file()
+    assert "id='cost-usd'" in page and "in the local engine" in page
+    assert "data-verify='bytes' data-value='120'" in page
 
 
 def test_lambda_errors_surface_as_named_function_errors(synth: Any) -> None:

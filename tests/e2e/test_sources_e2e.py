@@ -121,6 +121,7 @@ def test_jsonl_manifest_of_urls_without_source_bucket(synth: Any) -> None:
 def test_prefix_listing_with_include_exclude(synth: Any) -> None:
     wanted = [f"MUR/2023/{m:02d}/sst-{m}.nc" for m in range(1, 11)]
     unwanted = ["MUR/2023/01/sst-1.nc.md5", "MUR/2023/README.txt", "MUR/2022/12/sst-12.nc", "MUR/2023/10/skip.nc"]
+    unwanted.append("MUR/2023/11/")  # a folder marker: not an object, skipped and counted apart
     with engine_for(synth, env={env_names.BATCH_MAX_OBJECTS: "3"}) as (engine, tea, _cmr):
         bodies = seed(engine, wanted + unwanted)
         job = {
@@ -139,7 +140,8 @@ def test_prefix_listing_with_include_exclude(synth: Any) -> None:
             .read()
         )
         assert plan["source"]["mode"] == "prefix" and plan["batches"] == 4
-        assert (plan["source_stats"]["listed"], plan["source_stats"]["kept"]) == (13, 10)
+        stats = plan["source_stats"]
+        assert (stats["listed"], stats["kept"], stats["folder_markers"]) == (13, 10, 1)
         assert_no_secrets(engine, tea, result)
 
 

@@ -24,7 +24,7 @@ from lambdas.contracts import staging
 from lambdas.contracts.errors import CopyJobFailed
 from lambdas.contracts.settings import SummarySettings
 from lambdas.reporting import render as reports
-from lambdas.reporting.summary import summarize
+from lambdas.reporting.summary import collect_run, summarize
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"
@@ -60,10 +60,13 @@ def seed_run(s3: Any, run: str = "r") -> float:
             "source": {"mode": "keys", "bucket": "podaac-ops-cumulus-protected"},
             "destination": {"bucket": "my-copy", "prefix": "mur/", "key_mapping": "keep"},
             "options": {"overwrite": "skip-if-identical"},
+            "sizes_known": 10,
+            "checksums_known": 4,
         },
     )
-    staging.put_json(s3, "staging", staging.events_prefix(run, "tea") + "a.json", {"at": t0, "outcome": "ok"})
-    staging.put_json(s3, "staging", staging.events_prefix(run, "tea") + "b.json", {"at": t0 + 4, "outcome": "ok"})
+    tea = staging.events_prefix(run, "tea")
+    staging.put_json(s3, "staging", tea + "a.json", {"at": t0, "outcome": "ok", "action": "fetch"})
+    staging.put_json(s3, "staging", tea + "b.json", {"at": t0 + 4, "outcome": "ok", "action": "refresh"})
     for i, used in enumerate(("v1", "v1")):  # two workers asked, one new version adopted at t0+4
         staging.put_json(
             s3,
@@ -221,27 +224,54 @@ def run_chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
 
 
 class CountsParser(HTMLParser):
-    """Reads ``data-count``/``data-value`` tiles, failure-reason counts and the chart's lines from the DOM."""
+    """Reads ``data-count``/``data-value`` tiles, failure-reason counts, verification and credential counts,
+    links, the text of each element with an id, and the chart's lines from the DOM."""
 
     def __init__(self) -> None:
         super().__init__()
         self.counts: dict[str, str] = {}
         self.reasons: dict[str, int] = {}
+        self.verify: dict[str, str] = {}
+        self.credentials: dict[str, int] = {}
+        self.links: dict[str, str] = {}  # id -> href
         self.ids: set[str] = set()
+        self.text: dict[str, str] = {}  # id -> its text (elements with an id, nested ones included)
         self._reason: str | None = None
+        self._credential: str | None = None
+        self._open: list[tuple[str, str | None]] = []  # (tag, id) of the open elements
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
-        if attributes.get("id"):
-            self.ids.add(str(attributes["id"]))
+        ident = attributes.get("id")
+        if ident:
+            self.ids.add(str(ident))
+            self.text.setdefault(str(ident), "")
+        if tag == "a" and ident:
+            self.links[str(ident)] = str(attributes.get("href"))
         if "data-count" in attributes:
             self.counts[str(attributes["data-count"])] = str(attributes.get("data-value"))
+        if "data-verify" in attributes:
+            self.verify[str(attributes["data-verify"])] = str(attributes.get("data-value"))
         self._reason = attributes.get("data-reason-count")
+        self._credential = attributes.get("data-credential")
+        if tag not in ("br", "meta", "img", "input", "hr", "link", "line"):
+            self._open.append((tag, ident))
+
+    def handle_endtag(self, tag: str) -> None:
+        while self._open:
+            if self._open.pop()[0] == tag:
+                break
 
     def handle_data(self, data: str) -> None:
+        for _tag, ident in self._open:
+            if ident:
+                self.text[ident] += data
         if self._reason is not None and data.strip():
             self.reasons[self._reason] = int(data.replace(",", ""))
             self._reason = None
+        if self._credential is not None and data.strip():
+            self.credentials[self._credential] = int(data.replace(",", ""))
+            self._credential = None
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -252,7 +282,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_html_report_renders_in_headless_chromium(s3: Any, tmp_path: Path) -> None:
-    seed_run(s3)
+    t0 = seed_run(s3)
     with pytest.raises(CopyJobFailed):
         summarize({"run_id": "r", "outcome": {}}, settings=SummarySettings("staging", 0), s3=s3)
     ARTIFACTS.mkdir(exist_ok=True)
@@ -276,6 +306,28 @@ def test_html_report_renders_in_headless_chromium(s3: Any, tmp_path: Path) -> No
     assert float(dom.counts["duration"]) == pytest.approx(8.0)
     assert dom.reasons == {"source NoSuchKey": 1, "source AccessDenied": 1}
     assert {"progress-chart", "objects-line", "bytes-line", "failures", "run-state"} <= dom.ids
+    # start, end, the execution, links to the CSV and the JSON (relative: the three files sit side by side)
+    assert dom.text["started"].endswith(str(reports.iso(t0))) and dom.text["finished"].endswith(
+        str(reports.iso(t0 + 8))
+    )
+    assert "r (the execution's name" in dom.text["execution"]
+    assert dom.links == {"csv-link": "report.csv", "json-link": "report.json"}
+    # verification: every copied object by CRC64NVME; checksums and sizes as the plan knew them; no mismatch
+    assert dom.verify == {"crc64nvme": "6", "checksums": "4", "sizes": "10", "failed": "0"}
+    # the credential counters add up: 2 TEA requests = 1 fetch + 1 refresh; 2 refresh requests = 1 + 1 coalesced
+    assert dom.credentials == {
+        "tea_requests": 2,
+        "credential_fetches": 1,
+        "credential_refreshes": 1,
+        "tea_errors": 0,
+        "refresh_requests": 2,
+        "coalesced_refreshes": 1,
+    }
+    assert "refresh requests 2 = credential refreshes 1 + coalesced refreshes 1" in dom.text["refresh-sum"]
+    # something failed and one object was not attempted: the exact retry command
+    assert dom.text["retry-command"] == "teacopy retry-failed r --include-not-attempted"
+    # Summarize (in Lambda) has no cost model: the page says how to get the cost
+    assert "teacopy estimate --execution r" in dom.text["cost"]
 
     shot = ARTIFACTS / "report-test.png"
     shot.unlink(missing_ok=True)
@@ -283,3 +335,28 @@ def test_html_report_renders_in_headless_chromium(s3: Any, tmp_path: Path) -> No
     assert taken.returncode == 0, taken.stderr[-2000:]
     assert png_size(shot) == (1100, 1400)
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+def test_local_page_with_execution_and_cost_renders_in_headless_chromium(s3: Any, tmp_path: Path) -> None:
+    """What ``teacopy report --html`` and local runs add: the execution, the byte-for-byte comparison, the cost of
+    the run from the cost model of ``teacopy estimate`` (the same figure)."""
+    from teacopy_cli.estimate import CopyShape, run_cost
+
+    seed_run(s3)
+    with pytest.raises(CopyJobFailed):
+        summarize({"run_id": "r", "outcome": {}}, settings=SummarySettings("staging", 0), s3=s3)
+    report, rows = collect_run(s3, "staging", "r")
+    cost = run_cost(rows, dry_run=False, shape=CopyShape.from_cdk_json())
+    arn = "arn:aws:states:us-east-1:123456789012:execution:teacopy-local:r"
+    execution = {"arn": arn, "status": "FAILED", "local": True, "verified": 6}
+    page = reports.write_html_file(report, tmp_path / "page" / "report.html", execution=execution, cost=cost)
+    dumped = run_chromium("--dump-dom", page.as_uri(), profile=tmp_path / "profile")
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    dom = CountsParser()
+    dom.feed(dumped.stdout)
+    assert "in the local engine" in dom.text["execution"] and "FAILED" in dom.text["execution"]
+    assert dom.verify["bytes"] == "6"
+    assert cost["objects"] == 6 and cost["bytes"] == 8 * 1024**2 and cost["usd"] > 0
+    assert float(dom.text["cost-usd"].lstrip("$")) == pytest.approx(cost["usd"], abs=5e-5)
+    assert dom.text["retry-command"] == "teacopy retry-failed r --include-not-attempted --local"
+    assert dom.links == {"csv-link": "report.csv", "json-link": "report.json"}
