@@ -12,6 +12,7 @@ from lambdas.contracts.settings import PlanSettings
 from lambdas.credentials.cache import CredentialCache
 from lambdas.credentials.invoked import InvokedCredentials
 from lambdas.earthdata.cmr import CmrClient
+from lambdas.handlers.boundary import named_errors
 from lambdas.observability import logs
 from lambdas.planning.plan import SourceDeps, plan_job
 from lambdas.reporting.schedule_state import read_last_success
@@ -48,6 +49,7 @@ def _source_client(credentials: TeaCredentials) -> Any:
 
 
 @LOGGER.inject_lambda_context(clear_state=True)
+@named_errors("Plan")
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     LOGGER.append_keys(**logs.invocation_keys(event))  # run_id on every record
     run_id = event.get("run_id", "")
