@@ -29,7 +29,7 @@ from moto import mock_aws
 
 from lambdas.contracts import env_names
 from lambdas.observability.logs import local_sink
-from stacks.template_tools import PSEUDO_DEFAULTS, resolve_intrinsics, state_machine_definition
+from stacks.template_tools import PSEUDO_DEFAULTS, iter_states, resolve_intrinsics, state_machine_definition
 
 from .moto_adapters import (
     FunctionSpec,
@@ -296,7 +296,7 @@ class LocalEngine:
         machines = list(self.resources("AWS::StepFunctions::StateMachine"))
         if len(machines) != 1:
             raise RuntimeError(f"expected one state machine in the template, found {len(machines)}")
-        definition = state_machine_definition(self.template, self.resolve)
+        definition = moto_compatible(state_machine_definition(self.template, self.resolve))
         d.state_machine_arn = sfn.create_state_machine(
             name="teacopy-local", definition=json.dumps(definition), roleArn=role_arn
         )["stateMachineArn"]
@@ -373,6 +373,16 @@ class LocalEngine:
 
     def scan_for_secrets(self, secrets: list[str], execution_arns: list[str]) -> list[str]:
         return scan_for_secrets(self, secrets, execution_arns)
+
+
+def moto_compatible(definition: dict[str, Any]) -> dict[str, Any]:
+    """The synthesized definition minus what moto's interpreter rejects: a ResultWriter's ``WriterConfig``
+    (research.md). Only what the map writes under map-results/ differs (moto writes no result files anyway)."""
+    for _path, state in iter_states(definition):
+        writer = state.get("ResultWriter")
+        if isinstance(writer, dict):
+            writer.pop("WriterConfig", None)
+    return definition
 
 
 class ProgressTracker:

@@ -250,3 +250,15 @@ class SummarySettings:
             max_failed_percent=_int(e, env.MAX_FAILED_PERCENT, 0),
             schedule_state_prefix=e.get(env.SCHEDULE_STATE_PREFIX, ""),
         )
+
+
+@dataclass(frozen=True)
+class CleanupSettings:
+    """The Cleanup function (lambdas/lifecycle/cleanup.py): only the staging bucket."""
+
+    staging_bucket: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CleanupSettings:
+        e = os.environ if environ is None else environ
+        return cls(staging_bucket=_str(e, env.STAGING_BUCKET))
