@@ -40,6 +40,7 @@ from .moto_adapters import (
     inprocess_lambda,
     tea_credential_checks,
 )
+from .status_events import StatusEvents
 from .tea_emulator import TeaEmulator
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,8 @@ class LocalEngine:
         )
         self._saved_env: dict[str, str | None] = {}
         self._stack: list[Any] = []
+        self.status_events: StatusEvents | None = None  # set by deploy (teacopy_local/status_events.py)
+        self._delivered: set[str] = set()
 
     def _emulators(self) -> list[tuple[TeaEmulator, set[str]]]:
         return [(self.tea, self.source_buckets), *self.extra_teas.values()]
@@ -300,6 +303,9 @@ class LocalEngine:
         d.state_machine_arn = sfn.create_state_machine(
             name="teacopy-local", definition=json.dumps(definition), roleArn=role_arn
         )["stateMachineArn"]
+        (machine_id, _props) = machines[0]
+        d.physical[machine_id] = {None: d.state_machine_arn, "Name": "teacopy-local"}
+        self.status_events = StatusEvents(self.template, self.resolve, self.runtime, region=REGION, account=ACCOUNT)
         return d
 
     # -- run ---------------------------------------------------------------------------------
@@ -324,6 +330,7 @@ class LocalEngine:
             if on_progress is not None:
                 on_progress(tracker.poll())
             if desc["status"] in TERMINAL:
+                self._status_changed(desc)
                 break
             if time.monotonic() - started > timeout:
                 raise TimeoutError(f"execution {run_id} still {desc['status']} after {timeout:.0f} s")
@@ -339,6 +346,14 @@ class LocalEngine:
             seconds=seconds,
             report=self.report(run_id),
         )
+
+    def _status_changed(self, description: dict[str, Any]) -> None:
+        """Deliver the execution's status-change event to the template's rules, once (status_events.py)."""
+        arn = description["executionArn"]
+        if self.status_events is None or arn in self._delivered:
+            return
+        self._delivered.add(arn)
+        self.status_events.deliver(description)
 
     def run(self, job_input: dict[str, Any], name: str | None = None, timeout: float = 600, **kwargs: Any) -> RunResult:
         return self.wait(self.start(job_input, name), timeout=timeout, **kwargs)

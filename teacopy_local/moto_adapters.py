@@ -129,6 +129,7 @@ class LambdaRuntime:
     errors: list[tuple[str, str, str]] = field(default_factory=list)
     fault: Callable[[str, dict[str, Any]], None] | None = None  # test hook: may raise before a handler runs
     kill_switch: KillSwitch = field(default_factory=KillSwitch)
+    active: Counter[str] = field(default_factory=Counter)  # invocations running now, per function
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handler_for(self, spec: FunctionSpec) -> Callable[[Any, Any], Any]:
@@ -138,9 +139,22 @@ class LambdaRuntime:
         return handler
 
     def invoke(self, name: str, event: Any) -> tuple[bytes, bool]:
-        spec = self.functions[name]
         with self._lock:
             self.invocations[name] += 1
+            self.active[name] += 1
+        try:
+            return self._invoke(name, event)
+        finally:
+            with self._lock:
+                self.active[name] -= 1
+
+    def idle(self, name: str) -> bool:
+        """No invocation of ``name`` is running."""
+        with self._lock:
+            return self.active[name] <= 0
+
+    def _invoke(self, name: str, event: Any) -> tuple[bytes, bool]:
+        spec = self.functions[name]
         try:
             if self.fault is not None:
                 self.fault(name, event)

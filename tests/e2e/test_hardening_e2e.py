@@ -1,0 +1,94 @@
+"""End to end, in the local engine: the hardening for real AWS (issue 11) that a local run can show.
+
+Clean-up when Summarize never runs (the stopped execution's status-change event, routed as the template's rule
+routes it: teacopy_local/status_events.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+import time
+from typing import Any
+
+import pytest
+
+from lambdas.contracts import env_names
+from stacks.teacopy_stack import LOGICAL_IDS
+from tests.e2e.test_e2e import DEST, SOURCE, assert_no_secrets, engine_for, job
+
+pytestmark = pytest.mark.e2e
+MIB = 1024**2
+
+
+def wait_for(condition: Any, timeout: float = 60.0, what: str = "condition") -> None:
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{what} not met after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def test_a_stopped_execution_leaves_no_open_upload_and_a_report_that_says_aborted(synth: Any) -> None:
+    # Each CopyBatch invocation gets 2 s and uploads a few 5 MiB parts (0.3 s each) of a 38 MiB object, then
+    # pauses it (checkpoint, upload left open) for the next invocation. The execution is stopped after the
+    # first pause: nothing ever completes that upload, and Summarize never runs.
+    data = random.Random(11).randbytes(38 * MIB)
+    env = {
+        env_names.PART_SIZE_BYTES: str(5 * MIB),
+        env_names.MULTIPART_THRESHOLD_BYTES: str(5 * MIB),
+        env_names.INFLIGHT_PARTS: "1",
+        env_names.DEADLINE_RESERVE_SECONDS: "1",
+    }
+    with engine_for(synth, function_timeouts={LOGICAL_IDS["copy_batch"]: 2}, env=env) as (engine, tea):
+        engine.client("s3", region="us-west-2").put_object(Bucket=SOURCE, Key="big/granule.h5", Body=data)
+        handler = importlib.import_module("lambdas.handlers.copy_batch")
+        handler.S3.meta.events.register("before-parameter-build.s3.UploadPart", lambda **_: time.sleep(0.3))
+        s3, sfn = engine.client("s3"), engine.client("stepfunctions")
+        staging = engine.deployment.staging_bucket
+
+        arn = engine.start(job(["big/granule.h5"]), name="stopped")
+        wait_for(
+            lambda: s3.list_objects_v2(Bucket=staging, Prefix="runs/stopped/uploads/").get("KeyCount", 0) > 0,
+            what="a paused multipart upload (its checkpoint)",
+        )
+        assert len(s3.list_multipart_uploads(Bucket=DEST).get("Uploads", [])) == 1
+        sfn.stop_execution(executionArn=arn, error="OperatorStopped", cause="stopped by the test")
+        result = engine.wait(arn, timeout=60)
+
+        assert result.status == "ABORTED"
+        assert "Summarize" not in engine.runtime.invocations
+        (delivery,) = engine.status_events.deliveries if engine.status_events else []
+        assert delivery.function == LOGICAL_IDS["cleanup"] and not delivery.errored
+        assert delivery.event["detail"]["status"] == "ABORTED" and delivery.event["detail"]["name"] == "stopped"
+        # the clean-up ran after the last CopyBatch invocation had ended (the queue's delay, emulated)
+        assert engine.runtime.idle(LOGICAL_IDS["copy_batch"])
+        assert s3.list_multipart_uploads(Bucket=DEST).get("Uploads", []) == []
+        assert s3.list_objects_v2(Bucket=DEST).get("KeyCount", 0) == 0  # nothing half-written appeared either
+        assert s3.list_objects_v2(Bucket=staging, Prefix="runs/stopped/uploads/").get("KeyCount", 0) == 0
+        report = result.report
+        assert report is not None
+        assert report["execution_status"] == "ABORTED"
+        assert report["uploads_aborted"] == 1
+        assert (report["objects"], report["copied"], report["not_attempted"]) == (1, 0, 1)
+        html = s3.get_object(Bucket=staging, Key="runs/stopped/report.html")["Body"].read().decode()
+        assert "execution aborted" in html
+        assert_no_secrets(engine, tea, result)
+
+
+def test_a_failed_run_keeps_summarizes_report_and_the_cleanup_changes_nothing(synth: Any) -> None:
+    with engine_for(synth) as (engine, _tea):
+        result = engine.run(job(["missing/a.nc"]), name="missing", timeout=60)  # NoSuchKey: CopyJobFailed
+        assert result.status == "FAILED" and result.error == "CopyJobFailed"
+        (delivery,) = engine.status_events.deliveries if engine.status_events else []
+        assert not delivery.errored
+        assert result.report is not None and "execution_status" not in result.report  # Summarize's own report
+        assert result.report["failed"] == 1
+
+
+def test_a_run_refused_at_plan_has_nothing_to_clean(synth: Any) -> None:
+    with engine_for(synth) as (engine, _tea):
+        result = engine.run({"source": {"bucket": SOURCE, "keys": []}, "destination": {"bucket": DEST}}, name="bad")
+        assert result.status == "FAILED" and result.error == "InvalidInput"
+        (delivery,) = engine.status_events.deliveries if engine.status_events else []
+        assert not delivery.errored and result.report is None
