@@ -105,9 +105,11 @@ def routes(template: Mapping[str, Any], resolve: Callable[[str, str | None], str
         pattern = resolve_intrinsics(properties["EventPattern"], resolve)
         for target in properties.get("Targets", []):
             target_id = _get_att(target.get("Arn"))
-            kind = resources.get(target_id or "", {}).get("Type")
+            if target_id is None:
+                continue
+            kind = resources.get(target_id, {}).get("Type")
             if kind == "AWS::Lambda::Function":
-                found.append(Route(rule_id, pattern, str(target_id), None, 0.0))
+                found.append(Route(rule_id, pattern, target_id, None, 0.0))
             elif kind == "AWS::SQS::Queue":
                 delay = float(resources[target_id]["Properties"].get("DelaySeconds", 0))
                 for mapping in resources.values():
@@ -117,7 +119,7 @@ def routes(template: Mapping[str, Any], resolve: Callable[[str, str | None], str
                         and _get_att(props.get("EventSourceArn")) == target_id
                     ):
                         function = props["FunctionName"]["Ref"]
-                        found.append(Route(rule_id, pattern, str(function), str(target_id), delay))
+                        found.append(Route(rule_id, pattern, str(function), target_id, delay))
     return found
 
 
@@ -144,7 +146,7 @@ class StatusEvents:
         event = status_change_event(description, self.region, self.account)
         done: list[Delivery] = []
         for route in self.routes:
-            if not EventPattern(None, route.pattern).matches_event(event):
+            if not EventPattern(None, route.pattern).matches_event(event):  # type: ignore[arg-type]
                 continue
             waited = 0.0
             payload: dict[str, Any] = event
