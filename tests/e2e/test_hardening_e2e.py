@@ -1,12 +1,13 @@
 """End to end, in the local engine: the hardening for real AWS (issue 11) that a local run can show.
 
 Clean-up when Summarize never runs (the stopped execution's status-change event, routed as the template's rule
-routes it: teacopy_local/status_events.py).
+routes it: teacopy_local/status_events.py); a TEA answer that cannot be parsed is retried.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import random
 import time
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 
 from lambdas.contracts import env_names
 from stacks.teacopy_stack import LOGICAL_IDS
-from tests.e2e.test_e2e import DEST, SOURCE, assert_no_secrets, engine_for, job
+from tests.e2e.test_e2e import DEST, SOURCE, assert_no_secrets, engine_for, job, seed
 
 pytestmark = pytest.mark.e2e
 MIB = 1024**2
@@ -92,3 +93,19 @@ def test_a_run_refused_at_plan_has_nothing_to_clean(synth: Any) -> None:
         assert result.status == "FAILED" and result.error == "InvalidInput"
         (delivery,) = engine.status_events.deliveries if engine.status_events else []
         assert not delivery.errored and result.report is None
+
+
+# --- 10. a TEA answer that cannot be parsed is retried -----------------------------------------------------------
+
+
+def test_a_truncated_tea_answer_is_retried_and_the_run_succeeds(synth: Any) -> None:
+    with engine_for(synth) as (engine, tea):
+        seed(engine, ["granules/a.nc", "granules/b.nc"])
+        good = {"accessKeyId": "ASIATRUNCATED0000001", "secretAccessKey": "truncatedSecret0123456789abcdef"}
+        tea.script(200, json.dumps(good)[:-12], headers={"Content-Type": "application/json"})
+        result = engine.run(job(["granules/a.nc", "granules/b.nc"]), name="truncated", timeout=120)
+        assert result.status == "SUCCEEDED", (result.error, result.cause)
+        assert result.output is not None and result.output["copied"] == 2
+        assert tea.requests == 2  # the truncated answer, then the retry within the same invocation
+        assert engine.runtime.invocations[LOGICAL_IDS["credentials"]] == 1
+        assert_no_secrets(engine, tea, result)
