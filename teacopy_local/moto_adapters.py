@@ -332,6 +332,7 @@ class S3FaultRule:
     probability: float = 1.0
     skip: int = 0  # let this many matching requests through first
     after_bytes: int = 0  # reset/truncate: bytes delivered before the body breaks
+    when: Callable[[S3Request], bool] | None = None  # a further condition, e.g. "the key does not exist"
     matched: int = 0
     fired: int = 0
 
@@ -348,6 +349,7 @@ class S3FaultRule:
             and (self.key is None or request.key == self.key)
             and (self.key_prefix is None or request.key.startswith(self.key_prefix))
             and (self.key_contains is None or self.key_contains in request.key)
+            and (self.when is None or self.when(request))
         )
 
 

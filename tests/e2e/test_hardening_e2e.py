@@ -1,7 +1,8 @@
 """End to end, in the local engine: the hardening for real AWS (issue 11) that a local run can show.
 
 Clean-up when Summarize never runs (the stopped execution's status-change event, routed as the template's rule
-routes it: teacopy_local/status_events.py); a TEA answer that cannot be parsed is retried.
+routes it: teacopy_local/status_events.py); a TEA answer that cannot be parsed is retried; a destination that
+answers 403 for a missing key.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import time
 from typing import Any
 
 import pytest
+from moto.s3.models import s3_backends
 
 from lambdas.contracts import env_names
 from stacks.teacopy_stack import LOGICAL_IDS
-from tests.e2e.test_e2e import DEST, SOURCE, assert_no_secrets, engine_for, job, seed
+from teacopy_local.engine import ACCOUNT
+from teacopy_local.moto_adapters import S3Faults, S3Request, s3_fault_injection
+from tests.e2e.test_e2e import DEST, SOURCE, assert_no_secrets, dest_digests, engine_for, job, seed
 
 pytestmark = pytest.mark.e2e
 MIB = 1024**2
@@ -109,3 +113,58 @@ def test_a_truncated_tea_answer_is_retried_and_the_run_succeeds(synth: Any) -> N
         assert tea.requests == 2  # the truncated answer, then the retry within the same invocation
         assert engine.runtime.invocations[LOGICAL_IDS["credentials"]] == 1
         assert_no_secrets(engine, tea, result)
+
+
+# --- 4. a missing destination key answered 403 (no s3:ListBucket for a HEAD) -------------------------------------
+
+
+def key_is_missing(request: S3Request) -> bool:
+    """S3's answer to a caller without s3:ListBucket: 403 for a HEAD of a missing key (moto's own store asked)."""
+    bucket = s3_backends[ACCOUNT]["global"].buckets.get(request.bucket)
+    return bucket is None or bucket.keys.get(request.key) is None
+
+
+def test_a_destination_that_answers_403_for_missing_keys_is_copied_into(synth: Any) -> None:
+    # The batch's listing of its common prefix is refused (a ListBucket grant conditioned on a narrower prefix),
+    # so every object is HEADed, and the destination answers each HEAD of a missing key with 403, as S3 does
+    # when the request's role may not list the bucket for it. One LIST of exactly the key tells "absent".
+    keys = ["granules/a.nc", "granules/b.nc", "granules/c.nc"]
+    with engine_for(synth) as (engine, tea):
+        expected = seed(engine, keys)
+        engine.client("s3").put_object(Bucket=DEST, Key="copy/granules/c.nc", Body=b"an older copy")  # exists
+        with s3_fault_injection(S3Faults()) as faults:
+            batch_listing = faults.add("access_denied", operations=("ListObjects",), bucket=DEST, times=1)
+            heads = faults.add(
+                "access_denied", operations=("HeadObject",), bucket=DEST, times=None, when=key_is_missing
+            )
+            result = engine.run(job(keys), name="head-403", timeout=120)
+            assert result.status == "SUCCEEDED", (result.error, result.cause)
+            assert result.output is not None and (result.output["copied"], result.output["failed"]) == (3, 0)
+            assert batch_listing.fired == 1
+            assert heads.fired == 2  # a.nc and b.nc; c.nc exists and its HEAD succeeds
+            assert faults.count("ListObjects", DEST) == 3  # the batch's listing, then one per 403
+        assert dest_digests(engine, "copy/") == expected
+        assert_no_secrets(engine, tea, result)
+
+
+def test_a_destination_key_that_exists_but_may_not_be_read_is_denied(synth: Any) -> None:
+    with engine_for(synth) as (engine, _tea):
+        seed(engine, ["granules/a.nc"])
+        engine.client("s3").put_object(Bucket=DEST, Key="copy/granules/a.nc", Body=b"someone else's")
+        with s3_fault_injection(S3Faults()) as faults:
+            faults.add("access_denied", operations=("HeadObject",), bucket=DEST, times=None)
+            result = engine.run(job(["granules/a.nc"]), name="head-denied", timeout=120)
+        assert result.status == "FAILED" and result.error == "CopyJobFailed"
+        assert "DestinationAccessDenied" in (result.cause or "")
+        assert "may not read s3://my-earthdata-copy/copy/granules/a.nc, which exists" in (result.cause or "")
+
+
+def test_a_destination_that_may_neither_be_headed_nor_listed_is_denied_with_the_fix(synth: Any) -> None:
+    with engine_for(synth) as (engine, _tea):
+        seed(engine, ["granules/a.nc"])
+        with s3_fault_injection(S3Faults()) as faults:
+            faults.add("access_denied", operations=("HeadObject", "ListObjects"), bucket=DEST, times=None)
+            result = engine.run(job(["granules/a.nc"]), name="no-list", timeout=120)
+        assert result.status == "FAILED" and result.error == "CopyJobFailed"
+        assert "DestinationAccessDenied" in (result.cause or "")
+        assert "without s3:ListBucket on bucket my-earthdata-copy" in (result.cause or "")

@@ -500,7 +500,9 @@ class SyntheticListing:
     def refreshed(self, bucket: str) -> Any:
         return self
 
-    def list_objects_v2(self, *, Bucket: str, Prefix: str, MaxKeys: int, ContinuationToken: str = "0") -> Any:
+    def list_objects_v2(
+        self, *, Bucket: str, Prefix: str, MaxKeys: int, ContinuationToken: str = "0", EncodingType: str = ""
+    ) -> Any:
         start = int(ContinuationToken)
         end = min(start + MaxKeys, self.total)
         self.pages += 1
