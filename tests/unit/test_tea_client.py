@@ -295,7 +295,7 @@ def test_connection_refused_is_unavailable(rec: Recorder) -> None:
 # -- bad 2xx bodies: retried like a 5xx (bounded, with backoff), never echoed -----------------------------
 
 TRUNCATED = '{"accessKeyId": "ASIAABCDEFGHIJKLMNOP", "secretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCY'
-BAD_BODIES = {
+BAD_BODIES: dict[str, tuple[str | dict[str, Any], str]] = {
     "truncated JSON": (TRUNCATED, "not JSON"),
     "empty": ("", "empty body"),
     "HTML": ("<!DOCTYPE html><html><body>Log in</body></html>", "HTML"),
