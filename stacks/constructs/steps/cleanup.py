@@ -22,7 +22,7 @@ from constructs import Construct
 
 from lambdas.contracts.staging import RUNS_PREFIX
 from lambdas.lifecycle.cleanup import DETAIL_TYPE, TERMINAL_STATUSES
-from stacks.constructs.function import s3_object_arn
+from stacks.constructs.function import s3_bucket_arn, s3_object_arn
 from stacks.constructs.steps.base import (
     RUNS_OBJECTS_FINDING,
     STAGING_OBJECTS_REASON,
@@ -61,6 +61,8 @@ class CleanupStep(LambdaStep):
         fn.grant_list_prefix(staging, RUNS_PREFIX)
         fn.acknowledge_object_wildcards([RUNS_OBJECTS_FINDING], STAGING_OBJECTS_REASON)
         fn.allow(["s3:AbortMultipartUpload"], sorted({s3_object_arn(d.bucket, d.prefix) for d in config.destinations}))
+        # a checkpoint whose upload id cannot be read: its object's open uploads are listed (as Summarize does)
+        fn.allow(["s3:ListBucketMultipartUploads"], sorted({s3_bucket_arn(d.bucket) for d in config.destinations}))
         fn.acknowledge_object_wildcards(destination_object_findings(config), ABORT_UPLOADS_REASON)
 
         self.delay_seconds = min(MAX_QUEUE_DELAY_SECONDS, config.copy_timeout_seconds)
