@@ -70,6 +70,7 @@ class TeacopyStack(Stack):
             self, "Workflow", config=config, steps=steps, staging_bucket=self.storage.staging_bucket
         )
         self.state_machine = self.workflow.state_machine
+        self.plan.watch_executions(self.state_machine)  # a scheduled run skips while its previous run still runs
         # A run that is stopped, times out or fails outside the map never reaches Summarize: clean up after it.
         self.cleanup = CleanupStep(self, "Cleanup", resources=resources, state_machine=self.state_machine)
 

@@ -27,6 +27,7 @@ emf_logger = logging.getLogger("teacopy.metrics")
 NAMESPACE = "Teacopy"
 SERVICE_COPY = "copy-batch"
 SERVICE_CREDENTIALS = "credentials"
+SERVICE_PLAN = "plan"
 
 COUNT, BYTES, MILLISECONDS = "Count", "Bytes", "Milliseconds"
 
@@ -42,6 +43,8 @@ TEA_ERRORS = "TeaErrors"  # attempts whose outcome was not "ok" (timeouts, 5xx, 
 TEA_AUTH_FAILURES = "TeaAuthFailures"  # credentials calls that failed with EdlTokenRejected (expired EDL token)
 CREDENTIAL_REFRESHES = "CredentialRefreshes"  # refresh calls that fetched new credentials from TEA
 COALESCED_REFRESHES = "CoalescedRefreshes"  # refresh calls served by credentials another worker fetched
+# Plan
+SCHEDULED_RUNS_SKIPPED = "ScheduledRunsSkipped"  # a scheduled run ended at once: its schedule's previous one still ran
 # Both
 ERRORS = "Errors"  # invocations that raised (besides the routine CredentialsExpired of CopyBatch)
 

@@ -164,6 +164,9 @@ class Observability(Construct):
                 state_machine.metric_succeeded(period=PERIOD, statistic="Sum", label="succeeded"),
                 state_machine.metric_failed(period=PERIOD, statistic="Sum", label="failed"),
                 state_machine.metric_timed_out(period=PERIOD, statistic="Sum", label="timed out"),
+                app_metric(
+                    m.SCHEDULED_RUNS_SKIPPED, m.SERVICE_PLAN, label="skipped (previous scheduled run still running)"
+                ),
             ],
             width=8,
         )

@@ -6,6 +6,8 @@ from __future__ import annotations
 class StateNames:
     # the top level (CopyWorkflow)
     PLAN = "Plan"
+    OVERLAPPING_RUN = "OverlappingRun"  # Plan found the schedule's previous run still running: end here...
+    RUN_SKIPPED = "RunSkipped"  # ...as skipped (lambdas/lifecycle/overlap.py)
     FETCH_CREDENTIALS = "FetchCredentials"
     COPY_OBJECTS = "CopyObjects"
     MAP_FAILED = "MapFailed"

@@ -102,7 +102,14 @@ class CopyWorkflow(Construct):
         copy_objects.add_catch(map_failed, errors=["States.ALL"], result_path="$.map_error")
         map_failed.next(steps.summarize.task)
         map_succeeded.next(steps.summarize.task)
-        definition = steps.plan.task.next(steps.credentials.fetch_task).next(copy_objects).next(map_succeeded)
+        # Plan ends at once a scheduled run whose schedule's previous run still runs: {"run_skipped": true, ...}
+        skipped = sfn.Succeed(self, n.RUN_SKIPPED, state_name=n.RUN_SKIPPED)
+        overlapping_run = (
+            sfn.Choice(self, n.OVERLAPPING_RUN, state_name=n.OVERLAPPING_RUN)
+            .when(sfn.Condition.is_present("$.run_skipped"), skipped)
+            .otherwise(steps.credentials.fetch_task.next(copy_objects).next(map_succeeded))
+        )
+        definition = steps.plan.task.next(overlapping_run)
 
         self.log_group = logs.LogGroup(
             self,

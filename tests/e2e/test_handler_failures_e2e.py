@@ -172,11 +172,11 @@ def steps_of(events: dict[str, dict[str, Any]], job: dict[str, Any]) -> list[Ste
     credentials = events[LOGICAL_IDS["copy_batch"]]["credentials"]
     return [
         Step(
-            "Plan (CMR, incremental schedule)",
+            "Plan (CMR, incremental schedule: first checks its previous run has ended)",
             LOGICAL_IDS["plan"],
             "lambdas.handlers.plan",
-            lambda m: [m.S3, m.SSM, m.SECRETS, m.LAMBDA],
-            {"input": job, "run_id": "walk-plan-cmr"},
+            lambda m: [m.S3, m.SSM, m.SECRETS, m.LAMBDA, m.SFN],
+            {"input": job, "run_id": "walk-plan-cmr", "execution_arn": events[LOGICAL_IDS["plan"]]["execution_arn"]},
         ),
         Step(
             "Plan (prefix listing: invokes Credentials, reads the cache)",
@@ -259,6 +259,7 @@ def test_every_error_leaving_a_handler_is_routed_by_the_state_machine(synth: Any
                         unrouted.append("no message: " + where)
     assert unrouted == [], "\n".join(unrouted)
     assert len(checked) >= 60, len(checked)  # the walk really went through the handlers' calls
+    assert any(": sfn ListExecutions " in c for c in checked)  # a scheduled Plan's overlap check was walked too
 
 
 def test_the_cleanup_reports_a_failed_record_instead_of_raising(synth: Any) -> None:

@@ -211,9 +211,9 @@ def test_status_changes_of_ended_executions_reach_the_cleanup_function_after_the
     assert queue["VisibilityTimeout"] >= function["Timeout"]
 
 
-def test_cleanup_may_abort_destination_uploads_and_write_reports_only(synth: Any) -> None:
-    template = synth.template
-    role = template["Resources"][LOGICAL_IDS["cleanup"]]["Properties"]["Role"]["Fn::GetAtt"][0]
+def granted_to(template: dict[str, Any], function: str) -> dict[str, set[str]]:
+    """Action -> resources (intrinsics resolved with dummy values) of every policy of ``function``'s role."""
+    role = template["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
     resolve = dummy_resolver(template)
     granted: dict[str, set[str]] = {}
     for policy in resources(template, "AWS::IAM::Policy").values():
@@ -224,9 +224,35 @@ def test_cleanup_may_abort_destination_uploads_and_write_reports_only(synth: Any
             resources_ = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             for action in actions:
                 granted.setdefault(action, set()).update(resources_)
+    return granted
+
+
+def test_cleanup_may_abort_destination_uploads_and_write_reports_only(synth: Any) -> None:
+    template = synth.template
+    granted = granted_to(template, LOGICAL_IDS["cleanup"])
+    resolve = dummy_resolver(template)
     staging = resolve(LOGICAL_IDS["staging_bucket"], "Arn")
     destinations = {f"arn:aws:s3:::{d.bucket}/{d.prefix}*" for d in synth.config.destinations}
     assert granted["s3:AbortMultipartUpload"] == destinations
     assert granted["s3:PutObject"] == granted["s3:DeleteObject"] == {f"{staging}/runs/*"}
     assert {a.split(":")[0] for a in granted} == {"s3", "sqs", "logs", "xray"}
     assert not any(a.startswith(("ssm:", "secretsmanager:", "states:")) for a in granted)
+
+
+# --- 11. overlapping scheduled runs -----------------------------------------------------------------------------
+
+
+def test_plan_may_read_only_its_own_state_machines_executions(synth: Any) -> None:
+    """A scheduled run's Plan lists the RUNNING executions of its state machine and reads their input (to skip a
+    run whose schedule's previous run still runs); nothing else of Step Functions, no other state machine."""
+    template = synth.template
+    granted = granted_to(template, LOGICAL_IDS["plan"])
+    states = {action: arns for action, arns in granted.items() if action.startswith("states:")}
+    machine = dummy_resolver(template)(LOGICAL_IDS["state_machine"], None)
+    name = dummy_resolver(template)(LOGICAL_IDS["state_machine"], "Name")
+    assert states == {
+        "states:ListExecutions": {machine},
+        "states:DescribeExecution": {f"arn:aws:states:us-west-2:123456789012:execution:{name}:*"},
+    }
+    definition = json.dumps(template["Resources"][LOGICAL_IDS["state_machine"]]["Properties"]["DefinitionString"])
+    assert "OverlappingRun" in definition and "RunSkipped" in definition

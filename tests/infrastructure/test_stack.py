@@ -225,9 +225,20 @@ def test_no_item_batcher_anywhere(synth: Any) -> None:
 def test_top_level_flow(synth: Any) -> None:
     states = state_machine_definition(synth.template)["States"]
     assert state_machine_definition(synth.template)["StartAt"] == "Plan"
-    assert states["Plan"]["Parameters"] == {"input.$": "$", "run_id.$": "$$.Execution.Name"}
+    assert states["Plan"]["Parameters"] == {
+        "input.$": "$",
+        "run_id.$": "$$.Execution.Name",
+        "execution_arn.$": "$$.Execution.Id",  # a scheduled run checks its schedule's previous run has ended
+    }
     assert states["Plan"]["ResultPath"] == "$"
-    assert states["Plan"]["Next"] == "FetchCredentials"
+    assert states["Plan"]["Next"] == "OverlappingRun"
+    # Plan ends a scheduled run whose schedule's previous run still runs: {"run_skipped": true, ...} -> RunSkipped
+    assert states["OverlappingRun"] == {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.run_skipped", "IsPresent": True, "Next": "RunSkipped"}],
+        "Default": "FetchCredentials",
+    }
+    assert states["RunSkipped"] == {"Type": "Succeed"}
     assert states["FetchCredentials"]["Parameters"] == {
         "action": "fetch",
         "run_id.$": "$.run_id",
