@@ -61,6 +61,12 @@ class TeacopyConfig:
     source_region: str = "us-west-2"
     manifest_buckets: tuple[str, ...] = ()  # the Plan may also read manifests from destination buckets
     max_concurrency: int = 40
+    # Lambda concurrency: CopyBatch reserves max_concurrency (copy_reserved_concurrency; 0: no reservation), the
+    # Credentials function keeps its own reserve, so copy workers can never starve a refresh; both must fit in
+    # the account's concurrency limit (Service Quotas "Concurrent executions"), of which Lambda keeps 100 unreserved.
+    copy_reserved_concurrency: int | None = None  # None: max_concurrency
+    credentials_reserved_concurrency: int = 10
+    account_concurrency_limit: int = 1000
     batch_max_objects: int = 100
     batch_max_bytes: int = 8 * 1024 * MIB
     max_inline_keys: int = 1000
@@ -82,6 +88,11 @@ class TeacopyConfig:
     schedules: tuple[ScheduleConfig, ...] = ()
     tea_endpoints: tuple[TeaEndpointConfig, ...] = ()  # several DAACs in one job: bucket -> its TEA
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def copy_reserved(self) -> int:
+        """The reserved concurrency of CopyBatch (0: none)."""
+        return self.max_concurrency if self.copy_reserved_concurrency is None else self.copy_reserved_concurrency
 
     @property
     def readable_buckets(self) -> tuple[str, ...]:
@@ -148,6 +159,9 @@ class TeacopyConfig:
                 raise ConfigError("teacopy.schedules: names must be unique")
         limits = {
             "max_concurrency": (1, 10_000),
+            "copy_reserved_concurrency": (0, 10_000),
+            "credentials_reserved_concurrency": (0, 1_000),
+            "account_concurrency_limit": (100, 1_000_000),
             "batch_max_objects": (1, 1_000),
             "batch_max_bytes": (MIB, 5 * 1024**4),
             "max_inline_keys": (1, 5_000),
@@ -171,7 +185,32 @@ class TeacopyConfig:
                 if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                     raise ConfigError(f"teacopy.{name}: must be an integer from {low} to {high}, got {value!r}")
                 values[name] = value
-        return cls(**values)
+        config = cls(**values)
+        _check_concurrency(config)
+        return config
+
+
+UNRESERVED_MINIMUM = 100  # Lambda keeps this much of the account's concurrency unreserved
+
+
+def _check_concurrency(config: TeacopyConfig) -> None:
+    """Refuse settings the account's Lambda concurrency cannot serve (cdk.json ``account_concurrency_limit``)."""
+    limit = config.account_concurrency_limit
+    if config.max_concurrency > limit:
+        raise ConfigError(
+            f"teacopy.max_concurrency: {config.max_concurrency} map children need as many concurrent CopyBatch "
+            f"invocations, above the account's Lambda concurrency limit of {limit} "
+            "(teacopy.account_concurrency_limit); lower max_concurrency, or ask AWS for a higher "
+            "'Concurrent executions' quota (Service Quotas) and set account_concurrency_limit to it"
+        )
+    reserved = config.copy_reserved + config.credentials_reserved_concurrency
+    if reserved > limit - UNRESERVED_MINIMUM:
+        raise ConfigError(
+            f"teacopy: CopyBatch ({config.copy_reserved}) and Credentials ({config.credentials_reserved_concurrency}) "
+            f"would reserve {reserved} of the account's {limit} concurrent Lambda executions, but Lambda keeps "
+            f"{UNRESERVED_MINIMUM} unreserved: lower max_concurrency (or copy_reserved_concurrency, "
+            "credentials_reserved_concurrency), or raise account_concurrency_limit after raising the quota"
+        )
 
 
 def _destination(index: int, raw: Any) -> DestinationConfig:

@@ -18,6 +18,7 @@ LOGICAL_IDS = {
     "credentials": "CredentialsFunction",
     "copy_batch": "CopyBatchFunction",
     "summarize": "SummarizeFunction",
+    "cleanup": "CleanupFunction",
     "state_machine": "CopyStateMachine",
 }
 

@@ -19,8 +19,10 @@ from constructs import Construct
 from stacks.config import TeacopyConfig
 from stacks.constructs.function import REPO_ROOT, dependencies_layer
 from stacks.constructs.observability import Observability
+from stacks.constructs.region import RequiredRegion
 from stacks.constructs.schedules import Schedules, ScheduleState
 from stacks.constructs.steps.base import StepResources
+from stacks.constructs.steps.cleanup import CleanupStep
 from stacks.constructs.steps.copy_batch import CopyBatchStep
 from stacks.constructs.steps.credentials import CredentialsStep
 from stacks.constructs.steps.plan import PlanStep
@@ -46,6 +48,8 @@ class TeacopyStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: TeacopyConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
+        # TEA credentials work only from the DAAC buckets' region: refuse any other (synth and deploy time)
+        self.required_region = RequiredRegion(self, "Region", region=config.source_region)
         self.storage = Storage(self, "Storage", config=config)
         # awscrt (CopyBatch), aws-lambda-powertools (logs, EMF metrics), pydantic (boundary shapes):
         # every function gets the layer
@@ -66,6 +70,9 @@ class TeacopyStack(Stack):
             self, "Workflow", config=config, steps=steps, staging_bucket=self.storage.staging_bucket
         )
         self.state_machine = self.workflow.state_machine
+        self.plan.watch_executions(self.state_machine)  # a scheduled run skips while its previous run still runs
+        # A run that is stopped, times out or fails outside the map never reaches Summarize: clean up after it.
+        self.cleanup = CleanupStep(self, "Cleanup", resources=resources, state_machine=self.state_machine)
 
         # --- schedules (EventBridge Scheduler); incremental ones keep their state in SSM ---------------
         self.schedules = (
@@ -82,7 +89,7 @@ class TeacopyStack(Stack):
             "Observability",
             config=config,
             state_machine=self.state_machine,
-            functions=[(step.node.id, step.function) for step in steps.all],
+            functions=[(step.node.id, step.function) for step in (*steps.all, self.cleanup)],
         )
         self._outputs()
 
@@ -108,13 +115,15 @@ def build_app(
     *,
     nag: bool = True,
     cfn_validation: bool = True,
+    env: cdk.Environment | None = None,
 ) -> cdk.App:
     """Build the app (not yet synthesized): cdk.json context, then CLI context, then ``context_overrides``.
 
     ``context_overrides`` are merged key by key into the ``teacopy`` object. The cdk-nag AwsSolutions
     pack is registered unless ``nag`` is false: any unacknowledged finding makes ``app.synth()`` raise.
     ``cfn_validation=False`` skips CDK's built-in template validation (it only warns, and costs ~4 s;
-    the tests run cfn-lint on the template instead).
+    the tests run cfn-lint on the template instead). ``env``: a region-specific stack (default: environment-agnostic,
+    the region being checked at deploy time by the template's rule; stacks/constructs/region.py).
     """
     app = cdk.App(
         context=cdk_json_context(),
@@ -131,6 +140,7 @@ def build_app(
         app,
         STACK_ID,
         config=config,
+        env=env,
         description="teacopy: bulk-copy NASA Earthdata Cloud objects (TEA credentials) into your own S3 bucket",
     )
     if nag:

@@ -30,7 +30,7 @@ from moto import mock_aws
 
 from lambdas.contracts import env_names
 from lambdas.observability.logs import local_sink
-from stacks.template_tools import PSEUDO_DEFAULTS, resolve_intrinsics, state_machine_definition
+from stacks.template_tools import PSEUDO_DEFAULTS, iter_states, resolve_intrinsics, state_machine_definition
 
 from .iam import function_policies
 from .moto_adapters import (
@@ -43,6 +43,7 @@ from .moto_adapters import (
     map_child_records,
     s3_access_checks,
 )
+from .status_events import StatusEvents
 from .tea_emulator import TeaEmulator
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,8 @@ class LocalEngine:
         self.child_io: list[str] = []  # each map child's input and output (or error), as JSON
         self._saved_env: dict[str, str | None] = {}
         self._stack: list[Any] = []
+        self.status_events: StatusEvents | None = None  # set by deploy (teacopy_local/status_events.py)
+        self._delivered: set[str] = set()
 
     def _emulators(self) -> list[tuple[TeaEmulator, set[str]]]:
         return [(self.tea, self.source_buckets), *self.extra_teas.values()]
@@ -315,10 +318,13 @@ class LocalEngine:
         machines = list(self.resources("AWS::StepFunctions::StateMachine"))
         if len(machines) != 1:
             raise RuntimeError(f"expected one state machine in the template, found {len(machines)}")
-        definition = state_machine_definition(self.template, self.resolve)
+        definition = moto_compatible(state_machine_definition(self.template, self.resolve))
         d.state_machine_arn = sfn.create_state_machine(
             name="teacopy-local", definition=json.dumps(definition), roleArn=role_arn
         )["stateMachineArn"]
+        (machine_id, _props) = machines[0]
+        d.physical[machine_id] = {None: d.state_machine_arn, "Name": "teacopy-local"}
+        self.status_events = StatusEvents(self.template, self.resolve, self.runtime, region=REGION, account=ACCOUNT)
         return d
 
     # -- run ---------------------------------------------------------------------------------
@@ -343,6 +349,7 @@ class LocalEngine:
             if on_progress is not None:
                 on_progress(tracker.poll())
             if desc["status"] in TERMINAL:
+                self._status_changed(desc)
                 break
             if time.monotonic() - started > timeout:
                 raise TimeoutError(f"execution {run_id} still {desc['status']} after {timeout:.0f} s")
@@ -358,6 +365,14 @@ class LocalEngine:
             seconds=seconds,
             report=self.report(run_id),
         )
+
+    def _status_changed(self, description: dict[str, Any]) -> None:
+        """Deliver the execution's status-change event to the template's rules, once (status_events.py)."""
+        arn = description["executionArn"]
+        if self.status_events is None or arn in self._delivered:
+            return
+        self._delivered.add(arn)
+        self.status_events.deliver(description)
 
     def run(self, job_input: dict[str, Any], name: str | None = None, timeout: float = 600, **kwargs: Any) -> RunResult:
         return self.wait(self.start(job_input, name), timeout=timeout, **kwargs)
@@ -392,6 +407,16 @@ class LocalEngine:
 
     def scan_for_secrets(self, secrets: list[str], execution_arns: list[str]) -> list[str]:
         return scan_for_secrets(self, secrets, execution_arns)
+
+
+def moto_compatible(definition: dict[str, Any]) -> dict[str, Any]:
+    """The synthesized definition minus what moto's interpreter rejects: a ResultWriter's ``WriterConfig``
+    (research.md). Only what the map writes under map-results/ differs (moto writes no result files anyway)."""
+    for _path, state in iter_states(definition):
+        writer = state.get("ResultWriter")
+        if isinstance(writer, dict):
+            writer.pop("WriterConfig", None)
+    return definition
 
 
 class ProgressTracker:

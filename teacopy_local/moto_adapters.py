@@ -186,6 +186,7 @@ class LambdaRuntime:
     timeouts: Counter[str] = field(default_factory=Counter)  # function -> invocations cut off at their timeout
     kills: Counter[str] = field(default_factory=Counter)  # function -> invocations killed (chaos)
     zombie_requests: int = 0  # AWS requests refused because their invocation had ended
+    active: Counter[str] = field(default_factory=Counter)  # invocations running now, per function
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handler_for(self, spec: FunctionSpec) -> Callable[[Any, Any], Any]:
@@ -219,10 +220,23 @@ class LambdaRuntime:
             raise LambdaKilled(f"{what} after the invocation {invocation.ended}")
 
     def invoke(self, name: str, event: Any) -> tuple[bytes, bool]:
-        spec = self.functions[name]
-        invocation = Invocation(name)
         with self._lock:
             self.invocations[name] += 1
+            self.active[name] += 1
+        try:
+            return self._invoke(name, event)
+        finally:
+            with self._lock:
+                self.active[name] -= 1
+
+    def idle(self, name: str) -> bool:
+        """No invocation of ``name`` is running (the caller's answer included: counted until it is returned)."""
+        with self._lock:
+            return self.active[name] <= 0
+
+    def _invoke(self, name: str, event: Any) -> tuple[bytes, bool]:
+        spec = self.functions[name]
+        invocation = Invocation(name)
         outcome: dict[str, Any] = {}
         context = LocalContext(name, spec.timeout_seconds, spec.memory_mb, invocation.request_id)
 
@@ -535,6 +549,7 @@ class S3FaultRule:
     probability: float = 1.0
     skip: int = 0  # let this many matching requests through first
     after_bytes: int = 0  # reset/truncate: bytes delivered before the body breaks
+    when: Callable[[S3Request], bool] | None = None  # a further condition, e.g. "the key does not exist"
     matched: int = 0
     fired: int = 0
 
@@ -553,6 +568,7 @@ class S3FaultRule:
             and (self.key is None or request.key == self.key)
             and (self.key_prefix is None or request.key.startswith(self.key_prefix))
             and (self.key_contains is None or self.key_contains in request.key)
+            and (self.when is None or self.when(request))
         )
 
 

@@ -82,10 +82,26 @@ class CopyJobFailed(TeacopyError):
     """Raised by Summarize when failures exceed the tolerated threshold (the report is written)."""
 
 
+class AwsServiceUnavailable(TeacopyError):
+    """An AWS call (Secrets Manager, DynamoDB, S3, SSM, Lambda, Step Functions) was throttled, timed out, could not
+    connect or failed with a server error past the SDK's own retries. Transient: every Lambda task retries it."""
+
+
+class AwsCallFailed(TeacopyError):
+    """An AWS call was refused for a reason retrying cannot fix (access denied, a missing resource, a rejected
+    request). Not retried; the message names the service, the operation, the error code and what to check."""
+
+
 # Errors the map child routes to RefreshCredentials.
 REFRESH_ERRORS: tuple[str, ...] = ("CredentialsExpired",)
 # Errors Step Functions retries with backoff (besides the Lambda service errors).
-RETRYABLE_ERRORS: tuple[str, ...] = ("TeaUnavailable", "RefreshInProgress", "TransientCopyError", "CmrUnavailable")
+RETRYABLE_ERRORS: tuple[str, ...] = (
+    "TeaUnavailable",
+    "RefreshInProgress",
+    "TransientCopyError",
+    "CmrUnavailable",
+    "AwsServiceUnavailable",
+)
 # Errors that must fail fast: retrying cannot help, the operator must act.
 FATAL_ERRORS: tuple[str, ...] = (
     "InvalidInput",
@@ -96,4 +112,7 @@ FATAL_ERRORS: tuple[str, ...] = (
     "TeaForbidden",
     "TeaBadResponse",
     "DestinationAccessDenied",
+    "AwsCallFailed",
 )
+# The run's own verdict (Summarize, after writing the report): it fails the execution on purpose.
+VERDICT_ERRORS: tuple[str, ...] = ("CopyJobFailed",)

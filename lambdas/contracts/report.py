@@ -1,9 +1,10 @@
 """What Summarize writes to ``runs/<run>/report.json`` and returns as the execution output (the report's keys).
 
 ``RunReport`` is what the run's staging files say (``summary.collect``: also what ``teacopy report`` shows);
-``Report`` adds what Summarize itself did and found; ``RunSummary`` is the execution output. ``to_dict`` gives
-the JSON form (every key present, ``null`` when unknown; ``map_error`` only when the map failed; the dry-run
-counts of the summary only for a dry run).
+``Report`` adds what Summarize itself did and found (or the clean-up, for a run Summarize never saw; then
+``execution_status`` says how the execution ended); ``RunSummary`` is the execution output. ``to_dict`` gives
+the JSON form (every key present, ``null`` when unknown; ``map_error`` only when the map failed,
+``execution_status`` only in a clean-up's report; the dry-run counts of the summary only for a dry run).
 """
 
 from __future__ import annotations
@@ -118,9 +119,13 @@ class Report(RunReport):
     report_csv: str
     report_html: str
     generated_at: str | None
+    # Set only when the clean-up wrote the report because Summarize never ran (lambdas/lifecycle/cleanup.py):
+    # the execution's terminal status, ABORTED, TIMED_OUT or FAILED.
+    execution_status: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"map_error"} if self.map_error is None else None)
+        absent = {name for name in ("map_error", "execution_status") if getattr(self, name) is None}
+        return self.model_dump(mode="json", exclude=absent or None)
 
 
 class RunSummary(_Shape):

@@ -261,3 +261,15 @@ class SummarySettings:
             schedule_state_prefix=e.get(env.SCHEDULE_STATE_PREFIX, ""),
             summary_budget_seconds=_int(e, env.SUMMARY_BUDGET_SECONDS, DEFAULT_BUDGET_SECONDS),
         )
+
+
+@dataclass(frozen=True)
+class CleanupSettings:
+    """The Cleanup function (lambdas/lifecycle/cleanup.py): only the staging bucket."""
+
+    staging_bucket: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CleanupSettings:
+        e = os.environ if environ is None else environ
+        return cls(staging_bucket=_str(e, env.STAGING_BUCKET))

@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from lambdas.contracts.errors import DestinationAccessDenied, TransientCopyError
 from lambdas.copying.signals import IntegrityError, ObjectFailed
 from lambdas.s3.codes import DENIED_CODES, INTEGRITY_CODES, NOT_FOUND_CODES, error_message, error_status, is_transient
+from lambdas.s3.listing import list_page, list_pages
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,13 @@ class DestinationBucket:
         return f"s3://{self.bucket}/{key}"
 
     def head(self, dest_key: str) -> dict[str, Any] | None:
-        """HeadObject; None when the key does not exist."""
+        """HeadObject; None when the key does not exist.
+
+        S3 answers a HEAD of a missing key with 404 only to a caller allowed ``s3:ListBucket`` on the bucket, and
+        with 403 to any other (a grant conditioned on ``s3:prefix`` does not count: a HEAD has no prefix). So a
+        403 is not "denied" yet: one LIST of exactly this key tells a missing key (absent: copy it) from an
+        existing one the role may not read (DestinationAccessDenied).
+        """
         try:
             head: dict[str, Any] = self.client.head_object(Bucket=self.bucket, Key=dest_key)
             return head
@@ -46,9 +53,33 @@ class DestinationBucket:
             code, status = error_status(exc)
             if code != "NoSuchBucket" and (code in NOT_FOUND_CODES or status == 404):
                 return None
+            if code in DENIED_CODES or status == 403:
+                if not self.listed(dest_key):
+                    logger.info("HEAD answered 403 for a key the listing shows absent", extra={"dest_key": dest_key})
+                    return None
+                raise DestinationAccessDenied(
+                    f"the copy role may not read {self.url(dest_key)}, which exists (HeadObject: {code})"
+                ) from exc
             raise self.error(exc, "HeadObject", dest_key) from exc
         except BotoCoreError as exc:
             raise TransientCopyError(f"HeadObject on the destination failed: {type(exc).__name__}") from exc
+
+    def listed(self, dest_key: str) -> bool:
+        """Whether a LIST of the bucket shows ``dest_key`` (after a HEAD answered 403)."""
+        try:
+            page = list_page(self.client, Bucket=self.bucket, Prefix=dest_key, MaxKeys=1)
+        except ClientError as exc:
+            code, status = error_status(exc)
+            if code in DENIED_CODES or status == 403:
+                raise DestinationAccessDenied(
+                    f"the copy role may neither HEAD {self.url(dest_key)} nor list {self.url(self.prefix)} "
+                    f"({code}): without s3:ListBucket on bucket {self.bucket} (no s3:prefix condition), S3 answers "
+                    "403 for a missing key, so a missing key cannot be told from a denied one"
+                ) from exc
+            raise self.error(exc, "ListObjectsV2", dest_key) from exc
+        except BotoCoreError as exc:
+            raise TransientCopyError(f"ListObjectsV2 on the destination failed: {type(exc).__name__}") from exc
+        return any(item.get("Key") == dest_key for item in page.get("Contents", []))
 
     def put_object(self, dest_key: str, data: bytes, crc_b64: str, extra: dict[str, Any]) -> None:
         self._call(
@@ -181,8 +212,7 @@ def list_destination(dest_s3: Any, bucket: str, dest_keys: list[str]) -> set[str
     prefix = os.path.commonprefix(dest_keys)  # noqa: RUF071 — S3 prefixes are strings, not paths
     found: set[str] = set()
     try:
-        paginator = dest_s3.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000})
+        pages = list_pages(dest_s3, Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000})
         for number, page in enumerate(pages, start=1):
             found.update(item["Key"] for item in page.get("Contents", []) if item["Key"] in wanted)
             if page.get("IsTruncated") and number >= LIST_MAX_PAGES:

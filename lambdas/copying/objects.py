@@ -35,6 +35,7 @@ from lambdas.copying.signals import Cancelled, IntegrityError, ObjectFailed, Sto
 from lambdas.copying.source import SourceBucket
 from lambdas.copying.stream import SourceStream
 from lambdas.s3.limits import MAX_PUT_BYTES
+from lambdas.s3.names import unwritable_destination_key
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,10 @@ class ObjectCopier:
         dest_key = self._event.destination.key_for_object(spec)
         started = time.monotonic()
         result: ObjectResult | None = None
-        for attempt in (1, 2):
+        unwritable = unwritable_destination_key(dest_key)  # e.g. > 1,024 bytes after the prefix/mapping
+        if unwritable is not None:
+            result = ObjectResult(spec.key, dest_key, FAILED, reason=unwritable)
+        for attempt in (1, 2) if result is None else ():
             if stop.is_set():
                 raise Cancelled(spec.key)
             try:

@@ -10,6 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from lambdas.contracts import errors as named_errors
 from lambdas.contracts.errors import ConfigurationError, InvalidInput, TeacopyError, TeaUnavailable
 from lambdas.contracts.models import DEFAULT_ENDPOINT, CredentialsRef, TeaCredentials
+from lambdas.s3.codes import error_status, is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +78,8 @@ class InvokedCredentials:
                 FunctionName=self._function, InvocationType="RequestResponse", Payload=json.dumps(event).encode()
             )
         except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("TooManyRequestsException", "ServiceException", "ResourceConflictException"):
+            code, status = error_status(exc)
+            if is_transient(code, status) or code in ("TooManyRequestsException", "ResourceConflictException"):
                 raise TeaUnavailable(f"could not invoke the Credentials function ({code}); retried") from None
             raise ConfigurationError(f"cannot invoke the Credentials function {self._function} ({code})") from None
         except BotoCoreError as exc:

@@ -51,6 +51,7 @@ from lambdas.earthdata.http import (
     retry_after_seconds,
 )
 from lambdas.s3.limits import MIB
+from lambdas.s3.names import split_s3_url
 
 logger = logging.getLogger(__name__)
 
@@ -363,15 +364,6 @@ class ParseStats:
         return dict(self.__dict__)
 
 
-def split_s3_url(url: str) -> tuple[str, str] | None:
-    if not url.startswith("s3://"):
-        return None
-    bucket, _, key = url[5:].partition("/")
-    if not bucket or not key or any(ch.isspace() for ch in bucket):
-        return None
-    return bucket, key
-
-
 def _begin_time(umm: Mapping[str, Any]) -> datetime | None:
     extent = umm.get("TemporalExtent")
     if not isinstance(extent, dict):
@@ -445,7 +437,7 @@ def parse_granule(item: Any, stats: ParseStats) -> CmrGranule | None:
         if not isinstance(url, str) or url in seen:
             continue
         seen.add(url)
-        parts = split_s3_url(url.strip())
+        parts = split_s3_url(url)  # the key verbatim, as S3 stores it
         if parts is None:
             stats.bad_urls += 1
             continue

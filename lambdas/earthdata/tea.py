@@ -12,6 +12,9 @@ hour for the Earthdata Login (EDL) user behind the request. Its behaviours this 
 - A User-Agent starting with "Mozilla" gets HTML, so ours never does.
 - Success: ``accessKeyId``/``secretAccessKey``/``sessionToken``/``expiration`` with ``expiration`` in
   ``str(datetime)`` form (``2021-01-27 00:50:09+00:00``); parsed as JSON whatever the Content-Type.
+- A 2xx whose body is not a credentials document (empty, truncated, not JSON, HTML, fields missing) is not a
+  definitive answer: it is retried like a 5xx. Only the definitive answers fail at once: the redirect to
+  Earthdata Login, 401 and 400 (the token), the EULA 403 and the no-permission 403, 404 (the endpoint).
 
 The HTTP basics (one GET without redirects, a bounded body, backoff, ``Retry-After``) are
 ``lambdas.earthdata.http``'s. Every exception message is safe to show to the operator: it never contains
@@ -63,6 +66,7 @@ APP_NAME_MAX = 64
 MAX_BODY_BYTES = 256 * 1024  # a credentials document is ~1.5 KB; never buffer more than this
 _APP_NAME_DISALLOWED = re.compile(r"[^\w+=,.@-]", re.ASCII)
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+BAD_RESPONSE = "bad_response"  # the outcome of a 2xx without a credentials document (retried)
 
 RequestCallback = Callable[[dict[str, Any]], None]
 
@@ -166,10 +170,11 @@ class TeaClient:
     """Fetches S3 credentials from one TEA endpoint, with bounded retries for transient failures.
 
     Retried (``max_attempts`` in total, exponential backoff with jitter through the injected ``sleep``):
-    429, 5xx, timeouts and connection errors; afterwards TeaUnavailable. Not retried: every other
-    answer (3xx/401/400 → EdlTokenRejected, 403 → EulaNotAccepted/TeaForbidden, bad 2xx body →
-    TeaBadResponse). Every HTTP attempt is reported to ``on_request`` callbacks with
-    ``{"status": int | None, "outcome": str, "seconds": float, "attempt": int}``.
+    429, 5xx, timeouts and connection errors, and a 2xx whose body is not a credentials document (truncated,
+    not JSON, HTML, fields missing); afterwards TeaUnavailable (which Step Functions retries too). Not retried:
+    the definitive answers (3xx/401/400 → EdlTokenRejected, 403 → EulaNotAccepted/TeaForbidden, 404 →
+    ConfigurationError, another status → TeaBadResponse). Every HTTP attempt is reported to ``on_request``
+    callbacks with ``{"status": int | None, "outcome": str, "seconds": float, "attempt": int}``.
     """
 
     def __init__(
@@ -212,12 +217,12 @@ class TeaClient:
     def fetch(self, auth: TeaAuth, on_request: RequestCallback | None = None) -> TeaCredentials:
         """GET /s3credentials and return the parsed credentials, or raise a named TeacopyError."""
         callbacks = [cb for cb in (self._on_request, on_request) if cb is not None]
-        last_reason = "no attempt made"
+        last_reason, last_outcome = "no attempt made", None
         for attempt in range(1, self.max_attempts + 1):
             try:
                 return self._attempt(auth, attempt, callbacks)
             except _Retryable as retry:
-                last_reason = retry.reason
+                last_reason, last_outcome = retry.reason, retry.outcome
                 if attempt >= self.max_attempts:
                     break
                 delay = self._backoff(attempt, retry.retry_after)
@@ -232,9 +237,14 @@ class TeaClient:
                     },
                 )
                 self._sleep(delay)
+        hint = (
+            " If it persists, check that the endpoint is a TEA/Cumulus distribution API (cdk.json tea_endpoint)."
+            if last_outcome == BAD_RESPONSE
+            else ""
+        )
         raise TeaUnavailable(
             f"TEA at {self.host} is unavailable after {self.max_attempts} attempt(s): {last_reason}. "
-            "This is usually transient (TEA or Earthdata Login outage); the job retries it."
+            "This is usually transient (TEA or Earthdata Login outage); the job retries it." + hint
         )
 
     # -- internals --------------------------------------------------------------------------------
@@ -353,45 +363,43 @@ class TeaClient:
         raise _tag(TeaBadResponse(f"TEA at {self.host} answered unexpected HTTP {status}"), "unexpected_status")
 
     def _parse_success(self, status: int, content_type: str, body: bytes) -> TeaCredentials:
+        """The credentials of a 2xx answer; ``_Retryable`` (outcome BAD_RESPONSE) when the body is not a credentials
+        document: a truncated or garbled answer is no verdict on the token, so it is asked again."""
         if len(body) > MAX_BODY_BYTES:
-            raise _tag(
-                TeaBadResponse(
-                    f"TEA at {self.host} answered HTTP {status} with more than {MAX_BODY_BYTES // 1024} KiB: "
-                    "not a credentials document"
-                ),
-                "bad_response",
+            raise _Retryable(
+                f"TEA at {self.host} answered HTTP {status} with more than {MAX_BODY_BYTES // 1024} KiB: "
+                "not a credentials document",
+                None,
+                BAD_RESPONSE,
             )
         text = body.decode("utf-8", errors="replace").strip()
         if not text:
-            raise _tag(TeaBadResponse(f"TEA at {self.host} answered HTTP {status} with an empty body"), "bad_response")
+            raise _Retryable(f"TEA at {self.host} answered HTTP {status} with an empty body", None, BAD_RESPONSE)
         if text.startswith("<"):
-            raise _tag(
-                TeaBadResponse(
-                    f"TEA at {self.host} answered HTTP {status} with HTML instead of a credentials document "
-                    f"(content-type {printable(content_type)!r}); is the endpoint a TEA/Cumulus "
-                    "distribution API?"
-                ),
-                "bad_response",
+            raise _Retryable(
+                f"TEA at {self.host} answered HTTP {status} with HTML instead of a credentials document "
+                f"(content-type {printable(content_type)!r}); is the endpoint a TEA/Cumulus "
+                "distribution API?",
+                None,
+                BAD_RESPONSE,
             )
         try:
             document = json.loads(text)
         except json.JSONDecodeError:
-            raise _tag(
-                TeaBadResponse(
-                    f"TEA at {self.host} answered HTTP {status} with a body that is not JSON "
-                    f"({len(body)} bytes, starting {safe_snippet(text)!r})"
-                ),
-                "bad_response",
+            raise _Retryable(
+                f"TEA at {self.host} answered HTTP {status} with a body that is not JSON "
+                f"({len(body)} bytes, starting {safe_snippet(text)!r})",
+                None,
+                BAD_RESPONSE,
             ) from None
         try:
             return TeaCredentials.from_tea_json(document)
         except ValueError as exc:
-            raise _tag(
-                TeaBadResponse(
-                    f"TEA at {self.host} answered HTTP {status} but not with a usable credentials document: "
-                    f"{printable(str(exc), 200)}"
-                ),
-                "bad_response",
+            raise _Retryable(
+                f"TEA at {self.host} answered HTTP {status} but not with a usable credentials document: "
+                f"{printable(str(exc), 200)}",
+                None,
+                BAD_RESPONSE,
             ) from None
 
 

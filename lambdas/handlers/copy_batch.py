@@ -14,6 +14,7 @@ from lambdas.contracts.models import CopyBatchEvent, TeaCredentials
 from lambdas.contracts.settings import CopySettings
 from lambdas.copying.engine import copy_batch
 from lambdas.credentials.cache import CredentialCache
+from lambdas.handlers.boundary import named_errors
 from lambdas.observability import logs
 from lambdas.observability.metrics import SERVICE_COPY, for_lambda, observed, record_copy_result
 
@@ -66,6 +67,7 @@ def _source_client(endpoint: str, version: str) -> tuple[Any, TeaCredentials]:
 
 
 @LOGGER.inject_lambda_context(clear_state=True)
+@named_errors("CopyBatch")
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     LOGGER.append_keys(**logs.invocation_keys(event))  # run_id, batch_id, endpoint on every record
     with observed(for_lambda(SERVICE_COPY)) as metrics:

@@ -14,6 +14,7 @@ from botocore.config import Config
 
 from lambdas.contracts.settings import CredentialSettings
 from lambdas.credentials.refresh import CredentialDeps, handle_credentials_request
+from lambdas.handlers.boundary import named_errors
 from lambdas.observability import logs
 from lambdas.observability.metrics import SERVICE_CREDENTIALS, for_lambda, observed
 
@@ -42,6 +43,7 @@ def default_deps() -> CredentialDeps:
 
 
 @LOGGER.inject_lambda_context(clear_state=True)
+@named_errors("Credentials")
 def lambda_handler(event: Any, context: Any) -> dict[str, str]:
     LOGGER.append_keys(**logs.invocation_keys(event))  # run_id, action, endpoint on every record
     deps = default_deps()

@@ -12,7 +12,10 @@ from lambdas.contracts.settings import PlanSettings
 from lambdas.credentials.cache import CredentialCache
 from lambdas.credentials.invoked import InvokedCredentials
 from lambdas.earthdata.cmr import CmrClient
+from lambdas.handlers.boundary import named_errors
+from lambdas.lifecycle.overlap import skip_if_overlapping
 from lambdas.observability import logs
+from lambdas.observability.metrics import SERVICE_PLAN, for_lambda, observed
 from lambdas.planning.plan import SourceDeps, plan_job
 from lambdas.reporting.schedule_state import read_last_success
 
@@ -47,9 +50,23 @@ def _source_client(credentials: TeaCredentials) -> Any:
     )
 
 
+# Step Functions: a scheduled run first checks that its schedule's previous run has ended (lifecycle/overlap.py).
+SFN = boto3.client("stepfunctions", config=Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard"}))
+
+
+def _overlapping(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The skipped output when this execution's schedule still runs its previous execution, else None."""
+    with observed(for_lambda(SERVICE_PLAN)) as metrics:
+        return skip_if_overlapping(SFN, event.get("input"), event.get("execution_arn"), metrics)
+
+
 @LOGGER.inject_lambda_context(clear_state=True)
+@named_errors("Plan")
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     LOGGER.append_keys(**logs.invocation_keys(event))  # run_id on every record
+    skipped = _overlapping(event)
+    if skipped is not None:
+        return skipped
     run_id = event.get("run_id", "")
     deps = SourceDeps(
         clients=(

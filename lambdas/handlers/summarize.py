@@ -8,6 +8,7 @@ import boto3
 from botocore.config import Config
 
 from lambdas.contracts.settings import SummarySettings
+from lambdas.handlers.boundary import named_errors
 from lambdas.observability import logs
 from lambdas.reporting.summary import summarize
 
@@ -22,6 +23,7 @@ SSM = boto3.client("ssm", config=Config(connect_timeout=5, read_timeout=10, retr
 
 
 @LOGGER.inject_lambda_context(clear_state=True)
+@named_errors("Summarize")
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     LOGGER.append_keys(**logs.invocation_keys(event))  # run_id on every record
     return summarize(

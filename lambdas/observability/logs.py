@@ -89,6 +89,7 @@ PLAN = "teacopy-plan"
 CREDENTIALS = "teacopy-credentials"
 COPY_BATCH = "teacopy-copy-batch"
 SUMMARIZE = "teacopy-summarize"
+CLEANUP = "teacopy-cleanup"
 
 # SECURITY: botocore at DEBUG logs request headers, including the TEA session token of the source client.
 # These loggers never go below WARNING, whatever level the function's configuration sets.

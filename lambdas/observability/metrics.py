@@ -28,6 +28,7 @@ emf_logger = logging.getLogger("teacopy.metrics")
 NAMESPACE = "Teacopy"
 SERVICE_COPY = "copy-batch"
 SERVICE_CREDENTIALS = "credentials"
+SERVICE_PLAN = "plan"
 
 COUNT, BYTES, MILLISECONDS = "Count", "Bytes", "Milliseconds"
 
@@ -53,6 +54,8 @@ COALESCED_REFRESHES = _metric(counters.COALESCED_REFRESHES)  # coalesced_refresh
 # Operational only (no counter of the report)
 TEA_LATENCY = "TeaLatency"  # per attempt, milliseconds
 TEA_AUTH_FAILURES = "TeaAuthFailures"  # credentials calls that failed with EdlTokenRejected (expired EDL token)
+# Plan
+SCHEDULED_RUNS_SKIPPED = "ScheduledRunsSkipped"  # a scheduled run ended at once: its schedule's previous one still ran
 # Both
 ERRORS = "Errors"  # invocations that raised (besides the routine CredentialsExpired of CopyBatch)
 

@@ -54,10 +54,8 @@ from lambdas.s3.names import (
 SOURCE_MODES = ("keys", "manifest", "prefix", "cmr")
 
 # The JSON-Schema forms of the rules in lambdas.s3.names, for editors and the console (the rules are the functions).
-# control and invisible characters (Cc, and the usual Cf: soft hyphen, zero-width, bidi controls, BOM)
-_INVISIBLE = r"\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
-KEY_PATTERN = rf"^(?!/)(?!s3://)(?!(.*/)?\.\.(/|$))[^{_INVISIBLE}]*[^{_INVISIBLE}\s][^{_INVISIBLE}]*$"
-PREFIX_PATTERN = rf"^(?!/)(?!s3://)(?!(.*/)?\.\.(/|$))[^{_INVISIBLE}]*$"
+# Keys: S3's own rule only (any UTF-8, 1 to 1,024 bytes; JSON Schema counts characters, the function bytes).
+PREFIX_PATTERN = r"^(?!s3://)"
 DEST_PREFIX_PATTERN = r"^(?!/)(?!(.*/)?\.\.(/|$))[^\u0000-\u001f\u007f]*$"
 S3_URL_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+"
 
@@ -75,9 +73,8 @@ SourceKey = Annotated[
     Field(
         min_length=1,
         max_length=MAX_KEY_BYTES,
-        description="An S3 key relative to the bucket: no leading '/', no '..' segment, no s3:// URL, at most "
-        f"{MAX_KEY_BYTES} UTF-8 bytes, no control characters.",
-        json_schema_extra={"pattern": KEY_PATTERN},
+        description=f"An S3 key, exactly as stored: any UTF-8 text of 1 to {MAX_KEY_BYTES} bytes (S3's only rule; "
+        "control characters, whitespace at either end, '.' and '..' segments and a leading '/' included).",
     ),
 ]
 

@@ -27,8 +27,6 @@ from pydantic import (
 from lambdas.contracts.errors import InvalidInput
 from lambdas.contracts.validation import RULE_ERROR, VARIANT, checked, parse
 from lambdas.planning.seen import DigestSet, InMemoryDigests
-from lambdas.s3.limits import MAX_KEY_BYTES
-from lambdas.s3.names import validate_key
 
 logger = logging.getLogger(__name__)
 MAX_PATTERNS = 50
@@ -264,7 +262,8 @@ class KeyMapping:
         return cls.of(parse(KEY_MAPPING_INPUT, raw, root=field_name, context={"cmr": cmr}))
 
     def map(self, bucket: str, key: str, extra: Mapping[str, str] | None, where: str) -> str:
-        """The mapped key, validated as an S3 key (``where`` names the entry in errors)."""
+        """The mapped key (``where`` names the entry in errors). An empty result is an input error; one that is
+        too long for S3 (with the destination prefix) fails alone, at copy time (``unwritable_destination_key``)."""
         if self.mode == "keep":
             return key
         if self.mode == "basename":
@@ -283,7 +282,9 @@ class KeyMapping:
             if missing:
                 raise InvalidInput(where, f"has no value for {{{missing[0]}}} in destination.key_mapping.template")
             mapped = _SLASHES.sub("/", self.template.format_map(values)).lstrip("/")
-        return validate_key(mapped, f"{where} (destination key)")
+        if mapped == "":
+            raise InvalidInput(f"{where} (destination key)", "destination.key_mapping maps this key to an empty key")
+        return mapped
 
 
 def template_values(bucket: str, key: str, extra: Mapping[str, str] | None) -> dict[str, str]:
@@ -345,10 +346,9 @@ def destination_key(
     where: str,
     seen: SeenKeys,
 ) -> str:
-    """The full destination key of one source object; two sources mapping to one key is InvalidInput."""
+    """The full destination key of one source object; two sources mapping to one key is InvalidInput. A key longer
+    than S3 allows is returned as it is: that object alone fails when CopyBatch reaches it, with the reason."""
     dest_key = dest_prefix + mapping.map(bucket, key, extra, where)
-    if len(dest_key.encode("utf-8")) > MAX_KEY_BYTES:
-        raise InvalidInput(where, f"destination key would exceed {MAX_KEY_BYTES} bytes")
     if not seen.claims_destination(dest_key):
         raise InvalidInput(
             where,

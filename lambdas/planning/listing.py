@@ -13,6 +13,7 @@ from lambdas.contracts.errors import CredentialsExpired, InvalidInput, TeaUnavai
 from lambdas.contracts.models import ObjectSpec
 from lambdas.planning.keys import KeyFilter
 from lambdas.s3.codes import DENIED_CODES, EXPIRED_CODES, error_status
+from lambdas.s3.listing import list_page
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def list_prefix_pages(
         if token is not None:
             params["ContinuationToken"] = token
         try:
-            page = client.list_objects_v2(**params)
+            page = list_page(client, **params)  # EncodingType=url: every key intact (lambdas/s3/listing.py)
         except ClientError as exc:
             code, _status = error_status(exc)
             if code in EXPIRED_CODES:

@@ -136,9 +136,12 @@ def parse_manifest_stream(
     elif fmt == "csv":
         yield from _csv(stream, field_name)
     elif fmt == "lines":
+        # One key per line, verbatim (whitespace at either end included): only the line ending is removed.
+        # Blank lines and lines starting with '#' are skipped; such keys, and keys holding a line break, need
+        # JSON, JSON Lines or CSV.
         for lineno, line in enumerate(split_lines(stream, field_name), start=1):
-            entry = line.strip()
-            if entry and not entry.startswith("#"):
+            entry = line.removesuffix("\n").removesuffix("\r")
+            if entry.strip() and not entry.startswith("#"):
                 yield _entry_from_string(entry, f"{field_name} line {lineno}")
     else:
         raise InvalidInput(f"{field_name}", f"unknown format {fmt!r}; one of {', '.join(MANIFEST_FORMATS)}")
@@ -154,6 +157,7 @@ def _entry_from_string(value: str, where: str) -> ManifestEntry:
 
 
 ENTRY_FIELDS = ("key", "url", "size", "checksum", "checksum_algorithm")
+VERBATIM_COLUMNS = ("key", "url")  # CSV cells taken as they are: a key may start or end with whitespace
 
 
 def _size(value: Any, where: str) -> int | None:
@@ -327,7 +331,9 @@ def _csv(texts: Iterator[str], field_name: str) -> Iterator[ManifestEntry]:
                 continue
             if len(row) != len(columns):
                 raise InvalidInput(where, f"has {len(row)} columns; the header has {len(columns)}")
-            data = {c: v.strip() for c, v in zip(columns, row, strict=True) if v.strip() != ""}
+            # the key/url cell verbatim (quote it to keep a comma or a line break); the other cells trimmed
+            cells = ((c, v if c in VERBATIM_COLUMNS else v.strip()) for c, v in zip(columns, row, strict=True))
+            data = {c: v for c, v in cells if v != ""}
             yield _entry_from_object(data, where)
     except csv.Error as exc:
         raise InvalidInput(f"{field_name} line {reader.line_num}", f"is not valid CSV: {exc}") from exc

@@ -37,6 +37,7 @@ from lambdas.planning.manifests import (
 from lambdas.planning.request import JobRequest, parse_request
 from lambdas.planning.seen import DigestFile
 from lambdas.planning.staged import MAX_BATCH_JSON_BYTES, STAGED_PART_BYTES, Batcher, StagedManifest
+from lambdas.s3.codes import error_status, is_transient
 from lambdas.s3.limits import MIB
 from lambdas.s3.names import validate_bucket, validate_key
 from lambdas.s3.writer import abort_staged_upload, complete_staged_upload
@@ -591,7 +592,9 @@ def _open_manifest(s3: Any, bucket: str, key: str) -> Any:
     try:
         response = s3.get_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code, status = error_status(exc)
+        if is_transient(code, status):
+            raise  # throttled or a server error: not the input's fault (the handler retries it: AwsServiceUnavailable)
         raise InvalidInput("source.manifest", f"cannot read s3://{bucket}/{key}: {code}") from exc
     if response.get("ContentLength", 0) > MAX_MANIFEST_BYTES:
         response["Body"].close()

@@ -220,6 +220,8 @@ def human_duration(seconds: float | None) -> str:
 
 def run_state(report: Mapping[str, Any]) -> tuple[str, str]:
     """(label, css class) summarising the run for the page's badge."""
+    if report.get("execution_status"):  # written by the clean-up: the execution ended without Summarize
+        return f"execution {str(report['execution_status']).lower().replace('_', ' ')}", "bad"
     if report.get("map_failed"):
         return "batch failure", "bad"
     if report.get("failed"):

@@ -387,6 +387,32 @@ def collect_run(
     return report.to_dict(), rows
 
 
+def write_report_once(s3: Any, bucket: str, run_id: str, started: float | None, **fields: Any) -> Report:
+    """The run's report in one pass, no continuation: report.csv streamed as Summarize streams it, then report.json
+    and report.html. For the Cleanup of a run that ended without Summarize (``lambdas.lifecycle.cleanup``);
+    ``fields`` are the Report's own (uploads_aborted, errors, execution_status, ...)."""
+    plan = staging.get_json(s3, bucket, staging.plan_key(run_id))
+    started = run_started(s3, bucket, run_id, plan, started)
+    tally = Tally(started)
+    csv = StagedWriter(s3, bucket, reports.csv_key(run_id), content_type="text/csv; charset=utf-8")
+    csv.write(reports.csv_header().encode("utf-8"))
+    fold(s3, bucket, run_id, tally, on_rows=lambda rows: csv.write(reports.csv_rows(rows).encode("utf-8")))
+    csv.finish()
+    csv.complete()
+    run = run_report(run_id, plan, tally, event_totals(s3, bucket, run_id), started)
+    report = Report(
+        **run.model_dump(),
+        report_csv=f"s3://{bucket}/{reports.csv_key(run_id)}",
+        report_html=f"s3://{bucket}/{reports.html_key(run_id)}",
+        generated_at=reports.iso(time.time()),
+        **fields,
+    )
+    document = report.to_dict()
+    staging.put_json(s3, bucket, staging.report_key(run_id), document)
+    reports.write_html(s3, bucket, run_id, document)
+    return report
+
+
 # --- Summarize, across invocations --------------------------------------------------------------------------
 
 SUMMARIZING, COMPLETING = "summarizing", "completing"

@@ -27,6 +27,16 @@ TRANSIENT_CODES = frozenset(
         "InternalError",
         "OperationAborted",
         "NoSuchUpload",  # the upload vanished under us (e.g. a lifecycle rule): redo the object
+        # the other services teacopy calls (DynamoDB, Secrets Manager, Lambda, SSM, Step Functions)
+        "ProvisionedThroughputExceededException",
+        "ThrottledException",
+        "InternalServerError",
+        "InternalServiceError",
+        "InternalFailure",
+        "ServiceUnavailableException",
+        "ServiceException",
+        "EC2ThrottledException",
+        "TransactionConflictException",
     }
 )
 INTEGRITY_CODES = frozenset({"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch"})

@@ -36,23 +36,39 @@ def split_s3_url(url: str) -> tuple[str, str] | None:
     return bucket, key
 
 
+def key_rule_violation(value: str) -> str | None:
+    """What S3 itself would reject in a key, or None: S3 takes any UTF-8 string of 1 to 1,024 bytes.
+
+    Nothing else is refused: control characters, a tab, whitespace at either end, '.' and '..' segments, a leading
+    '/', invisible characters are all keys S3 stores, and teacopy copies them byte-exact. (A '..' segment matters
+    only to whoever maps keys to local paths later: see docs/sources.md.)
+    """
+    if value == "":
+        return "must not be empty"
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "is not valid UTF-8 text (an unpaired surrogate)"
+    if size > MAX_KEY_BYTES:
+        return f"is longer than {MAX_KEY_BYTES} bytes (UTF-8): {size} bytes"
+    return None
+
+
 def validate_key(value: Any, field: str) -> str:
-    """Keys are used verbatim as S3 keys and, prefixed, as destination keys: reject surprises."""
+    """A source key, used verbatim: only what S3 rejects is refused (``key_rule_violation``)."""
     if not isinstance(value, str):
         raise InvalidInput(field, "must be a string (an S3 key)")
-    if value.strip() == "":
-        raise InvalidInput(field, "must not be empty")
-    if len(value.encode("utf-8")) > MAX_KEY_BYTES:
-        raise InvalidInput(field, f"is longer than {MAX_KEY_BYTES} bytes (UTF-8)")
-    if value.startswith("/"):
-        raise InvalidInput(field, f"{value[:80]!r} must not start with '/' (S3 keys are relative to the bucket)")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in value):
-        raise InvalidInput(field, f"{value[:80]!r} contains a control or invisible character")
-    if ".." in value.split("/"):
-        raise InvalidInput(field, f"{value[:80]!r} contains a '..' path segment")
-    if value.startswith("s3://"):
-        raise InvalidInput(field, "give the key without s3://bucket/ (the bucket is source.bucket)")
+    violation = key_rule_violation(value)
+    if violation is not None:
+        raise InvalidInput(field, violation)
     return value
+
+
+def unwritable_destination_key(dest_key: str) -> str | None:
+    """Why S3 would refuse to write ``dest_key`` (a source key after the destination prefix and key mapping), or
+    None. CopyBatch records such an object failed with this reason, and the job goes on."""
+    violation = key_rule_violation(dest_key)
+    return None if violation is None else f"destination key {violation}; shorten destination.prefix or the mapping"
 
 
 def normalize_prefix(value: Any, field: str) -> str:
@@ -81,15 +97,12 @@ def parse_s3_url(value: Any, field: str) -> tuple[str, str]:
 
 
 def validate_source_prefix(value: Any, field_name: str) -> str:
-    """A listing prefix, used as S3 uses it (no '/' is appended: 'a/b' also lists 'a/bc')."""
+    """A listing prefix, used as S3 uses it (no '/' is appended: 'a/b' also lists 'a/bc'). Any key's prefix is one."""
     if not isinstance(value, str):
         raise InvalidInput(field_name, "must be a string (a key prefix of the source bucket; '' for all)")
-    if value.startswith("/"):
-        raise InvalidInput(field_name, "must not start with '/' (S3 keys are relative to the bucket)")
-    if len(value.encode("utf-8")) > MAX_KEY_BYTES:
-        raise InvalidInput(field_name, f"is longer than {MAX_KEY_BYTES} bytes (UTF-8)")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in value) or ".." in value.split("/"):
-        raise InvalidInput(field_name, "must not contain control characters or '..' segments")
     if value.startswith("s3://"):
         raise InvalidInput(field_name, "give the prefix without s3://bucket/ (the bucket is source.bucket)")
+    violation = key_rule_violation(value) if value else None
+    if violation is not None:
+        raise InvalidInput(field_name, violation)
     return value

@@ -147,6 +147,7 @@ class TeacopyFunction(Construct):
         ephemeral_storage_mb: int | None = None,  # /tmp (Lambda's default: 512 MB)
         environment: Mapping[str, str],
         log_retention_days: int,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.role = iam.Role(
@@ -180,6 +181,7 @@ class TeacopyFunction(Construct):
             application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
             system_log_level_v2=lambda_.SystemLogLevel.INFO,
             tracing=lambda_.Tracing.ACTIVE,
+            reserved_concurrent_executions=reserved_concurrency or None,  # 0: no reservation
         )
         override_logical_id(self.function, logical_id)
         # Only CreateLogStream/PutLogEvents on this function's own log group (no AWSLambdaBasicExecutionRole).
@@ -265,6 +267,9 @@ class TeacopyFunction(Construct):
             ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
             [s3_object_arn(bucket, prefix)],
         )
-        conditions = {"StringLike": {"s3:prefix": [f"{prefix}*"]}} if prefix else None
-        self.allow(["s3:ListBucket"], [s3_bucket_arn(bucket)], conditions)
+        # s3:ListBucket without an s3:prefix condition: S3 answers a HEAD of a missing key with 404 only to a
+        # caller allowed to list the bucket, and a HEAD carries no s3:prefix, so a prefix-conditioned grant makes
+        # every missing key a 403 (what the copy would have to take for "access denied"). Listing reveals key
+        # names only, of a bucket the operator configured as a destination.
+        self.allow(["s3:ListBucket"], [s3_bucket_arn(bucket)])
         self.allow(["s3:ListBucketMultipartUploads"], [s3_bucket_arn(bucket)])

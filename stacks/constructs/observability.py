@@ -10,8 +10,9 @@ Alarms:
   someone puts a new token, so this one deserves a notification.
 
 Notifications (``cdk.json`` → ``teacopy``): ``alarm_topic_arn`` adds an existing SNS topic as the
-alarm and OK action; ``alarm_email`` creates a topic (KMS-encrypted with a customer managed key that
-CloudWatch may use, TLS enforced) with an email subscription (confirm the email AWS sends). Neither:
+alarm and OK action (its topic policy must let ``cloudwatch.amazonaws.com`` publish); ``alarm_email`` creates a
+topic (KMS-encrypted with a customer managed key that CloudWatch may use, TLS enforced, and a topic policy that
+lets CloudWatch alarms of this account publish) with an email subscription (confirm the email AWS sends). Neither:
 the alarms still show on the dashboard and in the console.
 """
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import cast
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
@@ -127,6 +128,17 @@ class Observability(Construct):
             master_key=key,
             enforce_ssl=True,
         )
+        # enforce_ssl gives the topic a policy of its own, which replaces SNS's default policy: without this
+        # statement it holds only the TLS Deny and CloudWatch may not publish (no alarm e-mail is ever sent).
+        topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsOfThisAccount",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[topic.topic_arn],
+                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+            )
+        )
         topic.add_subscription(subscriptions.EmailSubscription(email))
         return topic
 
@@ -152,6 +164,9 @@ class Observability(Construct):
                 state_machine.metric_succeeded(period=PERIOD, statistic="Sum", label="succeeded"),
                 state_machine.metric_failed(period=PERIOD, statistic="Sum", label="failed"),
                 state_machine.metric_timed_out(period=PERIOD, statistic="Sum", label="timed out"),
+                app_metric(
+                    m.SCHEDULED_RUNS_SKIPPED, m.SERVICE_PLAN, label="skipped (previous scheduled run still running)"
+                ),
             ],
             width=8,
         )

@@ -7,6 +7,7 @@ class StateNames:
     # the top level (CopyWorkflow)
     PLAN = "Plan"
     PLANNING_DONE = "PlanningDone"  # Plan loops until the manifest is staged (a continuation otherwise)
+    RUN_SKIPPED = "RunSkipped"  # a scheduled run whose schedule still runs its previous one (lifecycle/overlap.py)
     FETCH_CREDENTIALS = "FetchCredentials"
     COPY_OBJECTS = "CopyObjects"
     MAP_FAILED = "MapFailed"

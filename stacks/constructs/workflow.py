@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import Acknowledgment as Ack
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack, Token, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -108,8 +108,10 @@ class CopyWorkflow(Construct):
         map_succeeded.next(steps.summarize.task)
         # Plan and Summarize continue in another invocation while their answer carries a continuation (their
         # progress is checkpointed in the staging bucket); each loop is bounded by its step (MAX_*_INVOCATIONS).
+        # Plan also ends at once a scheduled run whose schedule's previous run still runs: {"run_skipped": true, ...}
         planning_done = (
             sfn.Choice(self, n.PLANNING_DONE, state_name=n.PLANNING_DONE)
+            .when(sfn.Condition.is_present("$.run_skipped"), sfn.Succeed(self, n.RUN_SKIPPED, state_name=n.RUN_SKIPPED))
             .when(sfn.Condition.is_present("$.continuation"), steps.plan.task)
             .otherwise(steps.credentials.fetch_task)
         )
@@ -131,10 +133,20 @@ class CopyWorkflow(Construct):
         )
         # The role's policies are written here, not by CDK: CDK's item reader/result writer grants cover
         # the whole staging bucket (and `<function>:*`); ours name the prefixes and the functions only.
+        # Confused-deputy guard: only Step Functions acting for a state machine of this account and region.
+        # (The role cannot name its own state machine: that one refers to the role.)
         self.role = iam.Role(
             self,
             "Role",
-            assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
+            assumed_by=iam.ServicePrincipal(
+                "states.amazonaws.com",
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:stateMachine:*"
+                    },
+                },
+            ),
             description="teacopy copy state machine",
         )
         self.role_policy = self._role_policy(steps, staging_bucket)
@@ -175,7 +187,9 @@ class CopyWorkflow(Construct):
         reset_round.next(refresh)
         refresh.next(copy_batch)
 
-        batch_copied = sfn.Succeed(self, n.BATCH_COPIED, state_name=n.BATCH_COPIED)
+        # The child's output is CopyBatch's result (counts) only: the ResultWriter stores each child's output under
+        # map-results/, and the batch (every object of it) is already in the staged manifest.
+        batch_copied = sfn.Succeed(self, n.BATCH_COPIED, state_name=n.BATCH_COPIED, output_path="$.result")
         batch_done = (
             sfn.Choice(self, n.BATCH_DONE, state_name=n.BATCH_DONE)
             .when(sfn.Condition.boolean_equals("$.result.done", True), batch_copied)
@@ -214,7 +228,14 @@ class CopyWorkflow(Construct):
             ),
             map_execution_type=sfn.StateMachineType.STANDARD,
             label=MAP_LABEL,
-            result_writer_v2=sfn.ResultWriterV2(bucket=staging_bucket, prefix=MAP_RESULTS_PREFIX),
+            # COMPACT: each child's output (its CopyBatch result), without its input or execution metadata
+            result_writer_v2=sfn.ResultWriterV2(
+                bucket=staging_bucket,
+                prefix=MAP_RESULTS_PREFIX,
+                writer_config=sfn.WriterConfig(
+                    output_type=sfn.OutputType.JSON, transformation=sfn.Transformation.COMPACT
+                ),
+            ),
             result_path="$.map",
         )
         copy_objects.item_processor(child)
@@ -346,7 +367,10 @@ class CopyWorkflow(Construct):
                 reason="ResultWriter writes the map run's result files under map-results/<map run id>/.",
             ),
         )
-        execution_arn = f"arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<{machine}.Name>"
+        stack = Stack.of(self)  # a region-specific stack prints its region and account, not the pseudo parameters
+        region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
+        account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
+        execution_arn = f"arn:<AWS::Partition>:states:{region}:{account}:execution:<{machine}.Name>"
         Validations.of(self.distributed_map_policy).acknowledge(
             Ack(
                 id=f"AwsSolutions-IAM5[Resource::{execution_arn}:*]",

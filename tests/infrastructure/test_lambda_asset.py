@@ -5,11 +5,12 @@ own; CDK stages that folder into the cloud assembly (``asset.<hash>``) and uploa
 code. These tests read the folder each function's ``Code`` points at, and import the package from it in
 a Python that sees nothing of this repository: ``-I`` (isolated: no PYTHON* variables, no script folder,
 no user site) and ``-S`` (no ``site``: the venv's ``.pth`` files, which put this checkout on the path
-through its editable install, are not run), with ``sys.path`` = the asset folder + the venv's
-site-packages (standing in for the Lambda runtime's boto3 and the dependencies layer) + the standard
-library (``-B``: no bytecode written into the asset). Each function's process gets that function's
-environment from the template, as in Lambda. The third-party modules that import loads must then be
-ones the Lambda runtime or the dependencies layer (requirements-layer.txt) provides.
+through its editable install, are not run), with ``sys.path`` = the asset folder + the dependencies layer's
+pure-Python packages (build/lambda-layer, as Lambda's /opt/python comes before the runtime's packages) + the
+venv's site-packages (standing in only for the layer's compiled packages, built for arm64/CPython 3.12) + the
+standard library (``-B``: no bytecode written into the asset). Each function's process gets that function's
+environment from the template, as in Lambda. Every third-party module that import loads must come from the
+layer: the AWS SDK (boto3, botocore) from the layer's own copy, whatever the Lambda runtime bundles.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ from stacks.teacopy_stack import LOGICAL_IDS, STACK_ID
 from stacks.template_tools import PSEUDO_DEFAULTS, dummy_resolver, resolve_intrinsics
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FUNCTION_KEYS = ("plan", "credentials", "copy_batch", "summarize")
-# What the python3.12 Lambda runtime provides besides the standard library (the AWS SDK and its dependencies),
-# and what botocore imports only when it is installed (it falls back to its own CA bundle).
-RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3"}
+FUNCTION_KEYS = ("plan", "credentials", "copy_batch", "summarize", "cleanup")
+# What botocore imports only when it is installed (it falls back to its own CA bundle).
 OPTIONAL_FOR_BOTOCORE = {"certifi"}
+# The AWS SDK: it must be the layer's (pinned) copy, not whatever the runtime bundles.
+PINNED_SDK = ("boto3", "botocore")
 
-# Runs in the isolated interpreter: argv = asset folder, site-packages folders (JSON), handler string.
+# Runs in the isolated interpreter: argv = asset folder, package folders (JSON, the layer's first), handler string.
 IMPORT_EVERYTHING = r"""
 import importlib, importlib.util, json, pkgutil, sys
 
@@ -51,11 +52,11 @@ for info in pkgutil.walk_packages(lambdas.__path__, "lambdas."):
     importlib.import_module(info.name)
     imported.append(info.name)
 entry = getattr(importlib.import_module(module_name), attribute)
-third_party = sorted({
-    name.split(".")[0]
-    for name, module in list(sys.modules.items())
-    if any(str(getattr(module, "__file__", None) or "").startswith(folder) for folder in site_packages)
-})
+third_party = {}
+for name, module in list(sys.modules.items()):
+    for folder in site_packages:
+        if str(getattr(module, "__file__", None) or "").startswith(folder + "/"):
+            third_party.setdefault(name.split(".")[0], folder)
 print(json.dumps({
     "lambdas": lambdas.__file__,
     "third_party": third_party,
@@ -106,6 +107,24 @@ def site_packages() -> list[str]:
     return sorted({paths["purelib"], paths["platlib"]})
 
 
+def compiled(entry: Path) -> bool:
+    """A layer entry built for Lambda's arm64 CPython 3.12 (it cannot load here)."""
+    return entry.suffix == ".so" or (entry.is_dir() and any(entry.rglob("*.so")))
+
+
+@pytest.fixture(scope="module")
+def pure_layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The layer's pure-Python top-level packages and modules (links), to put on the path before the venv's."""
+    if not (LAYER_DIR / "python").is_dir():
+        pytest.skip("build/lambda-layer is built by `make setup`")
+    folder = tmp_path_factory.mktemp("layer-pure")
+    for entry in (LAYER_DIR / "python").iterdir():
+        if entry.name in ("__pycache__", "bin") or entry.name.endswith(".dist-info") or compiled(entry):
+            continue
+        (folder / entry.name).symlink_to(entry)
+    return folder
+
+
 def test_the_four_functions_share_one_asset_holding_exactly_the_lambdas_package(synth: Any) -> None:
     folders = {asset_folder(synth, key) for key in FUNCTION_KEYS}
     assert len(folders) == 1
@@ -134,7 +153,9 @@ def test_handler_names_a_function_of_a_module_in_the_asset(synth: Any, key: str)
 
 
 @pytest.mark.parametrize("key", FUNCTION_KEYS)
-def test_every_module_imports_from_the_asset_alone_with_the_functions_environment(synth: Any, key: str) -> None:
+def test_every_module_imports_from_the_asset_alone_with_the_functions_environment(
+    synth: Any, key: str, pure_layer: Path
+) -> None:
     props = function_props(synth, key)
     resolve = dummy_resolver(synth.template)
     region = PSEUDO_DEFAULTS["AWS::Region"]
@@ -155,7 +176,7 @@ def test_every_module_imports_from_the_asset_alone_with_the_functions_environmen
             "-c",
             IMPORT_EVERYTHING,
             str(folder),
-            json.dumps(site_packages()),
+            json.dumps([str(pure_layer), *site_packages()]),
             props["Handler"],
         ],
         env=environment,
@@ -176,6 +197,15 @@ def test_every_module_imports_from_the_asset_alone_with_the_functions_environmen
     }
     expected -= {m for m in expected if m.startswith("lambdas.handlers.") and m != props["Handler"].rpartition(".")[0]}
     assert set(report["imported"]) == expected - {"lambdas"}
-    # The venv provided the third-party code here; inside Lambda only the runtime and the layer do.
-    missing = set(report["third_party"]) - RUNTIME_PROVIDED - OPTIONAL_FOR_BOTOCORE - layer_top_level_names()
-    assert not missing, f"imported at load time but neither in the Lambda runtime nor in the layer: {sorted(missing)}"
+    # Inside Lambda only the layer provides third-party code: every module imported comes from it (the venv
+    # stands in for the layer's compiled packages only), and the AWS SDK is the layer's pinned copy.
+    third_party: dict[str, str] = report["third_party"]
+    missing = set(third_party) - OPTIONAL_FOR_BOTOCORE - layer_top_level_names()
+    assert not missing, f"imported at load time but not in the dependencies layer: {sorted(missing)}"
+    for name in PINNED_SDK:
+        assert third_party.get(name) == str(pure_layer), (
+            f"{name} was not loaded from the layer: {third_party.get(name)}"
+        )
+    from_venv = {name for name, folder in third_party.items() if folder != str(pure_layer)}
+    compiled_in_layer = {e.name.split(".")[0] for e in (LAYER_DIR / "python").iterdir() if compiled(e)}
+    assert from_venv - OPTIONAL_FOR_BOTOCORE <= compiled_in_layer, sorted(from_venv)

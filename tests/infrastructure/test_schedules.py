@@ -44,8 +44,16 @@ def test_each_configured_schedule_starts_the_state_machine_with_its_input(synth:
     assert weekly["ScheduleExpression"] == "rate(7 days)"
 
 
+def dead_letter_queue_id(template: dict[str, Any]) -> str:
+    """The schedules' dead-letter queue (the stack has other queues: the clean-up's)."""
+    target = schedule_by_name(template, "nightly-mur")["Target"]
+    queue_id = str(target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0])
+    assert queue_id in resources(template, "AWS::SQS::Queue")
+    return queue_id
+
+
 def test_schedules_retry_then_dead_letter(synth: Any) -> None:
-    (queue_id,) = resources(synth.template, "AWS::SQS::Queue")
+    queue_id = dead_letter_queue_id(synth.template)
     for name in ("nightly-mur", "weekly-list"):
         target = schedule_by_name(synth.template, name)["Target"]
         assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 6 * 3600, "MaximumRetryAttempts": 5}
@@ -64,7 +72,7 @@ def _policy_statements(template: dict[str, Any], role_id: str) -> list[dict[str,
 
 
 def test_schedule_role_may_only_start_this_state_machine_and_feed_the_dlq(synth: Any) -> None:
-    (queue_id,) = resources(synth.template, "AWS::SQS::Queue")
+    queue_id = dead_letter_queue_id(synth.template)
     target = schedule_by_name(synth.template, "nightly-mur")["Target"]
     role_id = target["RoleArn"]["Fn::GetAtt"][0]
     role = synth.template["Resources"][role_id]["Properties"]

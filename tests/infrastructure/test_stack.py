@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from lambdas.contracts import env_names
-from lambdas.contracts.settings import CopySettings, CredentialSettings, PlanSettings, SummarySettings
+from lambdas.contracts.settings import CleanupSettings, CopySettings, CredentialSettings, PlanSettings, SummarySettings
 from stacks import memory
 from stacks.teacopy_stack import LOGICAL_IDS
 from stacks.template_tools import dummy_resolver, resolve_intrinsics, state_machine_definition
@@ -27,6 +27,7 @@ FUNCTIONS: dict[str, tuple[str, Any]] = {
     "credentials": ("lambdas.handlers.credentials.lambda_handler", CredentialSettings),
     "copy_batch": ("lambdas.handlers.copy_batch.lambda_handler", CopySettings),
     "summarize": ("lambdas.handlers.summarize.lambda_handler", SummarySettings),
+    "cleanup": ("lambdas.handlers.cleanup.lambda_handler", CleanupSettings),
 }
 EXPECTED_ENV = {
     "plan": {
@@ -76,6 +77,7 @@ EXPECTED_ENV = {
         env_names.SCHEDULE_STATE_PREFIX,
         env_names.SUMMARY_BUDGET_SECONDS,
     },
+    "cleanup": {env_names.STAGING_BUCKET},
 }
 
 
@@ -123,7 +125,7 @@ def destination_arns(synth: Any) -> set[str]:
 # --- Lambda -------------------------------------------------------------------------------------------
 
 
-def test_four_functions_python312_arm64_json_logs_tracing(synth: Any) -> None:
+def test_every_function_python312_arm64_json_logs_tracing(synth: Any) -> None:
     functions = resources(synth.template, "AWS::Lambda::Function")
     assert set(functions) == {LOGICAL_IDS[key] for key in FUNCTIONS}
     log_groups = resources(synth.template, "AWS::Logs::LogGroup")
@@ -222,6 +224,8 @@ def test_distributed_map_reads_staged_manifest(synth: Any) -> None:
     assert copy_objects["ResultWriter"] == {
         "Resource": "arn:aws:states:::s3:putObject",
         "Parameters": {"Bucket": resolved(synth, {"Ref": LOGICAL_IDS["staging_bucket"]}), "Prefix": "map-results"},
+        # each child's output only (no input, no execution metadata); the child outputs its CopyBatch result
+        "WriterConfig": {"OutputType": "JSON", "Transformation": "COMPACT"},
     }
     if synth.config.tolerated_failure_percentage == 0:
         assert "ToleratedFailurePercentage" not in copy_objects
@@ -233,21 +237,30 @@ def test_no_item_batcher_anywhere(synth: Any) -> None:
     """The manifest is pre-batched by Plan; an ItemBatcher would also break the local engine (moto)."""
     raw = json.dumps(synth.template["Resources"][LOGICAL_IDS["state_machine"]]["Properties"]["DefinitionString"])
     assert "ItemBatcher" not in raw
-    assert "WriterConfig" not in raw
 
 
 def test_top_level_flow(synth: Any) -> None:
     states = state_machine_definition(synth.template)["States"]
     assert state_machine_definition(synth.template)["StartAt"] == "Plan"
     # every Plan invocation reads the execution input; its answer is the state (a continuation, or the plan)
-    assert states["Plan"]["Parameters"] == {"input.$": "$$.Execution.Input", "run_id.$": "$$.Execution.Name"}
+    assert states["Plan"]["Parameters"] == {
+        "input.$": "$$.Execution.Input",
+        "run_id.$": "$$.Execution.Name",
+        "execution_arn.$": "$$.Execution.Id",  # a scheduled run checks its schedule's previous run has ended
+    }
     assert states["Plan"]["ResultPath"] == "$"
     assert states["Plan"]["Next"] == "PlanningDone"
+    # Plan ends a scheduled run whose schedule's previous run still runs ({"run_skipped": true, ...} -> RunSkipped)
+    # and loops while its answer carries a continuation
     assert states["PlanningDone"] == {
         "Type": "Choice",
-        "Choices": [{"Variable": "$.continuation", "IsPresent": True, "Next": "Plan"}],
+        "Choices": [
+            {"Variable": "$.run_skipped", "IsPresent": True, "Next": "RunSkipped"},
+            {"Variable": "$.continuation", "IsPresent": True, "Next": "Plan"},
+        ],
         "Default": "FetchCredentials",
     }
+    assert states["RunSkipped"] == {"Type": "Succeed"}
     assert states["FetchCredentials"]["Parameters"] == {
         "action": "fetch",
         "run_id.$": "$.run_id",
@@ -351,7 +364,8 @@ def test_batch_continues_until_done(synth: Any) -> None:
         ],
         "Default": "CopyBatch",
     }
-    assert states["BatchCopied"] == {"Type": "Succeed"}
+    # the child's output is the CopyBatch result, not the batch it was given (map-results/ stays small)
+    assert states["BatchCopied"] == {"Type": "Succeed", "OutputPath": "$.result"}
 
 
 def test_refresh_after_progress_resets_the_round_budget(synth: Any) -> None:
@@ -402,11 +416,9 @@ def test_copy_role_writes_only_to_destinations_and_its_staging_prefix(synth: Any
     assert writes == destination_arns(synth) | {staging_arn(synth, "/runs/*")}
     assert lists[staging_arn(synth)] == {"StringLike": {"s3:prefix": ["runs/*"]}}
     for destination in synth.config.destinations:
-        condition = lists[f"arn:aws:s3:::{destination.bucket}"]
-        if destination.prefix:
-            assert condition == {"StringLike": {"s3:prefix": [f"{destination.prefix}*"]}}
-        else:
-            assert condition is None
+        # no s3:prefix condition, even for a prefixed destination: a HEAD carries no s3:prefix, and without
+        # s3:ListBucket S3 answers a missing key with 403 instead of 404
+        assert lists[f"arn:aws:s3:::{destination.bucket}"] is None
 
 
 def test_only_the_credentials_role_touches_the_token_and_lease(synth: Any) -> None:
@@ -442,7 +454,8 @@ def test_state_machine_role_invokes_the_four_functions_and_runs_its_map(synth: A
         if role == machine_role:
             for action in as_list(statement["Action"]):
                 granted.setdefault(action, set()).update(as_list(statement["Resource"]))
-    assert granted["lambda:InvokeFunction"] == {resolve(LOGICAL_IDS[key], "Arn") for key in FUNCTIONS}
+    workflow_functions = set(FUNCTIONS) - {"cleanup"}  # the clean-up runs on EventBridge events, not in the workflow
+    assert granted["lambda:InvokeFunction"] == {resolve(LOGICAL_IDS[key], "Arn") for key in workflow_functions}
     assert granted["states:StartExecution"] == {resolve(machine, None)}
     executions = f"arn:aws:states:us-west-2:123456789012:execution:{resolve(machine, 'Name')}"
     assert granted["states:DescribeExecution"] == granted["states:StopExecution"] == {f"{executions}:*"}

@@ -28,6 +28,8 @@ RETRYABLE_WHERE = {
     "RefreshInProgress": ("Plan", "FetchCredentials", "RefreshCredentials"),
     "TransientCopyError": ("Plan", "CopyBatch"),
     "CmrUnavailable": ("Plan",),
+    # any handler's AWS call throttled or failing transiently (lambdas/handlers/boundary.py)
+    "AwsServiceUnavailable": ("Plan", "FetchCredentials", "RefreshCredentials", "CopyBatch", "Summarize"),
 }
 # Catch-all error names: a Retry on them would retry the fatal errors too.
 CATCH_ALL = {"States.ALL", "States.TaskFailed"}
@@ -72,9 +74,14 @@ def lambda_tasks(states: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
 
 
 def test_error_sets_name_real_exception_classes() -> None:
-    for name in (*errors.REFRESH_ERRORS, *errors.RETRYABLE_ERRORS, *errors.FATAL_ERRORS):
+    for name in (*errors.REFRESH_ERRORS, *errors.RETRYABLE_ERRORS, *errors.FATAL_ERRORS, *errors.VERDICT_ERRORS):
         assert issubclass(getattr(errors, name), errors.TeacopyError), name
-    groups = [set(errors.REFRESH_ERRORS), set(errors.RETRYABLE_ERRORS), set(errors.FATAL_ERRORS)]
+    groups = [
+        set(errors.REFRESH_ERRORS),
+        set(errors.RETRYABLE_ERRORS),
+        set(errors.FATAL_ERRORS),
+        set(errors.VERDICT_ERRORS),
+    ]
     assert sum(len(g) for g in groups) == len(set().union(*groups)), "an error name is in two sets"
 
 
@@ -195,3 +202,21 @@ def test_validate_asl_script(synth: Any, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(out.read_text(encoding="utf-8"))["StartAt"] == "Plan"
+
+
+def test_every_named_error_is_in_exactly_one_routing_group() -> None:
+    """A new named error must be routed on purpose: refreshed, retried, fatal, or the run's verdict."""
+    grouped = {*errors.REFRESH_ERRORS, *errors.RETRYABLE_ERRORS, *errors.FATAL_ERRORS, *errors.VERDICT_ERRORS}
+    named = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, errors.TeacopyError) and value is not errors.TeacopyError
+    }
+    assert named == grouped
+
+
+def test_client_execution_timeout_is_retried_on_every_lambda_task(states: dict[str, dict[str, Any]]) -> None:
+    # AWS's recommended Lambda retrier includes it: the invoke call itself timed out on the service side
+    for name, state in lambda_tasks(states).items():
+        assert "Lambda.ClientExecutionTimeoutException" in retried(state), name
+        assert "AwsServiceUnavailable" in retried(state), name

@@ -64,13 +64,8 @@ BAD_INPUTS = [
     ("keys not a list", "source.keys", with_("source.keys", "a/1.nc")),
     ("empty keys", "source.keys", with_("source.keys", [])),
     ("key not a string", "source.keys[1]", with_("source.keys", ["a", 7])),
-    ("empty key", "source.keys[0]", with_("source.keys", [" "])),
+    ("empty key", "source.keys[0]", with_("source.keys", [""])),
     ("duplicate key", "source.keys[1]", with_("source.keys", ["a", "a"])),
-    ("dot-dot key", "source.keys[0]", with_("source.keys", ["a/../b"])),
-    ("leading slash", "source.keys[0]", with_("source.keys", ["/a"])),
-    ("control character", "source.keys[0]", with_("source.keys", ["a\x07b"])),
-    ("zero-width character", "source.keys[0]", with_("source.keys", ["a\u200bb"])),
-    ("s3 url as key", "source.keys[0]", with_("source.keys", ["s3://daac-bucket/a"])),
     ("key too long", "source.keys[0]", with_("source.keys", ["é" * 600])),
     ("too many inline keys", "source.keys", with_("source.keys", [f"k{i}" for i in range(11)])),
     ("destination not allowed", "destination.bucket", with_("destination.bucket", "other")),
@@ -133,7 +128,9 @@ def test_prefix_is_normalized_and_scoped(s3):
     [
         ('["a/1", "s3://daac-bucket/a/2"]', [ObjectSpec("a/1"), ObjectSpec("a/2")]),
         ('[{"key": "a/1", "size": 5}, "a/2"]', [ObjectSpec("a/1", 5), ObjectSpec("a/2")]),
-        ("# comment\na/1\n\n  s3://daac-bucket/a 2  \n", [ObjectSpec("a/1"), ObjectSpec("a 2")]),
+        ("# comment\na/1\n\ns3://daac-bucket/a 2\n", [ObjectSpec("a/1"), ObjectSpec("a 2")]),
+        # plain lines are keys verbatim: whitespace at either end is part of the key (only the line ending is not)
+        ("\t lead\r\ntrail  \n  \n", [ObjectSpec("\t lead"), ObjectSpec("trail  ")]),
     ],
 )
 def test_manifest_formats(body, expected):

@@ -116,7 +116,10 @@ def test_json_lines_csv_and_plain_lines() -> None:
         ("b", "a/3", 3, None),
     ]
     assert entries("url\ns3://b/k1\ns3://c/k2\n", "csv") == [("b", "k1", None, None), ("c", "k2", None, None)]
-    assert entries("\ufeff# comment\na/1\n  s3://b/a 2  \n\n") == [(None, "a/1", None, None), ("b", "a 2", None, None)]
+    assert entries("\ufeff# comment\na/1\ns3://b/a 2\n\n") == [(None, "a/1", None, None), ("b", "a 2", None, None)]
+    # keys verbatim: plain lines keep whitespace at either end, so does a CSV key cell (other cells are trimmed)
+    assert entries(" a/1 \n\ts3://b/x\n") == [(None, " a/1 ", None, None), (None, "\ts3://b/x", None, None)]
+    assert entries('key,size\n" a/1 ", 7 \n', "csv") == [(None, " a/1 ", 7, None)]
 
 
 def test_format_from_extension_or_content() -> None:
@@ -443,8 +446,8 @@ def test_prefix_listing_errors(s3: Any) -> None:
 @pytest.mark.parametrize(
     ("raw", "field"),
     [
-        (prefix_job("/abs"), "source.prefix"),
-        (prefix_job("a/../b"), "source.prefix"),
+        (prefix_job("s3://daac-bucket/x/"), "source.prefix"),
+        (prefix_job("p" * 1025), "source.prefix"),
         (prefix_job(5), "source.prefix"),  # type: ignore[arg-type]  # a number where a string belongs
         ({"source": {"prefix": "x/"}, "destination": {"bucket": "dest"}}, "source.bucket"),
         (prefix_job("x/", include=[]), "source.include"),
@@ -500,7 +503,9 @@ class SyntheticListing:
     def refreshed(self, bucket: str) -> Any:
         return self
 
-    def list_objects_v2(self, *, Bucket: str, Prefix: str, MaxKeys: int, ContinuationToken: str = "0") -> Any:
+    def list_objects_v2(
+        self, *, Bucket: str, Prefix: str, MaxKeys: int, ContinuationToken: str = "0", EncodingType: str = ""
+    ) -> Any:
         start = int(ContinuationToken)
         end = min(start + MaxKeys, self.total)
         self.pages += 1

@@ -292,38 +292,57 @@ def test_connection_refused_is_unavailable(rec: Recorder) -> None:
     assert [r["outcome"] for r in rec.requests] == ["connection_error"] * 3
 
 
-# -- bad 2xx bodies: never retried, never echoed ----------------------------------------------------
+# -- bad 2xx bodies: retried like a 5xx (bounded, with backoff), never echoed -----------------------------
+
+TRUNCATED = '{"accessKeyId": "ASIAABCDEFGHIJKLMNOP", "secretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCY'
+BAD_BODIES: dict[str, tuple[str | dict[str, Any], str]] = {
+    "truncated JSON": (TRUNCATED, "not JSON"),
+    "empty": ("", "empty body"),
+    "HTML": ("<!DOCTYPE html><html><body>Log in</body></html>", "HTML"),
+    "fields missing": (
+        {"accessKeyId": "ASIAABCDEFGHIJKLMNOP", "secretAccessKey": "wJalrXUtnFEMI/K7MDENG"},
+        "sessionToken",
+    ),
+    "unparsable expiration": (
+        {"accessKeyId": "A", "secretAccessKey": "s", "sessionToken": "t", "expiration": "tomorrow"},
+        "not with a usable credentials document",
+    ),
+}
 
 
-def test_malformed_json_is_bad_response_without_echoing_credentials(tea: TeaEmulator, rec: Recorder) -> None:
-    partial = '{"accessKeyId": "ASIAABCDEFGHIJKLMNOP", "secretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCY'
-    tea.script(200, partial, headers={"Content-Type": "application/json"})
-    with pytest.raises(TeaBadResponse, match="not JSON") as info:
+@pytest.mark.parametrize("kind", sorted(BAD_BODIES))
+def test_a_bad_2xx_body_is_retried_and_the_next_answer_is_used(tea: TeaEmulator, rec: Recorder, kind: str) -> None:
+    body, _reason = BAD_BODIES[kind]
+    tea.script(200, body, headers={"Content-Type": "application/json"})
+    credentials = client(tea, rec).fetch(GOOD)
+    assert credentials.access_key_id.startswith("ASIATEA")
+    assert tea.requests == 2
+    assert [r["outcome"] for r in rec.requests] == ["bad_response", "ok"]
+    assert rec.sleeps == [0.375]  # backoff after attempt 1 (base 0.5 s, jitter 0.5), as after a 5xx
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_BODIES))
+def test_bad_2xx_bodies_are_retried_a_bounded_number_of_times_then_unavailable(
+    tea: TeaEmulator, rec: Recorder, kind: str
+) -> None:
+    body, reason = BAD_BODIES[kind]
+    for _ in range(3):
+        tea.script(200, body, headers={"Content-Type": "application/json"})
+    with pytest.raises(TeaUnavailable, match=f"after 3 attempt.*{reason}") as info:
         client(tea, rec).fetch(GOOD)
     message = str(info.value)
+    assert "tea_endpoint" in message  # a persistent bad answer may be the wrong endpoint
     assert "ASIAABCDEFGHIJKLMNOP" not in message and "wJalrXUtnFEMI" not in message
-    assert len(message) < 300
-    assert tea.requests == 1 and rec.requests[0]["outcome"] == "bad_response"
+    assert len(message) < 600
+    assert tea.requests == 3 and [r["outcome"] for r in rec.requests] == ["bad_response"] * 3
+    assert len(rec.sleeps) == 2
 
 
-def test_missing_fields_are_named(tea: TeaEmulator, rec: Recorder) -> None:
-    tea.script(200, {"accessKeyId": "ASIAABCDEFGHIJKLMNOP", "secretAccessKey": "wJalrXUtnFEMI/K7MDENG"})
-    with pytest.raises(TeaBadResponse) as info:
+def test_an_unexpected_status_is_still_a_bad_response_at_once(tea: TeaEmulator, rec: Recorder) -> None:
+    tea.script(418, "I'm a teapot")
+    with pytest.raises(TeaBadResponse, match="unexpected HTTP 418"):
         client(tea, rec).fetch(GOOD)
-    assert "sessionToken" in str(info.value) and "expiration" in str(info.value)
-    assert "wJalrXUtnFEMI" not in str(info.value)
-
-
-def test_html_success_is_bad_response(tea: TeaEmulator, rec: Recorder) -> None:
-    tea.script(200, "<!DOCTYPE html><html><body>Log in</body></html>")
-    with pytest.raises(TeaBadResponse, match="HTML"):
-        client(tea, rec).fetch(GOOD)
-
-
-def test_unparsable_expiration_is_bad_response(tea: TeaEmulator, rec: Recorder) -> None:
-    tea.script(200, {"accessKeyId": "A", "secretAccessKey": "s", "sessionToken": "t", "expiration": "tomorrow"})
-    with pytest.raises(TeaBadResponse):
-        client(tea, rec).fetch(GOOD)
+    assert tea.requests == 1
 
 
 def test_404_is_configuration_error(tea: TeaEmulator, rec: Recorder) -> None:

@@ -22,11 +22,14 @@ from stacks.logical_ids import LOGICAL_IDS
 
 # Errors of the Lambda service itself (not of the function): every Lambda task retries them.
 LAMBDA_SERVICE_ERRORS = (
+    "Lambda.ClientExecutionTimeoutException",
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
 )
+# An AWS call of the function itself was throttled or failed transiently (lambdas/handlers/boundary.py).
+AWS_TRANSIENT_ERRORS = ("AwsServiceUnavailable",)
 # An invocation that crashed or hit the Lambda timeout: retried a little where that is safe (it resumes).
 CRASH_ERRORS = ("Sandbox.Timedout", "Lambda.Unknown")
 
@@ -71,7 +74,9 @@ class StepResources:
 
 
 def retry_lambda_service(task: tasks.LambdaInvoke) -> None:
+    """What every Lambda task retries: the Lambda service's own errors, and the function's transient AWS errors."""
     task.add_retry(errors=list(LAMBDA_SERVICE_ERRORS), interval=Duration.seconds(2), backoff_rate=2, max_attempts=6)
+    task.add_retry(errors=list(AWS_TRANSIENT_ERRORS), interval=Duration.seconds(5), backoff_rate=2, max_attempts=4)
 
 
 class LambdaStep(Construct):
@@ -94,6 +99,7 @@ class LambdaStep(Construct):
         timeout: Duration,
         environment: Mapping[str, str],
         ephemeral_storage_mb: int | None = None,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.resources = resources
@@ -110,6 +116,7 @@ class LambdaStep(Construct):
             layers=[resources.layer],
             environment=environment,
             log_retention_days=resources.config.log_retention_days,
+            reserved_concurrency=reserved_concurrency,
         )
 
     @property

@@ -57,6 +57,8 @@ class CopyBatchStep(LambdaStep):
                 env_names.DEADLINE_RESERVE_SECONDS: str(DEADLINE_RESERVE_SECONDS),
                 **resources.tea_endpoints_env,
             },
+            # = max_concurrency by default: the map's children always find their concurrency (stacks/config.py)
+            reserved_concurrency=config.copy_reserved,
         )
         fn = self.lambda_
         for cache in (storage.credentials_cache, *storage.endpoint_caches.values()):

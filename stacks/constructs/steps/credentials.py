@@ -17,6 +17,7 @@ from lambdas.contracts.staging import RUNS_PREFIX
 from stacks import memory
 from stacks.constructs.state_names import StateNames
 from stacks.constructs.steps.base import (
+    AWS_TRANSIENT_ERRORS,
     CRASH_ERRORS,
     RUNS_OBJECTS_FINDING,
     STAGING_OBJECTS_REASON,
@@ -29,8 +30,9 @@ from stacks.logical_ids import LOGICAL_IDS
 
 def add_credentials_retries(task: tasks.LambdaInvoke) -> None:
     """The retries of a task that runs the credentials flow (a fetch, a refresh, or Plan asking for them)."""
-    retry_lambda_service(task)
-    task.add_retry(errors=list(errors.RETRYABLE_ERRORS), interval=Duration.seconds(5), backoff_rate=2, max_attempts=4)
+    retry_lambda_service(task)  # also AwsServiceUnavailable
+    retryable = [name for name in errors.RETRYABLE_ERRORS if name not in AWS_TRANSIENT_ERRORS]
+    task.add_retry(errors=retryable, interval=Duration.seconds(5), backoff_rate=2, max_attempts=4)
     # A timed-out or crashed invocation (the coalesced refresh is safe to repeat: the lease expires)
     task.add_retry(errors=list(CRASH_ERRORS), interval=Duration.seconds(5), backoff_rate=2, max_attempts=2)
 
@@ -63,6 +65,8 @@ class CredentialsStep(LambdaStep):
             memory_mb=memory.CREDENTIALS_MB,
             timeout=Duration.minutes(2),
             environment=credentials_environment(resources),
+            # copy workers can never take the last concurrency a refresh needs (stacks/config.py)
+            reserved_concurrency=resources.config.credentials_reserved_concurrency,
         )
         fn = self.lambda_
         fn.grant_secret_read(storage.token_secret)

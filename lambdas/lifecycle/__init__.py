@@ -1,0 +1,1 @@
+"""What happens around a run rather than inside it: clean-up when Summarize never ran, overlapping schedules."""
