@@ -23,7 +23,7 @@ from ..engine import RunResult
 from ..moto_adapters import Invocation, LambdaKilled, S3Request, current_invocation
 from .model import Expected, scenario
 from .scenarios import ONE_AT_A_TIME, copy_batch_invocations, each_put_once, keys, simple_run
-from .world import PART, SOURCE, World, WorldSpec
+from .world import PART, PREFIXED_DESTINATION, SOURCE, World, WorldSpec
 
 COPY, CREDENTIALS, PLAN = LOGICAL_IDS["copy_batch"], LOGICAL_IDS["credentials"], LOGICAL_IDS["plan"]
 SUMMARIZE = LOGICAL_IDS["summarize"]
@@ -332,10 +332,21 @@ def without_destination_put(template: dict[str, Any]) -> None:
 
 
 def archive_listing_elsewhere(template: dict[str, Any]) -> None:
-    """The copy role may list the prefixed destination only under another prefix."""
+    """The copy role may list the prefixed destination only under another prefix.
+
+    The stack grants s3:ListBucket on each destination bucket without a prefix condition (so that S3 answers a
+    HEAD of a missing key 404, not 403); this edit adds one. The local engine decides the HEADs by s3:GetObject
+    only: on AWS such a condition would also turn a missing key's HEAD into a 403, which CopyBatch then tells
+    from a denial by listing exactly the key (tests/e2e/test_hardening_e2e.py covers that path).
+    """
+    bucket_arn = f':s3:::{PREFIXED_DESTINATION["bucket"]}"'
+    edited = 0
     for statement in _copy_role_statements(template):
-        if _actions(statement) == ["s3:ListBucket"] and "podaac/*" in json.dumps(statement.get("Condition")):
+        if _actions(statement) == ["s3:ListBucket"] and bucket_arn in json.dumps(statement["Resource"]):
             statement["Condition"] = {"StringLike": {"s3:prefix": ["elsewhere/*"]}}
+            edited += 1
+    if edited != 1:
+        raise KeyError(f"the copy role has {edited} s3:ListBucket statements on {PREFIXED_DESTINATION['bucket']}")
 
 
 @scenario(
