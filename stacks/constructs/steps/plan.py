@@ -15,7 +15,7 @@ from constructs import Construct
 
 from lambdas.contracts import env_names
 from lambdas.contracts.settings import DEFAULT_BUDGET_SECONDS
-from lambdas.contracts.staging import RUNS_PREFIX
+from lambdas.contracts.staging import RUNS_PREFIX, planning_prefix
 from lambdas.earthdata.cmr import DEFAULT_CMR_URL
 from lambdas.earthdata.cmr import MAX_PAGE_SIZE as CMR_MAX_PAGE_SIZE
 from stacks import memory
@@ -30,6 +30,9 @@ from stacks.constructs.steps.base import (
 )
 from stacks.constructs.steps.credentials import CredentialsStep, add_credentials_retries
 from stacks.logical_ids import LOGICAL_IDS
+
+PLANNING_PREFIX = planning_prefix("*")  # runs/*/planning/: every run's planning scratch files
+PLANNING_OBJECTS_FINDING = f"<{LOGICAL_IDS['staging_bucket']}.Arn>/{PLANNING_PREFIX}*"
 
 MANIFEST_OBJECTS_REASON = (
     "Plan reads user-supplied manifests by key from the configured manifest/destination buckets; "
@@ -86,19 +89,19 @@ class PlanStep(LambdaStep):
         fn = self.lambda_
         for bucket in config.readable_buckets:
             fn.allow(["s3:GetObject"], [f"arn:{Aws.PARTITION}:s3:::{bucket}/*"])
-        # The staged manifest is a multipart upload when it is large; planning across invocations reads and
-        # deletes its checkpoint files (runs/<run>/planning/), and reads plan.json (a retried last invocation).
+        # The staged manifest is a multipart upload when it is large; planning across invocations reads its
+        # checkpoint files and reads plan.json (a retried last invocation); it deletes only its own scratch
+        # files (runs/<run>/planning/: checkpoint, manifest tails, seen-keys files).
         fn.grant_objects(
-            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-            storage.staging_bucket,
-            RUNS_PREFIX,
+            ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], storage.staging_bucket, RUNS_PREFIX
         )
+        fn.grant_objects(["s3:DeleteObject"], storage.staging_bucket, PLANNING_PREFIX)
         fn.grant_list_prefix(storage.staging_bucket, RUNS_PREFIX)
         for cache in (storage.credentials_cache, *storage.endpoint_caches.values()):
             fn.grant_secret_read(cache)
         # A prefix source: Plan asks the Credentials function for TEA credentials (coalesced, same cache).
         fn.allow(["lambda:InvokeFunction"], [credentials.function.function_arn])
-        fn.acknowledge_object_wildcards([RUNS_OBJECTS_FINDING], STAGING_OBJECTS_REASON)
+        fn.acknowledge_object_wildcards([RUNS_OBJECTS_FINDING, PLANNING_OBJECTS_FINDING], STAGING_OBJECTS_REASON)
         fn.acknowledge_object_wildcards(
             [f"arn:<AWS::Partition>:s3:::{bucket}/*" for bucket in config.readable_buckets], MANIFEST_OBJECTS_REASON
         )
