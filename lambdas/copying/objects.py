@@ -166,7 +166,11 @@ class ObjectCopier:
     def _copy_whole(self, spec: ObjectSpec, dest_key: str, recorded: str | None, stop: StopSignal) -> ObjectResult:
         """GET the source (304 when it still has the ``recorded`` ETag: skipped) and write it, PUT or multipart."""
         params: dict[str, Any] = {"IfNoneMatch": recorded} if recorded is not None else {}
-        response = self._source.get(spec.key, **params)
+        threshold = min(self._settings.multipart_threshold_bytes, MAX_PUT_BYTES)
+        if spec.size is not None and spec.size < threshold:  # one PutObject: read it whole
+            response = self._source.get_small(spec.key, threshold, **params)
+        else:
+            response = self._source.get(spec.key, **params)
         if response is None:
             return ObjectResult(spec.key, dest_key, SKIPPED, reason="identical")
         size = int(response["ContentLength"])
