@@ -101,7 +101,11 @@ def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
         source_s3 = crt.CrtS3(
             source_s3,
             region=region,
-            credentials=(TEA_LIKE["aws_access_key_id"], TEA_LIKE["aws_secret_access_key"], TEA_LIKE["aws_session_token"]),
+            credentials=(
+                TEA_LIKE["aws_access_key_id"],
+                TEA_LIKE["aws_secret_access_key"],
+                TEA_LIKE["aws_session_token"],
+            ),
             endpoint_url=endpoint,
             max_connections=connections,
         )
