@@ -40,8 +40,9 @@ synth: setup
 demo: synth
 	$(BIN)/python -m teacopy_local.demo $(if $(SOURCE),--source $(SOURCE)) $(DEMO_ARGS)
 
-# `make chaos`: every fault scenario, the bad-input matrix and the 10,000-object load run; a table, then
-# as the last line {"scenarios", "passed", "lost", "corrupt", "leaked", "orphan_uploads"} (see teacopy_local/chaos/).
+# `make chaos`: every fault scenario, the bad-input matrix and the 10,000-object load run; a table, then as the
+# last line {"scenarios", "passed", "lost", "corrupt", "leaked", "orphan_uploads", "missing_vs_expected"}
+# (see teacopy_local/chaos/). `make test` runs the same scenarios and inputs, all but the load run.
 CHAOS_ARGS ?=
 chaos: synth
 	$(BIN)/python -m teacopy_local.chaos $(CHAOS_ARGS)

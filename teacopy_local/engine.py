@@ -31,14 +31,16 @@ from lambdas.contracts import env_names
 from lambdas.observability.logs import local_sink
 from stacks.template_tools import PSEUDO_DEFAULTS, resolve_intrinsics, state_machine_definition
 
+from .iam import function_policies
 from .moto_adapters import (
     FunctionSpec,
     LambdaRuntime,
-    TeaKeyPolicy,
+    S3AccessPolicy,
     atomic_backends,
     fresh_handler_modules,
     inprocess_lambda,
-    tea_credential_checks,
+    map_child_records,
+    s3_access_checks,
 )
 from .tea_emulator import TeaEmulator
 
@@ -113,10 +115,16 @@ class LocalEngine:
         env_overrides: dict[str, str] | None = None,
         function_timeouts: dict[str, float] | None = None,
         extra_teas: dict[str, tuple[TeaEmulator, set[str]]] | None = None,
+        enforce_iam: bool = True,
     ) -> None:
         """``tea`` serves ``source_buckets`` (the "default" endpoint); ``extra_teas`` maps each other
         configured endpoint (config ``tea_endpoints``) to its emulator and buckets: keys issued by one
-        emulator are refused on another's buckets, as a DAAC's keys are on another DAAC's buckets."""
+        emulator are refused on another's buckets, as a DAAC's keys are on another DAAC's buckets.
+
+        ``function_timeouts`` (function logical id -> seconds) replaces a function's configured timeout: an
+        invocation running longer is cut off (``Sandbox.Timedout``). ``enforce_iam``: each function's S3
+        requests are decided by its role's policies in ``template`` (docs/local-engine.md); False only for a
+        template without roles."""
         self.template = template
         self.tea = tea
         self.extra_teas = dict(extra_teas or {})
@@ -127,9 +135,14 @@ class LocalEngine:
         self.runtime = LambdaRuntime()
         self.deployment = Deployment()
         self.logs = CapturedLogs()
-        self.policy = TeaKeyPolicy(
-            expiration_of=self._expiration_of, source_buckets=source_buckets, buckets_of=self._buckets_of
+        self.enforce_iam = enforce_iam
+        self.policy = S3AccessPolicy(
+            expiration_of=self._expiration_of,
+            source_buckets=set(source_buckets).union(*(b for _e, b in self.extra_teas.values())),
+            buckets_of=self._buckets_of,
+            account=ACCOUNT,
         )
+        self.child_io: list[str] = []  # each map child's input and output (or error), as JSON
         self._saved_env: dict[str, str | None] = {}
         self._stack: list[Any] = []
 
@@ -165,9 +178,12 @@ class LocalEngine:
         lambda_cm = inprocess_lambda(self.runtime)
         lambda_cm.__enter__()
         self._stack.append(lambda_cm)
-        s3_cm = tea_credential_checks(self.policy)
+        s3_cm = s3_access_checks(self.policy)
         s3_cm.__enter__()
         self._stack.append(s3_cm)
+        children_cm = map_child_records(lambda kind, text: self.child_io.append(f"{kind} {text}"))
+        children_cm.__enter__()
+        self._stack.append(children_cm)
         atomic_cm = atomic_backends()
         atomic_cm.__enter__()
         self._stack.append(atomic_cm)
@@ -279,6 +295,8 @@ class LocalEngine:
             )
             self.runtime.functions[logical_id] = FunctionSpec(handler, timeout, int(props.get("MemorySize", 128)))
         d.environment = merged
+        if self.enforce_iam:
+            self.policy.roles = function_policies(self.template, self.resolve)
         for key, value in merged.items():
             self._set_env(key, value)
         fresh_handler_modules()
@@ -417,7 +435,8 @@ def _scan(text: str, secrets: list[str]) -> bool:
 
 
 def scan_for_secrets(engine: LocalEngine, secrets: list[str], execution_arns: list[str]) -> list[str]:
-    """Where any secret appears: execution input/output/history, staging objects, captured logs."""
+    """Where any secret appears: execution input/output/history, every map child's input and output, every
+    Lambda event and answer, the runtime errors recorded, staging objects, captured logs."""
     found: list[str] = []
     sfn = engine.client("stepfunctions")
     for arn in execution_arns:
@@ -433,4 +452,15 @@ def scan_for_secrets(engine: LocalEngine, secrets: list[str], execution_arns: li
     for line in [*engine.logs.lines, *engine.logs.json_lines]:
         if _scan(line, secrets):
             found.append(f"log line {line[:60]!r}")
+    for text in list(engine.child_io):
+        if _scan(text, secrets):
+            found.append(f"map child {text[:60]!r}")
+    for record in list(engine.runtime.records):
+        if _scan(record.event, secrets):
+            found.append(f"event of {record.function} invocation {record.request_id}")
+        if _scan(record.answer, secrets):
+            found.append(f"answer of {record.function} invocation {record.request_id}")
+    for function, kind, message in list(engine.runtime.errors):
+        if _scan(f"{kind} {message}", secrets):
+            found.append(f"runtime error {kind} of {function}")
     return found

@@ -11,6 +11,8 @@ Everything of one execution lives under ``runs/<run_id>/``:
 - ``events/tea/<seq>.json``         one file per HTTP request made to TEA on behalf of this run
 - ``events/refresh/<seq>.json``     one file per RefreshCredentials call (coalesced or not)
 - ``report.json``                   Summarize's report
+- ``set-aside/<path>``              a file that could not be read (e.g. a result file that is not JSON),
+                                    moved out of the way and kept for the operator at its path under the run
 
 (The Distributed Map's ResultWriter writes under ``map-results/<map run id>/``, outside ``runs/``.)
 
@@ -58,6 +60,14 @@ def upload_checkpoint_key(run_id: str, batch_id: str, source_key: str) -> str:
     return f"{uploads_prefix(run_id, batch_id)}{digest}.json"
 
 
+def set_aside_key(key: str) -> str:
+    """Where a staging file of a run that could not be read is kept: ``runs/<run>/set-aside/<its path>``."""
+    if not key.startswith(RUNS_PREFIX) or "/" not in key[len(RUNS_PREFIX) :]:
+        raise ValueError(f"not a file of a run: {key!r}")
+    run_id, _, rest = key[len(RUNS_PREFIX) :].partition("/")
+    return f"{run_prefix(run_id)}set-aside/{rest}"
+
+
 def events_prefix(run_id: str, kind: str) -> str:
     return f"{run_prefix(run_id)}events/{kind}/"
 
@@ -76,8 +86,12 @@ def put_json(s3: Any, bucket: str, key: str, payload: Any) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
 
 
+def get_body(s3: Any, bucket: str, key: str) -> bytes:
+    return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
 def get_json(s3: Any, bucket: str, key: str) -> Any:
-    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    return json.loads(get_body(s3, bucket, key))
 
 
 def list_keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:

@@ -42,6 +42,7 @@ from lambdas.contracts.models import (
     WOULD_COPY,
     WOULD_SKIP,
     CopyBatchEvent,
+    CopyBatchResult,
     ObjectResult,
     ObjectSpec,
     TeaCredentials,
@@ -358,7 +359,8 @@ class BatchRun:
             return self.refresh_or_raise(counts, flush_error)
         if flush_error is not None:
             raise flush_error
-        return {**counts, "done": not self.pending and not self.cancelled and not self.paused, "refresh": False}
+        done = not self.pending and not self.cancelled and not self.paused
+        return CopyBatchResult(**counts, done=done, refresh=False).to_dict()
 
     def counts(self) -> dict[str, Any]:
         log = self.log
@@ -395,7 +397,7 @@ class BatchRun:
         ):
             # Progress was made and kept: refresh without spending a refresh round of the state machine.
             logger.info("fresh credentials needed after progress", extra={"reason": str(top)})
-            return {**counts, "done": False, "refresh": True}
+            return CopyBatchResult(**counts, done=False, refresh=True).to_dict()
         if is_fatal(top):  # the map child fails on it: leave the operator its own words (Summarize reports them)
             record_fatal(self.staging_s3, self.settings.staging_bucket, self.event, top)
         raise top

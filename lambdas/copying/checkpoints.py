@@ -3,6 +3,11 @@
 A checkpoint (``runs/<run>/uploads/<batch>/<sha256(key)>.json``) says which parts of an open upload
 are done and carries the running checksums after them, so the next invocation continues from there.
 Summarize reads the same JSON to abort the uploads a failed run leaves behind.
+
+A checkpoint that cannot be used (not JSON, a shape that does not parse, or one naming another object)
+still stands for an open upload: it is never just deleted. Its upload is aborted by the upload id when
+that can be read (``upload_ref``), else every open upload of the object's destination key is listed and
+aborted, so no incomplete upload stays in the user's bucket.
 """
 
 from __future__ import annotations
@@ -19,6 +24,26 @@ from lambdas.copying.destination import DestinationBucket
 from lambdas.s3.limits import MIN_PART_BYTES
 
 logger = logging.getLogger(__name__)
+UNREADABLE = object()  # a checkpoint file whose content is not JSON
+
+
+@dataclass(frozen=True)
+class UploadRef:
+    """What can still be read from a checkpoint that does not parse: its upload id and where the upload is."""
+
+    upload_id: str | None
+    dest_bucket: str | None
+    dest_key: str | None
+
+
+def upload_ref(raw: Any) -> UploadRef:
+    """The upload a checkpoint's JSON (``UNREADABLE`` if not JSON) names, as far as it can be read."""
+
+    def text(name: str) -> str | None:
+        value = raw.get(name) if isinstance(raw, dict) else None
+        return value if isinstance(value, str) and value else None
+
+    return UploadRef(text("upload_id"), text("dest_bucket"), text("dest_key"))
 
 
 @dataclass
@@ -62,7 +87,9 @@ class Checkpoint:
         if not isinstance(data, dict):
             raise ValueError("checkpoint is not an object")
         parts = data["parts"]
-        if not isinstance(parts, list) or [p.get("PartNumber") for p in parts] != list(range(1, len(parts) + 1)):
+        if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
+            raise ValueError("checkpoint parts are not a list of parts")
+        if [p.get("PartNumber") for p in parts] != list(range(1, len(parts) + 1)):
             raise ValueError("checkpoint parts are not 1..n")
         checkpoint = cls(
             key=str(data["key"]),
@@ -121,7 +148,7 @@ class CheckpointStore:
         return staging.upload_checkpoint_key(self._run_id, self._batch_id, key)
 
     def load(self, key: str, dest_key: str) -> Checkpoint | None:
-        """The checkpoint of source ``key`` (None: none, or one that is malformed or names another object)."""
+        """The checkpoint of source ``key``; None: none, or an unusable one (its upload is then aborted)."""
         staging_key = self.staging_key(key)
         if staging_key not in self.keys:
             return None
@@ -130,23 +157,41 @@ class CheckpointStore:
             return known
         try:
             raw = staging.get_json(self._staging_s3, self._bucket, staging_key)
-            checkpoint = Checkpoint.from_dict(raw)
         except (ClientError, BotoCoreError) as exc:
             raise TransientCopyError(f"could not read the upload checkpoint of {key}") from exc
+        except ValueError:  # json.JSONDecodeError, UnicodeDecodeError: the file is not JSON
+            raw = UNREADABLE
+        try:
+            checkpoint = Checkpoint.from_dict(raw)
         except (ValueError, KeyError, TypeError) as exc:
-            logger.warning("ignoring a malformed upload checkpoint", extra={"key": key, "reason": str(exc)})
-            self.forget(key)
+            logger.warning("abandoning a malformed upload checkpoint", extra={"key": key, "reason": str(exc)[:200]})
+            self.abandon(key, dest_key, raw)
             return None
         if (
             checkpoint.key != key
             or checkpoint.dest_key != dest_key
             or checkpoint.dest_bucket != self._destination.bucket
         ):
-            logger.warning("ignoring an upload checkpoint that names another object", extra={"key": key})
-            self.forget(key)
+            logger.warning("abandoning an upload checkpoint that names another object", extra={"key": key})
+            self.abandon(key, dest_key, raw)
             return None
         self._known[key] = checkpoint
         return checkpoint
+
+    def abandon(self, key: str, dest_key: str, raw: Any) -> None:
+        """Abort the upload of an unusable checkpoint, then delete the checkpoint.
+
+        By its upload id when that can be read (at the key it names and at the object's own); otherwise
+        every open upload of the object's destination key is this batch's (one object per key): abort them.
+        """
+        ref = upload_ref(raw)
+        if ref.upload_id is not None:
+            for candidate in dict.fromkeys(k for k in (ref.dest_key, dest_key) if k is not None):
+                self._destination.abort_multipart_upload(candidate, ref.upload_id)
+        else:
+            for upload_id in self._destination.open_uploads(dest_key):
+                self._destination.abort_multipart_upload(dest_key, upload_id)
+        self.forget(key)
 
     def save(self, checkpoint: Checkpoint) -> bool:
         """Write the checkpoint; False when the staging bucket refused it."""
@@ -181,9 +226,11 @@ class CheckpointStore:
         checkpoint = self._known.get(key)
         if checkpoint is None:
             try:
-                checkpoint = self.load(key, dest_key)
+                checkpoint = self.load(key, dest_key)  # an unusable one is abandoned (aborted) by load
             except TransientCopyError:
-                checkpoint = None
+                # unread, so its upload is unknown: keep the file for the next invocation or Summarize
+                logger.warning("could not read an upload checkpoint to discard it; kept", extra={"key": key})
+                return
         if checkpoint is not None:
             self._destination.abort_multipart_upload(checkpoint.dest_key, checkpoint.upload_id)
         self.forget(key)

@@ -126,6 +126,24 @@ class DestinationBucket:
                 extra={"upload_id": upload_id, "dest_key": dest_key, "error": type(exc).__name__},
             )
 
+    def open_uploads(self, dest_key: str) -> list[str]:
+        """The upload ids of the incomplete multipart uploads of exactly ``dest_key`` (ListMultipartUploads).
+
+        For a checkpoint whose upload id cannot be read. Never raises: an empty list when listing fails
+        (Summarize lists again, a lifecycle rule is the backstop).
+        """
+        found: list[str] = []
+        try:
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=dest_key):
+                found += [str(u["UploadId"]) for u in page.get("Uploads", []) if u.get("Key") == dest_key]
+        except (ClientError, BotoCoreError) as exc:
+            logger.error(
+                "could not list the open uploads of a destination key",
+                extra={"dest_key": dest_key, "error": type(exc).__name__},
+            )
+        return found
+
     def error(self, exc: ClientError, operation: str, dest_key: str) -> Exception:
         """What a destination error means for the batch (raise the returned exception)."""
         code, status = error_status(exc)

@@ -3,10 +3,17 @@
 Each invocation writes the objects it finished as new files (``runs/<run>/results/<batch>/<seq>.json``,
 a JSON list of ``ObjectResult.to_dict()``), while it runs and on every exit; the next invocation of
 the same batch skips every key already recorded. A batch's fatal error is recorded for Summarize.
+
+A result file that is not a JSON list of records (``records_of``: truncated, overwritten, edited by hand)
+must not stop its batch for good: it is set aside (moved to ``runs/<run>/set-aside/results/...``, kept
+for the operator) and the objects it recorded, now unrecorded, are copied again. That is idempotent:
+skip-if-identical finds them already copied (a HEAD and a 304), ``never`` finds them existing, ``always``
+rewrites the same bytes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -24,28 +31,49 @@ FLUSH_EVERY_OBJECTS = 25
 FLUSH_EVERY_SECONDS = 10.0
 
 
+def records_of(raw: Any) -> list[dict[str, Any]] | None:
+    """The records of a result file's JSON, or None when it is not a list of records (key and final status)."""
+    if not isinstance(raw, list):
+        return None
+    for entry in raw:
+        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+            return None
+        if entry.get("status") not in FINAL_STATUSES:
+            return None
+    return raw
+
+
 def load_recorded_keys(staging_s3: Any, bucket: str, prefix: str) -> set[str]:
-    """Source keys already recorded (any final status) in the batch's result files."""
+    """Source keys already recorded (any final status) in the batch's result files.
+
+    A file that is not a list of records is set aside (``set_aside``); its objects count as not recorded.
+    """
     recorded: set[str] = set()
     try:
-        keys = list(staging.list_keys(staging_s3, bucket, prefix))
-        for key in keys:
-            entries = staging.get_json(staging_s3, bucket, key)
-            if not isinstance(entries, list):
-                logger.warning("ignoring a malformed result file", extra={"bucket": bucket, "key": key})
+        for key in list(staging.list_keys(staging_s3, bucket, prefix)):
+            body = staging.get_body(staging_s3, bucket, key)
+            try:
+                records = records_of(json.loads(body))
+            except ValueError:  # json.JSONDecodeError, UnicodeDecodeError
+                records = None
+            if records is None:
+                set_aside(staging_s3, bucket, key, body)
                 continue
-            for entry in entries:
-                if (
-                    isinstance(entry, dict)
-                    and isinstance(entry.get("key"), str)
-                    and entry.get("status") in FINAL_STATUSES
-                ):
-                    recorded.add(entry["key"])
+            recorded.update(entry["key"] for entry in records)
     except (ClientError, BotoCoreError) as exc:
         raise TransientCopyError(f"could not read the result log s3://{bucket}/{prefix}") from exc
-    except ValueError as exc:  # json.JSONDecodeError
-        raise TransientCopyError(f"a result file under s3://{bucket}/{prefix} is not JSON") from exc
     return recorded
+
+
+def set_aside(staging_s3: Any, bucket: str, key: str, body: bytes) -> None:
+    """Move an unreadable result file out of the result log (kept for the operator under ``set-aside/``)."""
+    kept = staging.set_aside_key(key)
+    staging_s3.put_object(Bucket=bucket, Key=kept, Body=body)  # first kept, then removed: a retry repeats both
+    staging.delete_key(staging_s3, bucket, key)
+    logger.warning(
+        "set aside a result file that is not a list of records; its objects are copied again",
+        extra={"key": key, "kept": kept, "bytes": len(body)},
+    )
 
 
 def write_results(staging_s3: Any, bucket: str, prefix: str, results: list[ObjectResult]) -> TransientCopyError | None:

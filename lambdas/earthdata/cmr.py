@@ -49,6 +49,7 @@ from lambdas.earthdata.http import (
     base_url,
     retry_after_seconds,
 )
+from lambdas.s3.limits import MIB
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ GRANULES_PATH = "/search/granules.umm_json"
 COLLECTIONS_PATH = "/search/collections.umm_json"
 DIRECT_ACCESS = "GET DATA VIA DIRECT ACCESS"
 MAX_PAGE_SIZE = 2000
-MAX_PAGE_BYTES = 256 * 1024**2  # a UMM-JSON page of 2000 granules is typically 5-40 MB
+MAX_PAGE_BYTES = 256 * MIB  # a UMM-JSON page of 2000 granules is typically 5-40 MB
 CLIENT_ID = "teacopy"
 # --- the query (validated execution input: ``source.cmr``) ----------------------------------------------
 
@@ -691,7 +692,7 @@ class CmrClient:
 
     def _document(self, response: HttpResponse, query: CmrQuery) -> dict[str, Any]:
         if len(response.body) > MAX_PAGE_BYTES:
-            raise CmrUnavailable(f"a CMR page is larger than {MAX_PAGE_BYTES // 1024**2} MiB: lower the page size")
+            raise CmrUnavailable(f"a CMR page is larger than {MAX_PAGE_BYTES // MIB} MiB: lower the page size")
         try:
             document = json.loads(response.body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

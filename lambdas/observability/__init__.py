@@ -1,1 +1,1 @@
-"""Metrics (CloudWatch EMF through Powertools); names shared with the dashboard and alarms."""
+"""Logs (Powertools Logger, the logging convention) and metrics (CloudWatch EMF); names shared with the dashboard."""

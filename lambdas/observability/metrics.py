@@ -147,7 +147,7 @@ def record_error(sink: MetricsSink, exc: BaseException) -> None:
 
 
 def record_copy_result(sink: MetricsSink, result: Mapping[str, Any]) -> None:
-    """The counts a CopyBatch invocation returns (``copy_engine.copy_batch``)."""
+    """The counts a CopyBatch invocation returns (``lambdas.copying.batch.copy_batch``)."""
     for metric, field in ((OBJECTS_COPIED, "copied"), (OBJECTS_SKIPPED, "skipped"), (OBJECTS_FAILED, "failed")):
         sink.add(metric, int(result.get(field) or 0))
     sink.add(BYTES_COPIED, int(result.get("bytes") or 0), BYTES)

@@ -8,8 +8,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from lambdas.contracts import staging
 from lambdas.contracts.errors import CopyJobFailed, InvalidInput
 from lambdas.contracts.models import COPIED, FAILED, SKIPPED, WOULD_COPY, WOULD_SKIP, parse_time
@@ -17,6 +15,7 @@ from lambdas.contracts.report import Failure, MapError, RecordedError, Report, R
 from lambdas.contracts.settings import SummarySettings
 from lambdas.reporting import render as reports
 from lambdas.reporting.schedule_state import write_last_success
+from lambdas.reporting.uploads import abort_run_uploads
 
 logger = logging.getLogger(__name__)
 MAX_LISTED_FAILURES = 1000
@@ -32,31 +31,10 @@ def abort_leftover_uploads(s3: Any, bucket: str, run_id: str) -> int:
 
     A run that ends with paused objects (a batch failed, refresh rounds ran out) must not leave
     incomplete uploads in the user's bucket, billed and invisible. Returns how many were aborted.
+    A malformed checkpoint is no exception: its upload is found through the run's manifest
+    (``lambdas.reporting.uploads``). An abort failing with anything but NoSuchUpload is raised.
     """
-    aborted = 0
-    for key in list(staging.list_keys(s3, bucket, staging.uploads_prefix(run_id))):
-        try:
-            checkpoint = staging.get_json(s3, bucket, key)
-            dest_bucket, dest_key = checkpoint["dest_bucket"], checkpoint["dest_key"]
-            upload_id = checkpoint["upload_id"]
-        except (ValueError, KeyError, TypeError) as exc:
-            logger.warning(
-                "ignoring a malformed upload checkpoint",
-                extra={"bucket": bucket, "key": key, "error": type(exc).__name__, "reason": str(exc)[:200]},
-            )
-            continue
-        try:
-            s3.abort_multipart_upload(Bucket=dest_bucket, Key=dest_key, UploadId=upload_id)
-            aborted += 1
-            logger.info(
-                "aborted a leftover upload",
-                extra={"upload_id": upload_id, "dest_bucket": dest_bucket, "dest_key": dest_key},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
-                raise
-        staging.delete_key(s3, bucket, key)
-    return aborted
+    return abort_run_uploads(s3, bucket, run_id)
 
 
 def collect(s3: Any, bucket: str, run_id: str, started: float | None = None) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Prints one line per scenario as it finishes (stderr), then the table of scenarios with expected vs
 observed outcome, the details of any failure, and as the LAST line one JSON object:
-``{"scenarios": N, "passed": N, "lost": 0, "corrupt": 0, "leaked": 0, "orphan_uploads": 0}``.
+``{"scenarios": N, "passed": N, "lost": 0, "corrupt": 0, "leaked": 0, "orphan_uploads": 0,
+"missing_vs_expected": 0}``.
 Exit status 0 only if every scenario passed.
 """
 
@@ -25,8 +26,8 @@ from lambdas.observability.logs import PACKAGE, local_sink
 from ..engine import load_template
 from . import bad_inputs, report
 from .bad_inputs import BadInput
+from .catalog import SCENARIOS
 from .model import Outcome, Scenario, run_scenario
-from .scenarios import SCENARIOS
 from .world import CHAOS_CONTEXT, World, WorldSpec
 
 

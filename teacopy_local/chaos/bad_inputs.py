@@ -217,6 +217,7 @@ def run_bad_input(case: BadInput, world: World) -> Outcome:
         report.problems.append(f"secrets found in: {leaks[:3]}")
     problems += report.problems
     del world.results[results_before:]  # keep the shared world's run list short
+    del world.runs[results_before:]
     return Outcome(
         scenario_id=case.id,
         category="input",

@@ -1,27 +1,33 @@
-"""The invariants checked after every scenario.
+"""The invariants checked after every scenario, from the destination and the scenario's own knowledge.
+
+Nothing here reads teacopy's result log or staged manifest: what a run had to do comes from the scenario
+(the keys its jobs asked for, the bytes it seeded: ``World.runs``), what happened from the buckets and the
+S3 requests themselves (the fault layer sees every object S3 stored).
 
 1. Every destination object is byte-identical to its source, and is one the jobs were asked to copy
-   (``corrupt`` counts the others); every object a run reports copied or skipped is there (``lost``).
-2. No incomplete multipart upload is left in any bucket (``orphan_uploads``).
-3. Each run's report agrees with its result log, its execution output and the destination; a run
-   that SUCCEEDED planned, attempted and finished every object.
-4. TEA was called at most the scenario's bound.
-5. No EDL token, secret key or session token appears in any execution's input, output or history, in
-   the staging bucket, in a log line, or in an error the operator sees (``leaked``).
+   (``corrupt`` counts the others).
+2. After a run that SUCCEEDED, every object it was asked for that exists at the source is at the destination,
+   byte-identical (``missing_vs_expected`` counts those absent or different, ``lost`` those absent); so are the
+   objects a scenario declares present after a failed run.
+3. No incomplete multipart upload is left in any bucket (``orphan_uploads``).
+4. Each run's report is consistent with what the scenario knows, without redoing Summarize's aggregation:
+   it counts the objects the job asked for; its counts add up; the execution output says the same; it counts
+   no more objects copied than S3 stored for the run, nor more copied or skipped than are at the destination;
+   every failure it lists is an object the job asked for that S3 did not store; a run that stored objects or
+   SUCCEEDED wrote a report.
+5. TEA was called at most the scenario's bound.
+6. No EDL token, secret key or session token appears in any execution's input, output or history, in a map
+   child's input or output, in a Lambda event or answer, in a recorded runtime error, in the staging bucket,
+   in a log line, or in an error the operator sees (``leaked``).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
-from lambdas.contracts import staging
+from .world import Place, RunRecord, World
 
-from ..engine import RunResult
-from .world import World
-
-RESULT_STATUSES = ("copied", "skipped", "failed")
 COUNT_KEYS = ("objects", "copied", "skipped", "failed", "not_attempted")
 
 
@@ -31,22 +37,28 @@ class InvariantReport:
     corrupt: int = 0
     leaked: int = 0
     orphan_uploads: int = 0
+    missing_vs_expected: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.corrupt or self.leaked or self.orphan_uploads or self.problems)
+        counts = (self.lost, self.corrupt, self.leaked, self.orphan_uploads, self.missing_vs_expected)
+        return not (any(counts) or self.problems)
 
     def summary(self) -> str:
-        return f"lost={self.lost} corrupt={self.corrupt} leaked={self.leaked} orphan_uploads={self.orphan_uploads}"
+        return (
+            f"lost={self.lost} corrupt={self.corrupt} leaked={self.leaked} orphan_uploads={self.orphan_uploads} "
+            f"missing_vs_expected={self.missing_vs_expected}"
+        )
 
 
 def check(world: World, tea_bound: int | None, secrets_extra: list[str] | None = None) -> InvariantReport:
     report = InvariantReport()
-    destination = _destination_objects(world)
+    destination = world.destination_objects()
     _check_destination(world, destination, report)
-    for result in world.results:
-        _check_run(world, result, destination, report)
+    for run in world.runs:
+        _check_expected(run, destination, report)
+        _check_report(run, destination, report)
     check_uploads(world, report)
     if tea_bound is not None and world.tea.requests > tea_bound:
         report.problems.append(f"TEA was called {world.tea.requests} times, more than the bound {tea_bound}")
@@ -54,17 +66,7 @@ def check(world: World, tea_bound: int | None, secrets_extra: list[str] | None =
     return report
 
 
-def _destination_objects(world: World) -> dict[tuple[str, str], str]:
-    """(bucket, key) -> sha256 of every object in the destination buckets (scenario inputs excluded)."""
-    found: dict[tuple[str, str], str] = {}
-    for bucket in world.engine.deployment.destination_buckets:
-        for key, digest in world.stored(bucket).items():
-            if (bucket, key) not in world.inputs:
-                found[(bucket, key)] = digest
-    return found
-
-
-def _check_destination(world: World, destination: dict[tuple[str, str], str], report: InvariantReport) -> None:
+def _check_destination(world: World, destination: dict[Place, str], report: InvariantReport) -> None:
     for (bucket, key), digest in sorted(destination.items()):
         wanted = world.expected.get((bucket, key))
         if wanted is None:
@@ -75,77 +77,70 @@ def _check_destination(world: World, destination: dict[tuple[str, str], str], re
             report.problems.append(f"s3://{bucket}/{key} differs from its source")
 
 
-def result_records(world: World, run_id: str) -> dict[str, dict[str, Any]]:
-    """The final record per source key of a run's result log (later files win, as in Summarize)."""
-    s3 = world.s3()
-    bucket = world.engine.deployment.staging_bucket
-    keys = sorted(world.staging_keys(staging.results_prefix(run_id)), key=lambda k: k.rsplit("/", 1)[-1])
-    final: dict[str, dict[str, Any]] = {}
-    for key in keys:
-        records = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        if isinstance(records, list):
-            for record in records:
-                if isinstance(record, dict) and isinstance(record.get("key"), str):
-                    final[record["key"]] = record
-    return final
+def _check_expected(run: RunRecord, destination: dict[Place, str], report: InvariantReport) -> None:
+    """What the run had to leave at the destination is there, byte for byte."""
+    succeeded = run.result.status == "SUCCEEDED"
+    wanted = {place: digest for place, digest in run.expected.items() if succeeded or place in run.must_exist}
+    for place in sorted(run.must_exist - set(run.expected)):
+        report.problems.append(f"run {run.run_id}: the scenario expects s3://{place[0]}/{place[1]}, not in its source")
+    absent = sorted(place for place in wanted if place not in destination)
+    different = sorted(
+        place for place, digest in wanted.items() if place in destination and destination[place] != digest
+    )
+    report.lost += len(absent)
+    report.missing_vs_expected += len(absent) + len(different)
+    why = "SUCCEEDED" if succeeded else f"{run.result.status} (objects the scenario expects anyway)"
+    if absent:
+        report.problems.append(f"run {run.run_id} {why}: {len(absent)} expected objects absent: {absent[:3]}")
+    if different:
+        report.problems.append(f"run {run.run_id} {why}: {len(different)} expected objects differ: {different[:3]}")
 
 
-def planned_keys(world: World, run_id: str) -> list[str] | None:
-    """Source keys of the run's staged manifest (None when Plan staged nothing)."""
-    s3 = world.s3()
-    try:
-        body = s3.get_object(Bucket=world.engine.deployment.staging_bucket, Key=staging.manifest_key(run_id))["Body"]
-    except s3.exceptions.NoSuchKey:
-        return None
-    batches = json.loads(body.read())
-    return [obj["key"] for batch in batches for obj in batch.get("objects", [])]
-
-
-def _check_run(
-    world: World, result: RunResult, destination: dict[tuple[str, str], str], report: InvariantReport
-) -> None:
-    run_id = result.execution_arn.rsplit(":", 1)[-1]
-    records = result_records(world, run_id)
-    run_report = result.report
-    if run_report is None:
-        copied = [k for k, r in records.items() if r.get("status") == "copied"]
-        if copied:
-            report.problems.append(f"run {run_id}: {len(copied)} objects copied but no report was written")
+def _check_report(run: RunRecord, destination: dict[Place, str], report: InvariantReport) -> None:
+    """The run's report against the scenario's knowledge and the destination (no re-aggregation of the log)."""
+    result, run_id = run.result, run.run_id
+    stored = {place for place in run.written if place in set(run.dest_of.values())}
+    summary = result.report
+    if summary is None:
         if result.status == "SUCCEEDED":
             report.problems.append(f"run {run_id} SUCCEEDED without a report")
+        if stored:
+            report.problems.append(f"run {run_id}: S3 stored {len(stored)} of its objects but no report was written")
         return
-    dest = run_report.get("destination") or {}
-    bucket = dest.get("bucket", "")
-    counts = {s: sum(1 for r in records.values() if r.get("status") == s) for s in RESULT_STATUSES}
-    for status in RESULT_STATUSES:
-        if run_report.get(status) != counts[status]:
-            report.problems.append(
-                f"run {run_id}: report says {status}={run_report.get(status)}, result log has {counts[status]}"
-            )
-    total = sum(int(run_report.get(k, 0)) for k in ("copied", "skipped", "failed", "not_attempted"))
-    if total != run_report.get("objects"):
-        report.problems.append(f"run {run_id}: counts add up to {total}, not objects={run_report.get('objects')}")
+    counts = {name: summary.get(name) for name in COUNT_KEYS}
+    if not all(isinstance(value, int) for value in counts.values()):
+        report.problems.append(f"run {run_id}: report counts are not all numbers: {counts}")
+        return
+    total = sum(int(counts[name] or 0) for name in ("copied", "skipped", "failed", "not_attempted"))
+    if total != counts["objects"]:
+        report.problems.append(f"run {run_id}: counts add up to {total}, not objects={counts['objects']}")
+    if run.asked is not None and counts["objects"] != run.asked:
+        report.problems.append(
+            f"run {run_id}: report counts {counts['objects']} objects, the job asked for {run.asked}"
+        )
     if result.output is not None:
         for name in COUNT_KEYS:
-            if name in result.output and result.output[name] != run_report.get(name):
-                report.problems.append(f"run {run_id}: output {name}={result.output[name]} != report")
-    for key, record in sorted(records.items()):
-        where = (bucket, str(record.get("dest_key", "")))
-        if record.get("status") in ("copied", "skipped") and where not in destination:
-            report.lost += 1
+            if name in result.output and result.output[name] != summary.get(name):
+                report.problems.append(
+                    f"run {run_id}: output {name}={result.output[name]} != report {summary.get(name)}"
+                )
+    if run.dest_of:
+        copied, done = int(counts["copied"] or 0), int(counts["copied"] or 0) + int(counts["skipped"] or 0)
+        if copied > len(stored):
+            report.problems.append(f"run {run_id}: report says {copied} copied, S3 stored {len(stored)} of its objects")
+        present = sum(1 for place, digest in run.expected.items() if destination.get(place) == digest)
+        if done > present:
             report.problems.append(
-                f"run {run_id}: {key} reported {record['status']}, s3://{bucket}/{where[1]} is absent"
+                f"run {run_id}: report says {done} copied or skipped, {present} are at the destination"
             )
-    failed_listed = {f.get("key") for f in run_report.get("failures", [])}
-    failed_logged = {k for k, r in records.items() if r.get("status") == "failed"}
-    if not run_report.get("failures_truncated") and failed_listed != failed_logged:
-        report.problems.append(f"run {run_id}: report failures {sorted(failed_listed)} != log {sorted(failed_logged)}")
-    if result.status == "SUCCEEDED":
-        planned = planned_keys(world, run_id) or []
-        missing = [k for k in planned if records.get(k, {}).get("status") not in ("copied", "skipped")]
-        if missing:
-            report.lost += len(missing)
-            report.problems.append(f"run {run_id} SUCCEEDED, {len(missing)} planned objects not done: {missing[:3]}")
+        for failure in summary.get("failures", []):
+            place = run.dest_of.get(str(failure.get("key")))
+            if place is None:
+                report.problems.append(
+                    f"run {run_id}: report lists a failure of {failure.get('key')!r}, never asked for"
+                )
+            elif place in stored:
+                report.problems.append(f"run {run_id}: report lists {failure.get('key')!r} failed, yet S3 stored it")
 
 
 def check_uploads(world: World, report: InvariantReport) -> None:
@@ -160,12 +155,13 @@ def check_uploads(world: World, report: InvariantReport) -> None:
 
 
 def _check_secrets(world: World, report: InvariantReport, extra_texts: list[str]) -> None:
+    """The engine's scan (histories, map children, Lambda events and answers, runtime errors, staging, logs),
+    plus what the scenario itself saw (outputs, TEA's received headers, notes, the operator's message)."""
     secrets = world.secrets()
     arns = [r.execution_arn for r in world.results]
     found = world.engine.scan_for_secrets(secrets, arns)
     texts = [
         *(json.dumps([r.output, r.error, r.cause, r.report], default=str) for r in world.results),
-        *(f"{name} {kind} {message}" for name, kind, message in world.engine.runtime.errors),
         *(json.dumps(h) for h in world.tea.received_headers),
         *world.notes,
         *extra_texts,

@@ -67,6 +67,7 @@ def totals(outcomes: list[Outcome]) -> dict[str, Any]:
         "corrupt": sum(o.invariants.corrupt for o in outcomes),
         "leaked": sum(o.invariants.leaked for o in outcomes),
         "orphan_uploads": sum(o.invariants.orphan_uploads for o in outcomes),
+        "missing_vs_expected": sum(o.invariants.missing_vs_expected for o in outcomes),
     }
 
 

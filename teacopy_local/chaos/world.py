@@ -1,14 +1,18 @@
 """One scenario's world: the TEA emulator, the local engine with S3 fault injection, and seeded data.
 
-A ``World`` deploys the synthesized template into a fresh local engine (moto, Lambdas in-process),
-starts a TEA emulator, installs the S3 fault layer (``moto_adapters.s3_fault_injection``) and
-remembers what the destination may legitimately hold: ``expected[(bucket, key)] = sha256`` for every
-object a job was asked to copy and that exists in the source. The invariant checks
-(``invariants.py``) compare the buckets, the run reports and the logs against that knowledge.
+A ``World`` deploys the synthesized template (optionally edited by the scenario) into a fresh local
+engine (moto, Lambdas in-process, IAM and Lambda timeouts enforced), starts a TEA emulator, installs the
+S3 fault layer (``moto_adapters.s3_fault_injection``) and remembers, from the scenario's own inputs, what
+the destination must and may hold: ``expected[(bucket, key)] = sha256`` for every object a job was asked to
+copy and that exists in the source, and per run (``RunRecord``) the objects that run asked for, the ones it
+must leave (all of them when it succeeds) and the objects S3 stored while it ran. The invariant checks
+(``invariants.py``) compare the buckets, the run reports and the logs against that knowledge, never
+against teacopy's own result log or staged manifest.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import random
@@ -69,6 +73,27 @@ class WorldSpec:
     aws_clock_offset: float = 0.0  # AWS (TEA/STS/S3) clock minus the workers' clock, in seconds
     token: str = TOKEN  # what the EDL token secret holds
     seed: int = 7
+    function_timeouts: Mapping[str, float] = field(default_factory=dict)  # function logical id -> seconds
+    template_edit: Callable[[dict[str, Any]], None] | None = None  # edits a copy of the template (IAM scenarios)
+
+
+Place = tuple[str, str]  # (bucket, key)
+
+
+@dataclass
+class RunRecord:
+    """One run and what the scenario knows about it, independently of teacopy's own records."""
+
+    result: RunResult
+    asked: int | None  # objects the job asked for (None: the scenario did not say)
+    expected: dict[Place, str]  # object -> sha256 of its source: present and identical if the run succeeds
+    dest_of: dict[str, Place]  # source key -> where the job maps it (asked keys, present at the source or not)
+    must_exist: set[Place]  # objects the scenario says must be there even if the run fails
+    written: set[Place]  # objects S3 stored (PutObject, CompleteMultipartUpload) while the run ran
+
+    @property
+    def run_id(self) -> str:
+        return self.result.execution_arn.rsplit(":", 1)[-1]
 
 
 class World:
@@ -92,9 +117,11 @@ class World:
         self.rng = random.Random(self.spec.seed)
         self.sources: dict[str, str] = {}  # source key -> sha256
         self.sizes: dict[str, int] = {}
-        self.expected: dict[tuple[str, str], str] = {}  # (bucket, key) -> sha256 a destination object may have
-        self.inputs: set[tuple[str, str]] = set()  # objects the scenario itself put (manifests)
+        self.expected: dict[Place, str] = {}  # (bucket, key) -> sha256 a destination object may have
+        self.inputs: set[Place] = set()  # objects the scenario itself put (manifests)
         self.results: list[RunResult] = []
+        self.runs: list[RunRecord] = []
+        self._next: dict[str, Any] = self._fresh_expectations()  # what the next run is asked for
         self.extra_secrets: list[str] = []  # secret-looking values a scenario put into TEA answers
         self.notes: list[str] = []  # measurements shown in the table
         self.problems: list[str] = []  # scenario-specific expectations that failed
@@ -113,18 +140,23 @@ class World:
                 env_names.SAFETY_MARGIN_SECONDS: str(self.spec.margin),
                 **self.spec.env,
             }
+            template = self.template
+            if self.spec.template_edit is not None:
+                template = copy.deepcopy(template)
+                self.spec.template_edit(template)
             self.engine = self._stack.enter_context(
                 LocalEngine(
-                    self.template,
+                    template,
                     tea=self.tea,
                     edl_token=self.spec.token,
                     source_buckets={SOURCE},
                     env_overrides=overrides,
+                    function_timeouts=dict(self.spec.function_timeouts),
                 )
             )
             self.engine.policy.clock = self.aws_clock  # S3 judges expiry by the AWS clock
             self._create_manifest_buckets()
-            self.faults.kill_switch = self.engine.runtime.kill_switch
+            self.faults.runtime = self.engine.runtime
             self._stack.enter_context(s3_fault_injection(self.faults))
         except BaseException:
             self._stack.close()
@@ -190,6 +222,15 @@ class World:
             self.sizes[key] = length
         return out
 
+    def destination_objects(self) -> dict[Place, str]:
+        """(bucket, key) -> sha256 of every object in the destination buckets (scenario inputs excluded)."""
+        found: dict[Place, str] = {}
+        for bucket in self.engine.deployment.destination_buckets:
+            for key, digest in self.stored(bucket).items():
+                if (bucket, key) not in self.inputs:
+                    found[(bucket, key)] = digest
+        return found
+
     def stored(self, bucket: str) -> dict[str, str]:
         """key -> sha256 of every object stored in ``bucket`` (read from moto's backend: the bytes S3 holds)."""
         found = {}
@@ -215,17 +256,43 @@ class World:
         }
 
     def expect_copies(self, keys: list[str], bucket: str, prefix: str) -> None:
+        """The next run is asked for ``keys`` (into ``bucket``/``prefix``): each one in the source must arrive."""
+        self._next["asked"] += len(keys)
         for key in keys:
+            place = (bucket, prefix + key)
+            self._next["dest_of"][key] = place
             if key in self.sources:
-                self.expected[(bucket, prefix + key)] = self.sources[key]
+                self.expected[place] = self._next["expected"][place] = self.sources[key]
+
+    def expect_present(self, keys: list[str], bucket: str, prefix: str) -> None:
+        """These objects must be at the destination after the next run even if it fails (its other objects may not)."""
+        self._next["must_exist"].update((bucket, prefix + key) for key in keys)
+
+    @staticmethod
+    def _fresh_expectations() -> dict[str, Any]:
+        return {"asked": 0, "expected": {}, "dest_of": {}, "must_exist": set()}
 
     # -- runs ----------------------------------------------------------------------------------------
 
     def run(self, job_input: Any, timeout: float = RUN_TIMEOUT) -> RunResult:
+        """Run an execution; what it was asked for (``job``, ``expect_copies``, ``expect_present``) goes with it."""
         self._runs += 1
         name = f"{self.name}-{self._runs}-{int(time.time() * 1000) % 100000}"
+        asked, self._next = self._next, self._fresh_expectations()
+        writes_before = dict(self.faults.writes)
         result = self.engine.run(job_input, name=name, timeout=timeout)
+        written = {place for place, count in self.faults.writes.items() if count > writes_before.get(place, 0)}
         self.results.append(result)
+        self.runs.append(
+            RunRecord(
+                result=result,
+                asked=asked["asked"] or None,
+                expected=asked["expected"],
+                dest_of=asked["dest_of"],
+                must_exist=asked["must_exist"],
+                written=written,
+            )
+        )
         return result
 
     # -- scenario-specific expectations ----------------------------------------------------------------

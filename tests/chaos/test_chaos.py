@@ -1,25 +1,22 @@
 """The chaos suite's fault scenarios, run by pytest over the same table `make chaos` prints.
 
-Fast scenarios run in `make test`; the slow ones (Step Functions retry intervals, long waits) are
-marked ``slow`` and skipped unless TEACOPY_CHAOS_SLOW=1 — `make chaos` runs them all, plus the
-10,000-object load scenario, which never runs under pytest.
+Every fault scenario runs in `make test` (and so in CI); only the 10,000-object load run is left to
+`make chaos`. The ``slow`` ones (Step Functions retry intervals, Lambda timeouts, an expiring lease) are
+marked ``slow``: `make test-fast` (``-m "not slow"``) leaves them out.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
 
 from teacopy_local.chaos import report
+from teacopy_local.chaos.catalog import SCENARIOS
 from teacopy_local.chaos.model import run_scenario
-from teacopy_local.chaos.scenarios import SCENARIOS
 from teacopy_local.chaos.world import CHAOS_CONTEXT
 
 pytestmark = pytest.mark.e2e
-RUN_SLOW = os.environ.get("TEACOPY_CHAOS_SLOW") == "1"
-SKIP_SLOW = pytest.mark.skipif(not RUN_SLOW, reason="slow: `make chaos` runs it (or TEACOPY_CHAOS_SLOW=1)")
 
 
 def _params() -> list[Any]:
@@ -27,7 +24,7 @@ def _params() -> list[Any]:
     for scenario in SCENARIOS:
         if scenario.load:
             continue  # make chaos only
-        marks = [pytest.mark.slow, SKIP_SLOW] if scenario.slow else []
+        marks = [pytest.mark.slow] if scenario.slow else []
         params.append(pytest.param(scenario, id=scenario.id, marks=marks))
     return params
 
@@ -36,10 +33,18 @@ def test_the_table_is_big_enough_and_covers_every_category() -> None:
     from teacopy_local.chaos.bad_inputs import BAD_INPUTS
 
     categories = {s.category for s in SCENARIOS}
-    assert categories == {"credentials", "tea", "s3", "workers", "load"}
+    assert categories == {"credentials", "tea", "s3", "workers", "staging", "limits", "load"}
+    assert len(SCENARIOS) >= 60  # fault scenarios, the bad inputs aside
+    assert [s.id for s in SCENARIOS if s.load] == ["load/load-10k-3-expiries-1pct-faults"]
     assert len(BAD_INPUTS) >= 25
-    assert len(SCENARIOS) + len(BAD_INPUTS) >= 40
     assert len({s.id for s in SCENARIOS} | {c.id for c in BAD_INPUTS}) == len(SCENARIOS) + len(BAD_INPUTS)
+
+
+def test_every_fault_scenario_but_the_load_run_is_a_test() -> None:
+    """`make test` runs them all: no scenario is skipped, only the load run is left out."""
+    ids = [p.id for p in _params()]
+    assert ids == [s.id for s in SCENARIOS if not s.load]
+    assert all(not any(m.name == "skip" or m.name == "skipif" for m in p.marks) for p in _params())
 
 
 def test_the_test_synth_has_the_chaos_context(synth: Any) -> None:

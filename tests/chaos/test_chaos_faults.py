@@ -1,11 +1,14 @@
-"""The fault-injection hooks the chaos suite uses: S3 faults, the Lambda kill switch, TEA emulator faults."""
+"""The local engine's Lambda runtime (timeouts, kills) and the chaos suite's fault hooks (S3 faults, TEA faults)."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,11 +20,11 @@ from moto import mock_aws
 
 from teacopy_local.moto_adapters import (
     FunctionSpec,
-    KillSwitch,
     LambdaKilled,
     LambdaRuntime,
     S3Faults,
     S3Request,
+    inprocess_lambda,
     lambda_error,
     s3_fault_injection,
     s3_operation,
@@ -30,6 +33,9 @@ from teacopy_local.tea_emulator import TeaEmulator
 
 BUCKET = "chaos-unit-bucket"
 TOKEN = "unit-edl-token-0123456789"
+
+
+CLIENT: list[Any] = []  # the S3 client of the fixture, for the handlers below
 
 
 @pytest.fixture
@@ -43,8 +49,10 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, S3Faults]]:
         )
         client.create_bucket(Bucket=BUCKET)
         client.put_object(Bucket=BUCKET, Key="dir/ü k.nc", Body=b"x" * 100_000)
-        faults = S3Faults(seed=1, kill_switch=KillSwitch())
-        with s3_fault_injection(faults):
+        runtime = LambdaRuntime()
+        faults = S3Faults(seed=1, runtime=runtime)
+        CLIENT[:] = [client]
+        with inprocess_lambda(runtime), s3_fault_injection(faults):
             yield client, faults
 
 
@@ -122,35 +130,120 @@ def test_random_faults_are_reproducible(s3: tuple[Any, S3Faults]) -> None:
     assert 0 < rule.fired < rule.matched and replay.fired == rule.fired
 
 
-def test_kill_switch_blocks_every_later_request_until_the_runtime_reports_a_timeout(s3: tuple[Any, S3Faults]) -> None:
+# Handlers for the runtime tests (``FunctionSpec.handler`` names them as Lambda's runtime would).
+
+
+def put_twice(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    CLIENT[0].put_object(Bucket=BUCKET, Key=f"{event['name']}-1", Body=b"1")
+    CLIENT[0].put_object(Bucket=BUCKET, Key=f"{event['name']}-2", Body=b"2")
+    return {"ok": event["name"]}
+
+
+def sleep_then_put(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Runs past its timeout; then its own thread and a thread it started each try to write."""
+    time.sleep(event["sleep"])
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(CLIENT[0].put_object, Bucket=BUCKET, Key="from-a-worker", Body=b"late").result()
+    CLIENT[0].put_object(Bucket=BUCKET, Key="late", Body=b"late")
+    return {"remaining_ms": context.get_remaining_time_in_millis()}
+
+
+def remaining(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return {"remaining_ms": context.get_remaining_time_in_millis(), "request_id": context.aws_request_id}
+
+
+def handler(name: str) -> str:
+    return f"{__name__}.{name}"
+
+
+def keys_in(client: Any) -> list[str]:
+    return sorted(o["Key"] for o in client.list_objects_v2(Bucket=BUCKET).get("Contents", []))
+
+
+def test_an_invocation_past_its_timeout_is_cut_off_and_its_sandbox_writes_nothing_more(
+    s3: tuple[Any, S3Faults],
+) -> None:
     client, faults = s3
-    assert faults.kill_switch is not None
-    faults.add("kill", operations=("PutObject",), bucket=BUCKET)
-    with pytest.raises(LambdaKilled):
-        client.put_object(Bucket=BUCKET, Key="half", Body=b"1")
-    with pytest.raises(LambdaKilled):
-        client.list_objects_v2(Bucket=BUCKET)  # the sandbox is dead: nothing more happens
-    runtime = LambdaRuntime(kill_switch=faults.kill_switch)
-    runtime.functions["Fn"] = FunctionSpec("lambdas.handlers.copy_batch.lambda_handler", 900, 1024)
-    payload, errored = runtime._timed_out("Fn", runtime.functions["Fn"])
+    runtime = faults.runtime
+    assert runtime is not None
+    runtime.functions["Slow"] = FunctionSpec(handler("sleep_then_put"), 0.5, 128)
+    started = time.monotonic()
+    payload, errored = runtime.invoke("Slow", {"sleep": 1.5})
+    assert time.monotonic() - started < 1.2  # answered at the timeout, not when the handler ended
     assert errored and json.loads(payload) == {
         "errorType": "Sandbox.Timedout",
-        "errorMessage": "Task timed out after 900.00 seconds",
+        "errorMessage": "Task timed out after 0.50 seconds",
     }
-    assert not faults.kill_switch.tripped
-    assert [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]] == ["dir/ü k.nc"]
+    assert runtime.timeouts["Slow"] == 1 and runtime.errors[-1][:2] == ("Slow", "Sandbox.Timedout")
+    time.sleep(1.5)  # the abandoned handler wakes up: neither it nor a thread it starts reaches S3
+    assert keys_in(client) == ["dir/ü k.nc"]
+    assert runtime.zombie_requests >= 1
+    assert runtime.records[-1].function == "Slow" and runtime.records[-1].errored
 
 
-def test_runtime_reports_kills_and_named_crashes_as_lambda_errors() -> None:
-    runtime = LambdaRuntime()
-    runtime.functions["Fn"] = FunctionSpec("lambdas.handlers.copy_batch.lambda_handler", 60, 1024)
+def test_an_invocation_within_its_timeout_answers_and_sees_its_remaining_time(s3: tuple[Any, S3Faults]) -> None:
+    _client, faults = s3
+    runtime = faults.runtime
+    assert runtime is not None
+    runtime.functions["Quick"] = FunctionSpec(handler("remaining"), 30, 128)
+    payload, errored = runtime.invoke("Quick", {"x": 1})
+    answer = json.loads(payload)
+    assert not errored and 29_000 < answer["remaining_ms"] <= 30_000
+    assert runtime.timeouts["Quick"] == 0
+    record = runtime.records[-1]
+    assert (record.event, json.loads(record.answer)["request_id"]) == ('{"x": 1}', answer["request_id"])
 
-    def killed(name: str, event: dict[str, Any]) -> None:
-        raise LambdaKilled("boom")
 
-    runtime.fault = killed
-    payload, errored = runtime.invoke("Fn", {})
+def test_a_kill_rule_kills_only_the_invocation_making_the_request(s3: tuple[Any, S3Faults]) -> None:
+    client, faults = s3
+    runtime = faults.runtime
+    assert runtime is not None
+    runtime.functions["Fn"] = FunctionSpec(handler("put_twice"), 30, 128)
+    faults.add("kill", operations=("PutObject",), bucket=BUCKET, key="doomed-1")
+    results: dict[str, Any] = {}
+
+    def invoke(name: str) -> None:
+        results[name] = runtime.invoke("Fn", {"name": name})
+
+    threads = [threading.Thread(target=invoke, args=(n,)) for n in ("doomed", "fine")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert json.loads(results["doomed"][0])["errorType"] == "Sandbox.Timedout"
+    assert results["fine"] == (b'{"ok": "fine"}', False)
+    assert runtime.kills["Fn"] == 1
+    assert keys_in(client) == ["dir/ü k.nc", "fine-1", "fine-2"]  # the killed one wrote nothing (not even -2)
+    assert faults.count("PutObject", BUCKET, "doomed-2") == 0  # its later request never left the sandbox
+
+
+def test_a_kill_outside_any_invocation_is_a_test_error(s3: tuple[Any, S3Faults]) -> None:
+    client, faults = s3
+    faults.add("kill", operations=("PutObject",), bucket=BUCKET)
+    with pytest.raises(RuntimeError, match="outside any Lambda invocation"):
+        client.put_object(Bucket=BUCKET, Key="x", Body=b"1")
+
+
+def test_an_after_request_hook_kills_an_invocation_after_its_request_took_effect(s3: tuple[Any, S3Faults]) -> None:
+    client, faults = s3
+    runtime = faults.runtime
+    assert runtime is not None
+    runtime.functions["Fn"] = FunctionSpec(handler("put_twice"), 30, 128)
+
+    def after(invocation: Any, event_name: str, request: Any, response: Any) -> None:
+        if event_name.endswith("s3.PutObject") and request.url.endswith("/hooked-1"):
+            runtime.kill(invocation)
+            raise LambdaKilled("killed after PutObject")
+
+    runtime.after_request.append(after)
+    payload, errored = runtime.invoke("Fn", {"name": "hooked"})
     assert errored and json.loads(payload)["errorType"] == "Sandbox.Timedout"
+    assert keys_in(client) == ["dir/ü k.nc", "hooked-1"]  # the first put happened; the caller never saw it
+
+
+def test_runtime_reports_named_crashes_as_lambda_errors() -> None:
+    runtime = LambdaRuntime()
+    runtime.functions["Fn"] = FunctionSpec(handler("remaining"), 60, 1024)
 
     def crashed(name: str, event: dict[str, Any]) -> None:
         raise lambda_error("Lambda.Unknown", "Process exited before completing request")
@@ -161,7 +254,55 @@ def test_runtime_reports_kills_and_named_crashes_as_lambda_errors() -> None:
         "errorType": "Lambda.Unknown",
         "errorMessage": "Process exited before completing request",
     }
-    assert runtime.invocations["Fn"] == 2
+    assert runtime.invocations["Fn"] == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "operation", "code", "status"),
+    [
+        ("bad_digest", "PutObject", "BadDigest", 400),
+        ("invalid_digest", "PutObject", "InvalidDigest", 400),
+        ("bad_digest", "UploadPart", "BadDigest", 400),
+    ],
+)
+def test_digest_faults_answer_like_s3(
+    s3: tuple[Any, S3Faults], kind: str, operation: str, code: str, status: int
+) -> None:
+    client, faults = s3
+    faults.add(kind, operations=(operation,), bucket=BUCKET, times=None)
+    with pytest.raises(ClientError) as error:
+        if operation == "PutObject":
+            client.put_object(Bucket=BUCKET, Key="d", Body=b"1")
+        else:
+            upload = client.create_multipart_upload(Bucket=BUCKET, Key="d")["UploadId"]
+            client.upload_part(Bucket=BUCKET, Key="d", UploadId=upload, PartNumber=1, Body=b"1")
+    assert (error.value.response["Error"]["Code"], error.value.response["ResponseMetadata"]["HTTPStatusCode"]) == (
+        code,
+        status,
+    )
+    assert faults.fired[kind] == 1  # a 400 is not retried by the SDK
+
+
+def test_no_such_upload_really_aborts_the_upload(s3: tuple[Any, S3Faults]) -> None:
+    client, faults = s3
+    upload = client.create_multipart_upload(Bucket=BUCKET, Key="m")["UploadId"]
+    faults.add("no_such_upload", operations=("UploadPart",), bucket=BUCKET)
+    with pytest.raises(ClientError) as error:
+        client.upload_part(Bucket=BUCKET, Key="m", UploadId=upload, PartNumber=1, Body=b"1")
+    assert error.value.response["Error"]["Code"] == "NoSuchUpload"
+    assert client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    with pytest.raises(ValueError, match="naming an upload"):
+        faults.add("no_such_upload", operations=("PutObject",))
+
+
+def test_stored_objects_are_counted(s3: tuple[Any, S3Faults]) -> None:
+    client, faults = s3
+    client.put_object(Bucket=BUCKET, Key="w", Body=b"1")
+    client.put_object(Bucket=BUCKET, Key="w", Body=b"2")
+    faults.add("internal_error", operations=("PutObject",), bucket=BUCKET, key="never", times=None)
+    with pytest.raises(ClientError):
+        client.put_object(Bucket=BUCKET, Key="never", Body=b"1")
+    assert faults.writes == {(BUCKET, "w"): 2}
 
 
 def _fetch(url: str) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from lambdas.contracts import env_names
-from lambdas.contracts.models import ObjectSpec
 from teacopy_local.cmr_emulator import CmrEmulator, EmulatedFile
 from teacopy_local.demo import secrets_of
 from teacopy_local.engine import LocalEngine, RunResult
@@ -237,10 +236,6 @@ def test_cmr_wrong_checksum_is_reported_failed(synth: Any) -> None:
         assert set(dest_objects(engine)) == {good}
 
 
-@pytest.mark.skipif(
-    "dest_key" not in ObjectSpec.__dataclass_fields__,
-    reason="needs ObjectSpec.dest_key and the copy engine to use it (proposed to the lead; see docs/sources.md)",
-)
 def test_cmr_template_key_mapping(synth: Any) -> None:
     with engine_for(synth) as (engine, _tea, cmr):
         concept, _bodies = cmr_catalogue(cmr, engine, 5)

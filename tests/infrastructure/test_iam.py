@@ -232,6 +232,10 @@ def test_plan_and_summarize_stay_in_their_lanes(synth: Any, policies: Policies) 
             assert all(r.startswith("arn:aws:ssm:") and ":parameter/" in r for r in grant.resources), grant
     assert not policies.allowed(summarize, "s3:GetObject", DAAC_OBJECT)
     assert not policies.allowed(summarize, "secretsmanager:GetSecretValue", policies.arn("token_secret"))
+    # a malformed checkpoint: Summarize lists the object's open uploads to abort them (nothing else to list there)
+    for bucket, _prefix in destinations(synth):
+        assert policies.allowed(summarize, "s3:ListBucketMultipartUploads", f"arn:aws:s3:::{bucket}")
+        assert not policies.allowed(summarize, "s3:ListBucket", f"arn:aws:s3:::{bucket}")
 
 
 def test_state_machine_role_is_scoped(synth: Any, policies: Policies) -> None:

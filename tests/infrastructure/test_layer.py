@@ -11,8 +11,6 @@ import re
 from email.parser import Parser
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 LAYER = REPO / "build" / "lambda-layer" / "python"
 IN_THE_RUNTIME = {"boto3", "botocore", "jmespath", "s3transfer", "urllib3", "python-dateutil", "six"}
@@ -29,8 +27,7 @@ def pins() -> dict[str, str]:
 
 
 def installed() -> dict[str, Path]:
-    if not LAYER.is_dir():
-        pytest.skip("build/lambda-layer is built by `make setup`")
+    assert LAYER.is_dir(), "build/lambda-layer is missing: `make setup` builds it (`make test` runs setup first)"
     return {_name(p.name.removesuffix(".dist-info").rsplit("-", 1)[0]): p for p in LAYER.glob("*.dist-info")}
 
 

@@ -162,8 +162,7 @@ def test_task_parameters_are_objects_and_transitions_exist(definition: dict[str,
 
 
 def test_asl_validator_accepts_definition(definition: dict[str, Any], tmp_path: Path) -> None:
-    if not ASL_VALIDATOR.exists():
-        pytest.skip(f"{ASL_VALIDATOR} missing: run `npm ci` to install asl-validator")
+    assert ASL_VALIDATOR.exists(), f"{ASL_VALIDATOR} missing: `make setup` installs it (npm ci)"
     definition_file = tmp_path / "definition.asl.json"
     definition_file.write_text(json.dumps(definition), encoding="utf-8")
     result = subprocess.run(  # noqa: S603 - fixed executable from node_modules, our own file
@@ -185,8 +184,7 @@ def test_definition_refers_only_to_the_functions_and_the_staging_bucket(synth: A
 
 
 def test_validate_asl_script(synth: Any, tmp_path: Path) -> None:
-    if not ASL_VALIDATOR.exists():
-        pytest.skip(f"{ASL_VALIDATOR} missing: run `npm ci` to install asl-validator")
+    assert ASL_VALIDATOR.exists(), f"{ASL_VALIDATOR} missing: `make setup` installs it (npm ci)"
     out = tmp_path / "definition.asl.json"
     result = subprocess.run(  # noqa: S603 - our interpreter running our script
         [sys.executable, "-m", "scripts.validate_asl", str(synth.template_path), "--out", str(out)],

@@ -871,7 +871,7 @@ def test_destination_put_denied_is_access_denied(env: Env) -> None:
         env.run(env.event(["a"], overwrite="always"), dest=Wrapped(env.dest, put_object=put_object))
 
 
-# --- the thin handler (runs once lambdas/shared/credentials.py exists) ------------------------------
+# --- the thin handler (lambdas/handlers/copy_batch.py) ------------------------------------------------
 
 
 def test_handler_wires_settings_credentials_and_clients(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:

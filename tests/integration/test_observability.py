@@ -18,7 +18,7 @@ import pytest
 from moto import mock_aws
 
 from lambdas.contracts import env_names
-from lambdas.contracts.errors import EdlTokenRejected
+from lambdas.contracts.errors import CredentialsExpired, EdlTokenRejected
 from lambdas.contracts.models import TeaCredentials
 from lambdas.observability import metrics as m
 from stacks.config import ConfigError, TeacopyConfig
@@ -324,5 +324,5 @@ def test_outside_lambda_metrics_are_logged_not_printed(
 
 def test_routine_refresh_signal_is_not_an_error() -> None:
     sink = m.RecordingMetrics()
-    m.record_error(sink, type("CredentialsExpired", (Exception,), {})())
+    m.record_error(sink, CredentialsExpired("TEA credentials expire in 200 s"))
     assert sink.records == []

@@ -12,7 +12,7 @@ from constructs import Construct
 
 from lambdas.contracts import env_names
 from lambdas.contracts.staging import RUNS_PREFIX
-from stacks.constructs.function import s3_object_arn
+from stacks.constructs.function import s3_bucket_arn, s3_object_arn
 from stacks.constructs.schedules import ScheduleState
 from stacks.constructs.state_names import StateNames
 from stacks.constructs.steps.base import (
@@ -51,6 +51,8 @@ class SummarizeStep(LambdaStep):
         fn.acknowledge_object_wildcards([RUNS_OBJECTS_FINDING], STAGING_OBJECTS_REASON)
         # aborts the multipart uploads that paused objects of a failed run left open (nothing else there)
         fn.allow(["s3:AbortMultipartUpload"], sorted({s3_object_arn(d.bucket, d.prefix) for d in config.destinations}))
+        # a checkpoint whose upload id cannot be read: its object's open uploads are listed (ListMultipartUploads)
+        fn.allow(["s3:ListBucketMultipartUploads"], sorted({s3_bucket_arn(d.bucket) for d in config.destinations}))
         fn.acknowledge_object_wildcards(destination_object_findings(config), ABORT_UPLOADS_REASON)
 
         self.task = self._lambda_task(
