@@ -90,7 +90,7 @@ def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
         )
 
     endpoint, region = spec["endpoint"], spec["region"]
-    role_pool = settings.object_concurrency * (settings.inflight_parts + 1) + 4
+    role_pool = settings.object_concurrency + 2 * settings.inflight_parts + 4  # as the handler
     dest_s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config(role_pool), **ROLE_LIKE)
     staging_s3 = dest_s3  # the handler uses one client for destination and staging
     source_s3 = boto3.client(

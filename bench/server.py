@@ -48,12 +48,22 @@ class Counter:
         self._lock = threading.Lock()
         self._counts: dict[str, dict[str, dict[str, Any]]] = {}
 
-    def add(self, bucket: str, operation: str, status: str, bytes_in: int, bytes_out: int, seconds: float) -> None:
+    def add(
+        self,
+        bucket: str,
+        operation: str,
+        status: str,
+        bytes_in: int,
+        bytes_out: int,
+        seconds: float,
+        moto: bool = False,
+    ) -> None:
         with self._lock:
             entry = self._counts.setdefault(bucket, {}).setdefault(
-                operation, {"n": 0, "status": {}, "bytes_in": 0, "bytes_out": 0, "seconds": 0.0}
+                operation, {"n": 0, "status": {}, "bytes_in": 0, "bytes_out": 0, "seconds": 0.0, "moto": 0}
             )
             entry["n"] += 1
+            entry["moto"] += int(moto)  # answered by moto itself, not the data path (bench/fastpath.py)
             entry["seconds"] += seconds
             entry["status"][status] = entry["status"].get(status, 0) + 1
             entry["bytes_in"] += bytes_in
@@ -135,6 +145,7 @@ class CountingMiddleware:
                 bytes_in,
                 0 if method == "HEAD" else seen["length"],
                 time.perf_counter() - started,  # the server's handling (not the model's waits)
+                bool(environ.get("bench.moto")),
             )
         if self.shaper.active and method != "HEAD":
             return _closing(self.shaper.paced(result), result)

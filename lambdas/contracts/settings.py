@@ -192,9 +192,14 @@ class PlanSettings:
 
 # The stack passes its config (stacks/config.py) in the environment; these defaults are the same values
 # (tests/infrastructure/test_stack.py checks it), so `make bench` and local runs measure what is deployed.
+# `make bench` under the modelled S3 (README "Performance and cost"): 16 MiB parts x 8 in flight fill a
+# Lambda's ~75 MiB/s with 128 MiB of buffers, which is also the byte budget of objects in flight; up to 64
+# objects in flight (how many actually are follows from their sizes and the measured latency: BatchRun's
+# Pace); objects below 64 MiB go in one PutObject.
 DEFAULT_PART_SIZE_BYTES = 16 * 1024**2
 DEFAULT_INFLIGHT_PARTS = 8
 DEFAULT_MULTIPART_THRESHOLD_BYTES = 64 * 1024**2
+DEFAULT_OBJECT_CONCURRENCY = 64
 
 
 @dataclass(frozen=True)
@@ -230,7 +235,7 @@ class CopySettings:
                 e, env.MULTIPART_THRESHOLD_BYTES, DEFAULT_MULTIPART_THRESHOLD_BYTES, minimum=1
             ),
             inflight_parts=_int(e, env.INFLIGHT_PARTS, DEFAULT_INFLIGHT_PARTS, minimum=1),
-            object_concurrency=_int(e, env.OBJECT_CONCURRENCY, 4, minimum=1),
+            object_concurrency=_int(e, env.OBJECT_CONCURRENCY, DEFAULT_OBJECT_CONCURRENCY, minimum=1),
             deadline_reserve_seconds=_int(e, env.DEADLINE_RESERVE_SECONDS, 60, minimum=1),
             extra_cache_secret_ids=_cache_ids(e),
         )
