@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-cli-objects",
         type=int,
-        default=50,
+        default=20,
         help="the CLI pipe copies only the first N objects of a set (~1 s of process starts each; 0 = all)",
     )
     parser.add_argument("--out", type=Path, default=REPO / "build" / "bench", help="results and logs")

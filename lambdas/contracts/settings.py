@@ -15,6 +15,7 @@ from typing import Any
 from lambdas.contracts import env_names as env
 from lambdas.contracts.errors import ConfigurationError
 from lambdas.contracts.models import DEFAULT_ENDPOINT, ENDPOINT_NAME_RE, Destination
+from lambdas.contracts.units import GIB, MIB
 
 
 def _str(environ: Mapping[str, str], name: str, default: str | None = None) -> str:
@@ -174,7 +175,7 @@ class PlanSettings:
             destinations=tuple(destinations),
             manifest_buckets=tuple(manifest_buckets),
             batch_max_objects=_int(e, env.BATCH_MAX_OBJECTS, 100, minimum=1),
-            batch_max_bytes=_int(e, env.BATCH_MAX_BYTES, 8 * 1024**3, minimum=1),
+            batch_max_bytes=_int(e, env.BATCH_MAX_BYTES, 8 * GIB, minimum=1),
             max_inline_keys=_int(e, env.MAX_INLINE_KEYS, 1000, minimum=1),
             credentials_function=e.get(env.CREDENTIALS_FUNCTION, ""),
             credentials_secret_id=e.get(env.CREDENTIALS_SECRET_ID, ""),
@@ -196,9 +197,9 @@ class PlanSettings:
 # Lambda's ~75 MiB/s with 128 MiB of buffers, which is also the byte budget of objects in flight; up to 64
 # objects in flight (how many actually are follows from their sizes and the measured latency: BatchRun's
 # Pace); objects below 64 MiB go in one PutObject.
-DEFAULT_PART_SIZE_BYTES = 16 * 1024**2
+DEFAULT_PART_SIZE_BYTES = 16 * MIB
 DEFAULT_INFLIGHT_PARTS = 8
-DEFAULT_MULTIPART_THRESHOLD_BYTES = 64 * 1024**2
+DEFAULT_MULTIPART_THRESHOLD_BYTES = 64 * MIB
 DEFAULT_OBJECT_CONCURRENCY = 64
 
 
@@ -224,7 +225,7 @@ class CopySettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CopySettings:
         e = os.environ if environ is None else environ
-        part = _int(e, env.PART_SIZE_BYTES, DEFAULT_PART_SIZE_BYTES, minimum=5 * 1024**2)
+        part = _int(e, env.PART_SIZE_BYTES, DEFAULT_PART_SIZE_BYTES, minimum=5 * MIB)
         return cls(
             staging_bucket=_str(e, env.STAGING_BUCKET),
             credentials_secret_id=_str(e, env.CREDENTIALS_SECRET_ID),
