@@ -883,6 +883,21 @@ def format_report(result: dict[str, Any]) -> str:
             current = row["set"]
             lines.append(_table_line(row))
         lines.append("")
+    summary = result.get("summary") or {}
+    native = summary.get("native_client_by_set") or {}
+    if native and not model.is_loopback:
+        lines.append(
+            "is the server the limit? a native client (s5cmd, Go, download-all then upload-all) against the same"
+            f" server and model (link {model.link_mibps:g} MiB/s per direction):"
+        )
+        for set_name, entry in native.items():
+            lines.append(
+                f"  {set_name:<7} download {entry['download_mib_s']:.1f} MiB/s"
+                f" ({entry['download_mib_s'] / model.link_mibps:.0%} of the link),"
+                f" upload {entry['upload_mib_s']:.1f} MiB/s ({entry['upload_mib_s'] / model.link_mibps:.0%})"
+            )
+        lines.append(f"  the server's busiest run used {summary.get('server_busy_max', 0):.0%} of its core")
+        lines.append("")
     if result.get("tried"):
         lines.append("peer configurations tried (modelled S3, one run each; the fastest is repeated above):")
         for row in result["tried"]:
