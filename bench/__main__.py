@@ -3,7 +3,10 @@
 Examples::
 
     python -m bench                                  # all sets: 1 GiB, 20 x 50 MiB, 1000 x 100 KiB, 4 GiB
-    python -m bench --quick                          # MiB-sized sets, ~1-2 minutes
+    python -m bench --quick                          # MiB-sized sets, ~2 minutes
+    python -m bench --sets 100kib --tools teacopy,s5cmd --repeat 1 --peer-configs s5cmd=staged-w256
+    python -m bench --first-byte-ms 40 --link-mibps 150  # another S3 model
+    python -m bench --loopback                       # only the zero-latency loopback figure
     python -m bench --stock-complete                 # moto's own CompleteMultipartUpload for every set
     python -m bench --sets 1gib --tools teacopy --sweep
     python -m bench --part-size 32MiB --inflight-parts 8
@@ -18,7 +21,9 @@ import sys
 from pathlib import Path
 
 from bench import cost
+from bench.model import S3Model
 from bench.runner import DEFAULT_AWS_CLI, MIB, REPO, SETS, TOOLS, Options, format_report, run_bench
+from bench.server import add_model_arguments, model_from_args
 
 SIZE_RE = re.compile(r"^\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORECASE)
 UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": MIB, "mb": MIB, "mib": MIB}
@@ -38,7 +43,7 @@ def parse_size(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default="1gib,50mib,100kib,4gib", help=f"comma list of {', '.join(SETS)}")
-    parser.add_argument("--tools", default=",".join(TOOLS), help="comma list of teacopy, naive, cli")
+    parser.add_argument("--tools", default=",".join(TOOLS), help=f"comma list of {', '.join(TOOLS)}")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every object size (e.g. 0.015625)")
     parser.add_argument("--count-scale", type=float, default=1.0, help="multiply every set's object count")
     parser.add_argument(
@@ -62,8 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
         "by default every set uses the streaming, memory-bounded Complete (same ETag, CRC and bytes; "
         "bench/server.py), for every tool alike",
     )
+    add_model_arguments(parser)
+    parser.add_argument("--loopback", action="store_true", help="no S3 model: only the zero-latency loopback figure")
     parser.add_argument(
-        "--latency-ms", type=float, default=0.0, help="delay every S3 request on the server (diagnostic; default 0)"
+        "--no-loopback-figure",
+        dest="loopback_figure",
+        action="store_false",
+        help="skip the second figure (the same copies on the loopback server)",
+    )
+    parser.add_argument(
+        "--no-pin", dest="pin", action="store_false", help="do not confine the tools and the server to one core each"
+    )
+    parser.add_argument(
+        "--peer-configs",
+        default="",
+        help="candidate configurations to try, e.g. rclone=t64+t128,s5cmd=staged-w256 (default: all; bench/peers.py)",
     )
     parser.add_argument(
         "--lambda-memory-mb",
@@ -76,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-cli-objects",
         type=int,
-        default=100,
+        default=20,
         help="the CLI pipe copies only the first N objects of a set (~1 s of process starts each; 0 = all)",
     )
     parser.add_argument("--out", type=Path, default=REPO / "build" / "bench", help="results and logs")
@@ -92,6 +110,10 @@ def options_from_args(args: argparse.Namespace) -> Options:
     tools = tuple(t.strip() for t in args.tools.split(",") if t.strip())
     if any(t not in TOOLS for t in tools) or "teacopy" not in tools:
         raise SystemExit(f"--tools must include teacopy and only name {', '.join(TOOLS)}")
+    peer_configs: dict[str, list[str]] = {}
+    for item in filter(None, (p.strip() for p in args.peer_configs.split(","))):
+        tool, _, labels = item.partition("=")
+        peer_configs[tool.strip()] = [label for label in labels.split("+") if label]
     scale, count_scale = (1 / 64, 0.1) if args.quick else (args.scale, args.count_scale)
     sets = [SETS[n].scaled(scale, count_scale) for n in names]
     settings: dict[str, int] = {}
@@ -118,7 +140,10 @@ def options_from_args(args: argparse.Namespace) -> Options:
         tool_timeout_s=args.tool_timeout,
         max_cli_objects=args.max_cli_objects or None,
         lean_complete=args.lean_complete,
-        latency_ms=max(0.0, args.latency_ms),
+        s3_model=S3Model.loopback() if args.loopback else model_from_args(args),
+        loopback=args.loopback_figure,
+        pin=args.pin,
+        peer_configs=peer_configs,
         repeat=max(1, args.repeat if args.repeat is not None else (1 if args.quick else 3)),
     )
 

@@ -58,6 +58,7 @@ def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
         TeaCredentials,
     )
     from lambdas.contracts.settings import CopySettings, PlanSettings
+    from lambdas.copying import crt
     from lambdas.copying.engine import copy_batch
     from lambdas.planning.staged import batches_in_memory
 
@@ -89,12 +90,32 @@ def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
         )
 
     endpoint, region = spec["endpoint"], spec["region"]
-    role_pool = settings.object_concurrency * (settings.inflight_parts + 1) + 4
+    role_pool = settings.object_concurrency + 2 * settings.inflight_parts + 4  # as the handler
     dest_s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config(role_pool), **ROLE_LIKE)
     staging_s3 = dest_s3  # the handler uses one client for destination and staging
     source_s3 = boto3.client(
         "s3", endpoint_url=endpoint, region_name=region, config=config(settings.object_concurrency + 2), **TEA_LIKE
     )
+    if spec.get("crt", True) and crt.available():  # as lambdas/handlers/copy_batch.py
+        connections = 2 * settings.object_concurrency
+        source_s3 = crt.CrtS3(
+            source_s3,
+            region=region,
+            credentials=(
+                TEA_LIKE["aws_access_key_id"],
+                TEA_LIKE["aws_secret_access_key"],
+                TEA_LIKE["aws_session_token"],
+            ),
+            endpoint_url=endpoint,
+            max_connections=connections,
+        )
+        dest_s3 = crt.CrtS3(
+            dest_s3,
+            region=region,
+            credentials=(ROLE_LIKE["aws_access_key_id"], ROLE_LIKE["aws_secret_access_key"], None),
+            endpoint_url=endpoint,
+            max_connections=connections,
+        )
     now = datetime.now(UTC)
     credentials = TeaCredentials(
         access_key_id=TEA_LIKE["aws_access_key_id"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,15 +19,20 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench import cost
+from bench import cost, peers
 from bench.drivers import ROLE_LIKE, TEA_LIKE
+from bench.model import S3Model
+from bench.peers import PeerConfig
 
 REPO = Path(__file__).resolve().parents[1]
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
 REGION = "us-west-2"
 SOURCE_BUCKET, DEST_BUCKET, STAGING_BUCKET = "bench-daac-protected", "bench-dest", "bench-staging"
 DEFAULT_AWS_CLI = REPO / "build" / "venv-awscli" / "bin" / "aws"
-TOOLS = ("teacopy", "naive", "cli")
+TOOLS = ("teacopy", "rclone", "s5cmd", "naive", "cli")
+PEERS = ("rclone", "s5cmd")  # configured per set (bench.peers), best candidate kept
+TOOLS_CPUS, SERVER_CPUS = "0", "1"  # taskset: every tool on one core (a 1,769 MB Lambda), the server on the other
+MODELLED, LOOPBACK = "modelled", "loopback"  # the two figures
 SERVER_START_TIMEOUT_S = 60.0
 ADMIN_TIMEOUT_S = 600.0  # put-random of 4 GiB takes ~40 s on this machine
 POLL_S = 0.005
@@ -71,7 +77,10 @@ class Options:
     out_dir: Path = REPO / "build" / "bench"
     tool_timeout_s: float = 3600.0
     max_cli_objects: int | None = None
-    latency_ms: float = 0.0  # added to every S3 request by the server (diagnostic: S3 is latency-bound, moto is not)
+    s3_model: S3Model = field(default_factory=S3Model)  # the modelled S3 (bench.model)
+    loopback: bool = True  # also the second figure: the same copies on the zero-latency loopback server
+    pin: bool = True  # tools on CPU TOOLS_CPUS, the server on SERVER_CPUS (taskset)
+    peer_configs: dict[str, list[str]] = field(default_factory=dict)  # tool -> candidate labels to try (all: empty)
     repeat: int = 1  # runs per tool and set (the median-throughput run is reported)
     lean_complete: bool = False  # every set on the memory-bounded CompleteMultipartUpload (diagnostic)
     progress: Callable[[str], None] = lambda message: print(message, file=sys.stderr, flush=True)
@@ -83,19 +92,34 @@ class Options:
 class BenchServer:
     """The counting moto server (``bench.server``) in its own process, and its admin endpoints."""
 
-    def __init__(self, log_path: Path, lean_complete: bool = False, latency_ms: float = 0.0) -> None:
+    def __init__(
+        self,
+        log_path: Path,
+        lean_complete: bool = False,
+        model: S3Model | None = None,
+        cpus: str | None = None,
+    ) -> None:
         self.log_path = log_path
         self.lean_complete = lean_complete
-        self.latency_ms = latency_ms
+        self.model = model or S3Model.loopback()
+        self.cpus = cpus  # taskset CPU list for the server process (None: not pinned)
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "bench.server", "--host", "127.0.0.1", "--port", "0"]
+        if self.lean_complete:
+            argv.append("--lean-complete")
+        model = self.model
+        if model.is_loopback:
+            argv.append("--loopback")
+        else:
+            argv += ["--first-byte-ms", str(model.first_byte_ms), "--jitter-ms", str(model.jitter_ms)]
+            argv += ["--connection-mbps", str(model.connection_mbps), "--link-mibps", str(model.link_mibps)]
         with self.log_path.open("w", encoding="utf-8") as log:
             self.process = subprocess.Popen(  # noqa: S603 — our own module, fixed argv
-                [*argv, *(["--lean-complete"] if self.lean_complete else []), "--latency-ms", str(self.latency_ms)],
+                pinned(argv, self.cpus),
                 stdout=subprocess.PIPE,
                 stderr=log,
                 text=True,
@@ -129,6 +153,11 @@ class BenchServer:
         with urllib.request.urlopen(request, timeout=ADMIN_TIMEOUT_S) as response:  # noqa: S310 — loopback
             return json.loads(response.read())
 
+    def set_model(self, model: S3Model) -> None:
+        """Switch the running server's S3 model (same process, same stored objects)."""
+        self.model = model
+        self.admin("POST", "model", **model.as_dict())
+
     def client(self) -> Any:
         import boto3
         from botocore.config import Config
@@ -143,13 +172,25 @@ class BenchServer:
 
 
 @contextmanager
-def running_server(log_path: Path, lean_complete: bool = False, latency_ms: float = 0.0) -> Iterator[BenchServer]:
-    server = BenchServer(log_path, lean_complete, latency_ms)
+def running_server(
+    log_path: Path, lean_complete: bool = False, model: S3Model | None = None, cpus: str | None = None
+) -> Iterator[BenchServer]:
+    server = BenchServer(log_path, lean_complete, model, cpus)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+def pinned(argv: list[str], cpus: str | None) -> list[str]:
+    """``argv`` confined to the CPUs ``cpus`` (``taskset -c``); unchanged when ``cpus`` is None."""
+    if cpus is None:
+        return argv
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        raise RuntimeError("taskset (util-linux) is needed to confine the tools to one core")
+    return [taskset, "-c", cpus, *argv]
 
 
 def _python_env() -> dict[str, str]:
@@ -208,14 +249,16 @@ def wait_with_rusage(process: subprocess.Popen[Any], deadline: float) -> Finishe
         time.sleep(POLL_S)
 
 
-def run_driver(tool: str, spec: dict[str, Any], log_path: Path, timeout_s: float) -> dict[str, Any]:
+def run_driver(
+    tool: str, spec: dict[str, Any], log_path: Path, timeout_s: float, cpus: str | None = None
+) -> dict[str, Any]:
     """One driver process; returns its report plus the kernel's view of its peak RSS and CPU."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
         with log_path.open("w", encoding="utf-8") as log:
             process = subprocess.Popen(  # noqa: S603 — our own module, fixed argv
-                [sys.executable, "-m", "bench.drivers", tool, str(spec_path), str(out_path)],
+                pinned([sys.executable, "-m", "bench.drivers", tool, str(spec_path), str(out_path)], cpus),
                 stdout=log,
                 stderr=log,
                 env=_python_env(),
@@ -233,10 +276,14 @@ def run_driver(tool: str, spec: dict[str, Any], log_path: Path, timeout_s: float
     return report
 
 
-def run_teacopy(spec: dict[str, Any], workers: int, log_dir: Path, label: str, timeout_s: float) -> dict[str, Any]:
+def run_teacopy(
+    spec: dict[str, Any], workers: int, log_dir: Path, label: str, timeout_s: float, cpus: str | None = None
+) -> dict[str, Any]:
     """``workers`` driver processes, each calling copy_batch for one batch at a time."""
     if workers == 1:
-        report = run_driver("teacopy", {**spec, "workers": 1, "worker_index": 0}, log_dir / f"{label}.log", timeout_s)
+        report = run_driver(
+            "teacopy", {**spec, "workers": 1, "worker_index": 0}, log_dir / f"{label}.log", timeout_s, cpus
+        )
         report["peak_rss_mb"] = report["process"]["peak_rss_mb"]
         report["client_cpu_s"] = report["process"]["cpu_s"]
         return report
@@ -251,6 +298,7 @@ def run_teacopy(spec: dict[str, Any], workers: int, log_dir: Path, label: str, t
                 {**spec, "workers": workers, "worker_index": i},
                 log_dir / f"{label}-w{i}.log",
                 timeout_s,
+                cpus,
             )
             for i in range(workers)
         ]
@@ -270,7 +318,12 @@ def run_teacopy(spec: dict[str, Any], workers: int, log_dir: Path, label: str, t
 
 
 def run_cli_pipe(
-    aws: Path, endpoint: str, objects: list[dict[str, Any]], log_path: Path, timeout_s: float
+    aws: Path,
+    endpoint: str,
+    objects: list[dict[str, Any]],
+    log_path: Path,
+    timeout_s: float,
+    cpus: str | None = None,
 ) -> dict[str, Any]:
     """``aws s3 cp s3://src/k - | aws s3 cp - s3://dst/k`` per object, sequentially."""
     home = tempfile.mkdtemp(prefix="bench-awscli-")
@@ -305,13 +358,13 @@ def run_cli_pipe(
         for obj in objects:
             key = obj["key"]
             reader = subprocess.Popen(  # noqa: S603 — fixed argv
-                [str(aws), "s3", "cp", f"s3://{SOURCE_BUCKET}/{key}", "-", *common],
+                pinned([str(aws), "s3", "cp", f"s3://{SOURCE_BUCKET}/{key}", "-", *common], cpus),
                 stdout=subprocess.PIPE,
                 stderr=log,
                 env=source_env,
             )
             writer = subprocess.Popen(  # noqa: S603 — fixed argv
-                [str(aws), "s3", "cp", "-", f"s3://{DEST_BUCKET}/{key}", *common],
+                pinned([str(aws), "s3", "cp", "-", f"s3://{DEST_BUCKET}/{key}", *common], cpus),
                 stdin=reader.stdout,
                 stdout=log,
                 stderr=log,
@@ -350,11 +403,7 @@ def generate(server: BenchServer, spec: SetSpec) -> list[dict[str, Any]]:
 def verify(server: BenchServer, s3: Any, objects: list[dict[str, Any]]) -> dict[str, Any]:
     """Every destination object must exist with the source's size and SHA-256 (read on the server)."""
     bad: list[str] = []
-    for obj in objects:
-        source = server.admin("GET", "digest", bucket=SOURCE_BUCKET, key=obj["key"])
-        if source["sha256"] != obj["sha256"]:
-            bad.append(f"{obj['key']}: source changed")
-            continue
+    for obj in objects:  # the source objects are checked once per set, at its end (run_bench)
         try:
             dest = server.admin("GET", "digest", bucket=DEST_BUCKET, key=obj["key"])
         except urllib.error.HTTPError:
@@ -400,11 +449,14 @@ def run_tool(
     options: Options,
     settings: dict[str, int],
     label: str,
+    figure: str = MODELLED,
+    peer: PeerConfig | None = None,
 ) -> dict[str, Any]:
     empty_bucket(s3, DEST_BUCKET)
     empty_bucket(s3, STAGING_BUCKET)
     log_dir = options.out_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    cpus = TOOLS_CPUS if options.pin else None
     driver_spec = {
         "endpoint": server.url,
         "region": REGION,
@@ -420,15 +472,31 @@ def run_tool(
     before = server.admin("GET", "counts")
     load = os.getloadavg()[0]
     if tool == "teacopy":
-        report = run_teacopy(driver_spec, options.workers, log_dir, label, options.tool_timeout_s)
+        report = run_teacopy(driver_spec, options.workers, log_dir, label, options.tool_timeout_s, cpus)
     elif tool == "naive":
-        report = run_driver("naive", driver_spec, log_dir / f"{label}.log", options.tool_timeout_s)
+        report = run_driver("naive", driver_spec, log_dir / f"{label}.log", options.tool_timeout_s, cpus)
         report["peak_rss_mb"] = report["process"]["peak_rss_mb"]
         report["client_cpu_s"] = report["process"]["cpu_s"]
+    elif tool in PEERS:
+        assert peer is not None
+        prefix = objects[0]["key"].rsplit("/", 1)[0]
+        report = peers.run_peer(
+            peer,
+            endpoint=server.url,
+            region=REGION,
+            source=(SOURCE_BUCKET, prefix, TEA_LIKE),
+            dest=(DEST_BUCKET, prefix, ROLE_LIKE),
+            keys=[o["key"] for o in objects],
+            log_path=log_dir / f"{label}.log",
+            timeout_s=options.tool_timeout_s,
+            cpus=cpus,
+        )
     else:
         if options.max_cli_objects is not None:
             subset = objects[: options.max_cli_objects]
-        report = run_cli_pipe(options.aws_cli, server.url, subset, log_dir / f"{label}.log", options.tool_timeout_s)
+        report = run_cli_pipe(
+            options.aws_cli, server.url, subset, log_dir / f"{label}.log", options.tool_timeout_s, cpus
+        )
     after = server.admin("GET", "counts")
     if tool == "teacopy" and "copied" in report and int(report["copied"]) != len(subset):
         report.setdefault("errors", []).append(
@@ -447,16 +515,22 @@ def run_tool(
         model=options.model,
     )
     empty_bucket(s3, DEST_BUCKET)
+    server_cpu = after["server_cpu_s"] - before["server_cpu_s"]
     row = {
         "set": spec.name,
         "tool": tool,
+        "figure": figure,
+        "config": peer.label if peer is not None else ("deployed defaults" if tool == "teacopy" else ""),
+        "command": peer.describe() if peer is not None else "",
         "objects": len(subset),
         "bytes": copied_bytes,
         "seconds": round(seconds, 3),
         "mib_s": round(copied_bytes / MIB / seconds, 2),
+        "objects_per_s": round(len(subset) / seconds, 1),
         "peak_rss_mb": round(float(report.get("peak_rss_mb", 0.0)), 1),
         "client_cpu_s": round(float(report.get("client_cpu_s", 0.0)), 2),
-        "server_cpu_s": round(after["server_cpu_s"] - before["server_cpu_s"], 2),
+        "server_cpu_s": round(server_cpu, 2),
+        "server_busy": round(server_cpu / seconds, 3),  # share of the server's core it used: < ~0.8 = not the limit
         "server_peak_rss_mb": after["server_peak_rss_mb"],
         "load_1min_before": round(load, 2),
         **counted,
@@ -464,12 +538,25 @@ def run_tool(
         "verified": checked,
         "errors": report.get("errors", [])[:5],
     }
-    for name in ("invocations", "retries", "batches", "settings", "peak_rss_mb_sum"):
+    for name in ("invocations", "retries", "batches", "settings", "peak_rss_mb_sum", "phases", "processes"):
         if name in report:
             row[name] = report[name]
-    if tool == "cli":
-        row["processes"] = report.get("processes")
     return row
+
+
+def _ok(row: dict[str, Any]) -> bool:
+    return bool(row["verified"]["ok"]) and not row["errors"]
+
+
+def _prepare(server: BenchServer, spec: SetSpec, options: Options) -> tuple[Any, list[dict[str, Any]]]:
+    s3 = server.client()
+    for bucket in (SOURCE_BUCKET, DEST_BUCKET, STAGING_BUCKET):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    options.progress(f"[bench] set {spec.name}: generating {spec.count} x {_size(spec.size)}")
+    generated = time.monotonic()
+    objects = generate(server, spec)
+    options.progress(f"[bench] set {spec.name}: generated in {time.monotonic() - generated:.1f} s")
+    return s3, objects
 
 
 def run_bench(options: Options) -> dict[str, Any]:
@@ -479,31 +566,66 @@ def run_bench(options: Options) -> dict[str, Any]:
     if "cli" in tools and not options.aws_cli.exists():
         tools.remove("cli")
         notes.append(f"AWS CLI not found at {options.aws_cli}: the CLI pipe was not run (make bench installs it)")
+    for peer in PEERS:
+        if peer in tools and not peers.installed(peer):
+            tools.remove(peer)
+            notes.append(f"{peer} not found in {peers.PEERS_VENV}: not run (make bench installs it)")
     rows: list[dict[str, Any]] = []
     sweep_rows: list[dict[str, Any]] = []
+    tried: list[dict[str, Any]] = []
+    cpus = SERVER_CPUS if options.pin else None
     for spec in options.sets:
         lean = options.lean_complete or spec.lean_server
         # A fresh server per set: the previous set's objects and moto's memory are gone.
         log = options.out_dir / "logs" / f"server-{spec.name}.log"
-        with running_server(log, lean, options.latency_ms) as server:
-            s3 = server.client()
-            for bucket in (SOURCE_BUCKET, DEST_BUCKET, STAGING_BUCKET):
-                s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-            options.progress(f"[bench] set {spec.name}: generating {spec.count} x {_size(spec.size)}")
-            generated = time.monotonic()
-            objects = generate(server, spec)
-            options.progress(f"[bench] set {spec.name}: generated in {time.monotonic() - generated:.1f} s")
-            runs: dict[str, list[dict[str, Any]]] = {t: [] for t in tools if t == "teacopy" or not spec.teacopy_only}
-            for repetition in range(options.repeat):  # tools interleaved, so load drift hits them alike
-                for tool, done in runs.items():
+        with running_server(log, lean, options.s3_model, cpus) as server:
+            s3, objects = _prepare(server, spec, options)
+            set_tools = [t for t in tools if t == "teacopy" or not spec.teacopy_only]
+
+            def one(
+                tool: str,
+                label: str,
+                figure: str,
+                peer: PeerConfig | None = None,
+                *,
+                spec: SetSpec = spec,
+                server: BenchServer = server,
+                s3: Any = s3,
+                objects: list[dict[str, Any]] = objects,
+                lean: bool = lean,
+            ) -> dict[str, Any]:
+                options.progress(f"[bench] set {spec.name} ({figure}): {tool} {peer.label if peer else ''} ...")
+                row = run_tool(tool, server, s3, spec, objects, options, options.settings, label, figure, peer)
+                row["lean_complete_server"] = lean
+                options.progress(f"[bench] set {spec.name} ({figure}): {tool}: {_row_brief(row)}")
+                return row
+
+            # 1. the peers' candidate configurations, once each; the fastest verified one is kept
+            chosen: dict[str, PeerConfig] = {}
+            runs: dict[str, list[dict[str, Any]]] = {t: [] for t in set_tools}
+            for tool in (t for t in set_tools if t in PEERS):
+                best: tuple[float, PeerConfig, dict[str, Any]] | None = None
+                for config in _candidates(tool, spec, options):
+                    row = one(tool, f"{spec.name}-{tool}-{config.label}", MODELLED, config)
+                    tried.append(row)
+                    if _ok(row) and (best is None or row["mib_s"] > best[0]):
+                        best = (row["mib_s"], config, row)
+                if best is not None:
+                    chosen[tool] = best[1]
+                    runs[tool].append(best[2])
+            # 2. teacopy and the chosen peer configurations, interleaved (load drift hits them alike)
+            for repetition in range(options.repeat):
+                for tool in set_tools:
+                    done = runs[tool]
+                    if tool in PEERS and (tool not in chosen or len(done) > repetition):
+                        continue  # the candidate run is its first run
+                    if tool in ("naive", "cli") and done:
+                        continue  # far behind: one run
                     if done and float(done[-1]["seconds"]) > REPEAT_LIMIT_S:
                         continue  # long runs are not repeated: noise is small next to them
-                    options.progress(f"[bench] set {spec.name}: {tool} (run {repetition + 1}) ...")
                     label = f"{spec.name}-{tool}" + (f"-r{repetition + 1}" if options.repeat > 1 else "")
-                    row = run_tool(tool, server, s3, spec, objects, options, options.settings, label)
-                    row["lean_complete_server"], row["server_latency_ms"] = lean, options.latency_ms
-                    options.progress(f"[bench] set {spec.name}: {tool}: {_row_brief(row)}")
-                    done.append(row)
+                    rows_peer = chosen.get(tool)
+                    done.append(one(tool, label, MODELLED, rows_peer))
             rows.extend(median_row(done) for done in runs.values() if done)
             if spec.name == "1gib" and options.sweep:
                 for part, inflight in options.sweep:
@@ -514,8 +636,17 @@ def run_bench(options: Options) -> dict[str, Any]:
                     row["lean_complete_server"] = lean
                     options.progress(f"[bench] sweep {part // MIB} MiB x {inflight}: {_row_brief(row)}")
                     sweep_rows.append(row)
-    if options.latency_ms:
-        notes.append(f"every S3 request was delayed {options.latency_ms:g} ms by the server (--latency-ms)")
+            # 3. the second figure: the same data and configurations on the zero-latency loopback server
+            if options.loopback and not spec.teacopy_only and not options.s3_model.is_loopback:
+                server.set_model(S3Model.loopback())
+                for tool in set_tools:
+                    if tool == "cli" or (tool in PEERS and tool not in chosen):
+                        continue
+                    row = one(tool, f"{spec.name}-{tool}-loopback", LOOPBACK, chosen.get(tool))
+                    rows.append({**row, "runs": 1, "mib_s_runs": [row["mib_s"]]})
+            changed = [o["key"] for o in objects if digest(server, SOURCE_BUCKET, o["key"])["sha256"] != o["sha256"]]
+            if changed:
+                notes.append(f"set {spec.name}: source objects changed during the runs: {changed[:3]}")
     lean_sets = [s.name for s in options.sets if options.lean_complete or s.lean_server]
     if lean_sets:
         notes.append(
@@ -523,22 +654,47 @@ def run_bench(options: Options) -> dict[str, Any]:
             " CompleteMultipartUpload streams the parts instead of concatenating them in memory (stock moto needs"
             " ~4-7 GB of server memory per GiB completed; a 4 GiB object does not fit this machine)"
         )
+    if not options.pin:
+        notes.append("--no-pin: tools and server were not confined to their own cores")
+    briefs = [_tried_brief(r) for r in tried]
     return {
         "rows": rows,
         "sweep": sweep_rows,
-        "summary": summarize(rows),
+        "tried": briefs,
+        "summary": summarize(rows, options.s3_model, briefs),
         "assumptions": {
             **cost.assumptions(options.model),
+            "s3_model": options.s3_model.as_dict(),
+            "cpus": {"tools": TOOLS_CPUS, "server": SERVER_CPUS} if options.pin else None,
             "teacopy_worker_processes": options.workers,
             "repeat": options.repeat,
             "teacopy_settings_overrides": options.settings,
-            "peers": "naive: one process, sequential; cli: one pipe (two aws processes) per object, sequential"
+            "peers": "rclone and s5cmd: every candidate configuration once, the fastest repeated; naive: one"
+            " process, sequential, one run; cli: one pipe (two aws processes) per object, sequential, one run"
             + (f", at most the first {options.max_cli_objects} objects of a set" if options.max_cli_objects else ""),
             "sets": [asdict(s) for s in options.sets],
         },
         "notes": notes,
         "uptime": _uptime(),
     }
+
+
+def _candidates(tool: str, spec: SetSpec, options: Options) -> list[PeerConfig]:
+    every = peers.candidates(tool, spec.size, spec.count)
+    wanted = options.peer_configs.get(tool)
+    return [c for c in every if c.label in wanted] or every[:1] if wanted else every
+
+
+def digest(server: BenchServer, bucket: str, key: str) -> dict[str, Any]:
+    result: dict[str, Any] = server.admin("GET", "digest", bucket=bucket, key=key)
+    return result
+
+
+def _tried_brief(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: row.get(k)
+        for k in ("set", "tool", "config", "command", "mib_s", "objects_per_s", "peak_rss_mb", "client_cpu_s")
+    } | {"ok": _ok(row), "requests_per_object": row.get("requests_per_object"), "phases": row.get("phases")}
 
 
 def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -553,39 +709,100 @@ def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The headline numbers (the last line of ``make bench``) and whether the issue's targets are met."""
+def _by_set(rows: list[dict[str, Any]], figure: str) -> dict[str, dict[str, dict[str, Any]]]:
     by_set: dict[str, dict[str, dict[str, Any]]] = {}
     for row in rows:
-        by_set.setdefault(row["set"], {})[row["tool"]] = row
+        if row.get("figure", MODELLED) == figure:
+            by_set.setdefault(row["set"], {})[row["tool"]] = row
+    return by_set
+
+
+def _ratios(by_set: dict[str, dict[str, dict[str, Any]]]) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
     ratios: dict[str, float] = {}
+    best: dict[str, dict[str, Any]] = {}
     for name, tools in by_set.items():
-        peers = [r["mib_s"] for t, r in tools.items() if t != "teacopy"]
-        if "teacopy" in tools and peers:
-            ratios[name] = round(tools["teacopy"]["mib_s"] / max(peers), 3)
+        others = [r for t, r in tools.items() if t != "teacopy"]
+        if "teacopy" in tools and others:
+            top = max(others, key=lambda r: r["mib_s"])
+            ratios[name] = round(tools["teacopy"]["mib_s"] / max(1e-9, top["mib_s"]), 3)
+            best[name] = {
+                "tool": top["tool"],
+                "config": top["config"],
+                "command": top["command"],
+                "mib_s": top["mib_s"],
+            }
+    return ratios, best
+
+
+def summarize(
+    rows: list[dict[str, Any]], s3_model: S3Model | None = None, tried: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The headline numbers (the last line of ``make bench``) and whether the issue's targets are met."""
+    s3_model = s3_model or S3Model()
+    figure = LOOPBACK if s3_model.is_loopback else MODELLED
+    by_set = _by_set(rows, figure)
+    ratios, best = _ratios(by_set)
+    loop_ratios, loop_best = _ratios(_by_set(rows, LOOPBACK)) if figure == MODELLED else ({}, {})
 
     def teacopy(set_name: str, key: str) -> Any:
         return by_set.get(set_name, {}).get("teacopy", {}).get(key)
 
+    def utilization(set_name: str) -> float | None:
+        mib_s = teacopy(set_name, "mib_s")
+        if mib_s is None or not s3_model.link_mibps:
+            return None
+        return round(mib_s / s3_model.link_mibps, 3)
+
+    native: dict[str, dict[str, float]] = {}
+    for row in tried or []:
+        phases = row.get("phases") or []
+        if row["tool"] == "s5cmd" and len(phases) == 2 and row["ok"]:
+            sizes = by_set.get(row["set"], {}).get("teacopy", {}).get("bytes")
+            if sizes:
+                entry = native.setdefault(row["set"], {"download_mib_s": 0.0, "upload_mib_s": 0.0})
+                entry["download_mib_s"] = max(entry["download_mib_s"], round(sizes / MIB / phases[0]["seconds"], 1))
+                entry["upload_mib_s"] = max(entry["upload_mib_s"], round(sizes / MIB / phases[1]["seconds"], 1))
+    peer_names = sorted({r["tool"] for r in rows if r["tool"] != "teacopy"})
     out: dict[str, Any] = {
         "throughput_ratio_vs_best_peer": min(ratios.values()) if ratios else None,
+        "best_peer_by_set": best,
+        "peers": peer_names,
+        "s3_model": {
+            "first_byte_ms": s3_model.first_byte_ms,
+            "jitter_ms": s3_model.jitter_ms,
+            "connection_mbps": s3_model.connection_mbps,
+            "link_mibps": s3_model.link_mibps,
+        },
+        "link_utilization_1gib": utilization("1gib"),
+        "link_utilization_50mib": utilization("50mib"),
+        "small_objects_per_second": teacopy("100kib", "objects_per_s"),
         "peak_rss_mb_1gib": teacopy("1gib", "peak_rss_mb"),
         "peak_rss_mb_4gib": teacopy("4gib", "peak_rss_mb"),
         "requests_per_small_object": teacopy("100kib", "requests_per_object"),
         "staging_requests_per_small_object": teacopy("100kib", "staging_requests_per_object"),
         "usd_per_tb_50mib": teacopy("50mib", "usd_per_tb"),
+        "loopback_ratio_vs_best_peer": min(loop_ratios.values()) if loop_ratios else None,
         "throughput_ratio_by_set": ratios,
+        "loopback_ratio_by_set": loop_ratios,
+        "loopback_best_peer_by_set": loop_best,
+        "teacopy_mib_s_by_set": {
+            name: tools["teacopy"]["mib_s"] for name, tools in by_set.items() if "teacopy" in tools
+        },
+        "server_busy_max": max((float(r.get("server_busy", 0.0)) for r in rows), default=0.0),
+        "native_client_by_set": native,
         "lean_complete_sets": sorted({r["set"] for r in rows if r.get("lean_complete_server")}),
-        "server_latency_ms": max((float(r.get("server_latency_ms", 0.0)) for r in rows), default=0.0),
-        "all_verified": all(r["verified"]["ok"] and not r["errors"] for r in rows),
+        "all_verified": all(_ok(r) for r in rows),
         "per_set": {
             name: {
                 tool: {
                     "mib_s": r["mib_s"],
+                    "objects_per_s": r.get("objects_per_s"),
                     "peak_rss_mb": r["peak_rss_mb"],
                     "requests_per_object": r["requests_per_object"],
+                    "client_cpu_s": r.get("client_cpu_s"),
                     "usd_per_tb": r["usd_per_tb"],
                     "usd_per_million_objects": r["usd_per_million_objects"],
+                    "config": r.get("config", ""),
                     "verified": r["verified"]["ok"],
                 }
                 for tool, r in tools.items()
@@ -593,16 +810,23 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             for name, tools in by_set.items()
         },
     }
-    rss1, rss4 = out["peak_rss_mb_1gib"], out["peak_rss_mb_4gib"]
+    rss4 = out["peak_rss_mb_4gib"]
+    sets_with_peers = set(ratios)
+
+    def at_least(value: Any, floor: float) -> bool | None:
+        return None if value is None else value >= floor
+
     out["targets_met"] = {
-        "throughput_ratio_vs_best_peer>=1.0": None if not ratios else min(ratios.values()) >= 1.0,
-        "peak_rss_mb_4gib<=300_and_within_10pct_of_1gib": None
-        if rss1 is None or rss4 is None
-        else (rss4 <= 300 and abs(rss4 - rss1) <= 0.10 * rss1),
+        "throughput_ratio_vs_best_peer>=1.0_every_set": None if not ratios else min(ratios.values()) >= 1.0,
+        "rclone_and_s5cmd_among_peers": {"rclone", "s5cmd"} <= set(peer_names),
+        "sets_1gib_50mib_100kib_compared": {"1gib", "50mib", "100kib"} <= sets_with_peers,
+        "link_utilization_1gib>=0.85": at_least(out["link_utilization_1gib"], 0.85),
+        "link_utilization_50mib>=0.85": at_least(out["link_utilization_50mib"], 0.85),
+        "peak_rss_mb_4gib<=300": None if rss4 is None else rss4 <= 300,
         "requests_per_small_object<=3": None
         if out["requests_per_small_object"] is None
         else out["requests_per_small_object"] <= 3,
-        "usd_per_tb_50mib<=0.60": None if out["usd_per_tb_50mib"] is None else out["usd_per_tb_50mib"] <= 0.60,
+        "usd_per_tb_50mib<=0.40": None if out["usd_per_tb_50mib"] is None else out["usd_per_tb_50mib"] <= 0.40,
     }
     return out
 
@@ -625,54 +849,96 @@ def _uptime() -> str:
 
 
 def _row_brief(row: dict[str, Any]) -> str:
-    ok = "ok" if row["verified"]["ok"] and not row["errors"] else f"FAILED {row['verified']['bad']} {row['errors']}"
+    ok = "ok" if _ok(row) else f"FAILED {row['verified']['bad']} {row['errors']}"
     return (
-        f"{row['mib_s']} MiB/s, {row['seconds']} s, rss {row['peak_rss_mb']} MB, "
-        f"{row['requests_per_object']} req/obj (+{row['staging_requests_per_object']} staging), "
+        f"{row['mib_s']} MiB/s, {row['objects_per_s']} obj/s, {row['seconds']} s, rss {row['peak_rss_mb']} MB, "
+        f"cpu {row['client_cpu_s']} s, {row['requests_per_object']} req/obj "
+        f"(+{row['staging_requests_per_object']} staging), server busy {row['server_busy']:.0%}, "
         f"${row['usd_per_tb']}/TB, verify {ok}"
     )
 
 
+HEADER = (
+    f"{'set':<7} {'tool':<8} {'config':<18} {'MiB/s':>7} {'obj/s':>7} {'RSS MB':>7} {'req/obj':>8} "
+    f"{'CPU s':>6} {'srv %':>6} {'$/TB':>7}  ok"
+)
+
+
 def format_report(result: dict[str, Any]) -> str:
-    lines = []
-    header = (
-        f"{'set':<8} {'tool':<8} {'objects':>7} {'MiB/s':>8} {'wall s':>8} {'RSS MB':>7} {'req/obj':>8} "
-        f"{'stg/obj':>7} {'cli CPU':>8} {'srv CPU':>8} {'$/TB':>8} {'$/1M obj':>9}  verified"
-    )
-    lines += [header, "-" * len(header)]
-    for row in result["rows"]:
-        lines.append(_table_line(row))
+    a = result["assumptions"]
+    model = S3Model(**{k: v for k, v in a.get("s3_model", {}).items() if k in S3Model.__dataclass_fields__})
+    lines: list[str] = []
+    for figure, title in (
+        (MODELLED, f"modelled S3: {model.describe()}"),
+        (LOOPBACK, "loopback S3 (no latency, no caps: bound by the server's and the tools' CPU)"),
+    ):
+        rows = [r for r in result["rows"] if r.get("figure", MODELLED) == figure]
+        if not rows:
+            continue
+        lines += [title, HEADER, "-" * len(HEADER)]
+        current = None
+        for row in rows:
+            if current is not None and row["set"] != current:
+                lines.append("")
+            current = row["set"]
+            lines.append(_table_line(row))
+        lines.append("")
+    summary = result.get("summary") or {}
+    native = summary.get("native_client_by_set") or {}
+    if native and not model.is_loopback:
+        lines.append(
+            "is the server the limit? a native client (s5cmd, Go, download-all then upload-all) against the same"
+            f" server and model (link {model.link_mibps:g} MiB/s per direction):"
+        )
+        for set_name, entry in native.items():
+            lines.append(
+                f"  {set_name:<7} download {entry['download_mib_s']:.1f} MiB/s"
+                f" ({entry['download_mib_s'] / model.link_mibps:.0%} of the link),"
+                f" upload {entry['upload_mib_s']:.1f} MiB/s ({entry['upload_mib_s'] / model.link_mibps:.0%})"
+            )
+        lines.append(f"  the server's busiest run used {summary.get('server_busy_max', 0):.0%} of its core")
+        lines.append("")
+    if result.get("tried"):
+        lines.append("peer configurations tried (modelled S3, one run each; the fastest is repeated above):")
+        for row in result["tried"]:
+            phases = row.get("phases") or []
+            extra = ""
+            if len(phases) == 2:
+                extra = f"  (download {phases[0]['seconds']:.2f} s, upload {phases[1]['seconds']:.2f} s)"
+            lines.append(
+                f"  {row['set']:<7} {row['tool']:<7} {row['config']:<14} {row['mib_s']:>8.1f} MiB/s"
+                f" {row['objects_per_s']:>7.1f} obj/s  {'ok' if row['ok'] else 'FAILED'}  {row['command']}{extra}"
+            )
+        lines.append("")
     if result["sweep"]:
-        lines += ["", "sweep (teacopy, 1gib set): part size x in-flight parts", header, "-" * len(header)]
+        lines += ["sweep (teacopy, 1gib set): part size x in-flight parts", HEADER, "-" * len(HEADER)]
         for row in result["sweep"]:
-            lines.append(_table_line({**row, "tool": f"{row['part_size_mib']}Mx{row['inflight_parts']}"}))
-    lines.append("")
+            lines.append(_table_line({**row, "config": f"{row['part_size_mib']}M x {row['inflight_parts']}"}))
+        lines.append("")
     lines.append("requests counted per tool (source | destination | staging), per set:")
     for row in result["rows"]:
         r = row["requests"]
         lines.append(
-            f"  {row['set']:<7} {row['tool']:<8} {_ops(r['source'])} | {_ops(r['dest'])} | {_ops(r['staging'])}"
+            f"  {row['set']:<7} {row.get('figure', ''):<9} {row['tool']:<8}"
+            f" {_ops(r['source'])} | {_ops(r['dest'])} | {_ops(r['staging'])}"
         )
-    lines.append("")
-    lines.append("server time inside moto per operation (seconds, summed over concurrent requests):")
-    for row in result["rows"] + result["sweep"]:
-        ops = sorted(row["server_seconds_by_operation"].items(), key=lambda item: -item[1])
-        tool = row["tool"] if "part_size_mib" not in row else f"{row['part_size_mib']}Mx{row['inflight_parts']}"
-        lines.append(f"  {row['set']:<7} {tool:<8} " + ", ".join(f"{op} {sec:.2f}" for op, sec in ops if sec >= 0.01))
-    a = result["assumptions"]
     m, p = a["compute"], a["prices"]
     lines += [
         "",
         "assumptions:",
-        f"  throughput = set bytes / wall clock of the copy only (driver-measured; the CLI pipe includes its"
-        f" process starts); median of {a['repeat']} run(s) per tool, tools interleaved (runs over"
-        f" {REPEAT_LIMIT_S:.0f} s are not repeated)",
-        f"  teacopy runs {a['teacopy_worker_processes']} worker process(es), one copy_batch at a time each (one map"
-        f" child); {a['peers']}",
-        "  peak RSS = ru_maxrss of the copying process (teacopy: max per worker; CLI pipe: both aws processes"
-        " of one object added, max over objects)",
-        "  req/obj = all requests counted on the source + destination buckets / objects; stg/obj = staging bucket"
-        " (teacopy's result log), included in teacopy's cost",
+        f"  S3 model: {model.describe()}; the server answers the data path itself (bench/fastpath.py) on"
+        " moto's storage, on its own core",
+        "  CPU: every tool (teacopy included) runs under `taskset -c "
+        f"{TOOLS_CPUS}` (one core: a 1,769 MB Lambda), the server under `taskset -c {SERVER_CPUS}`"
+        if a.get("cpus")
+        else "  CPU: not pinned (--no-pin)",
+        f"  throughput = set bytes / wall clock of the copy only; median of {a['repeat']} run(s) for teacopy and"
+        f" each peer's chosen configuration (runs over {REPEAT_LIMIT_S:.0f} s are not repeated); {a['peers']}",
+        "  peak RSS = ru_maxrss of the copying process (teacopy: max per worker; s5cmd pipes and the CLI pipe:"
+        " the processes of concurrent pipelines added); CPU s = user + system seconds of the tool's processes;"
+        " srv % = the server's CPU seconds / wall clock (its one core: below ~80 % it is not the limit)",
+        "  req/obj = all requests counted on the source + destination buckets / objects (teacopy's result log"
+        " in the staging bucket is priced too)",
         f"  S3 PUT-class ${p['s3_put_per_1000']}/1000 (Put, UploadPart, Create/CompleteMultipartUpload, List*),"
         f" GET-class ${p['s3_get_per_1000']}/1000 (Get, Head, other), Delete/Abort free",
         f"  Lambda (every tool alike): bytes / {m['network_mib_s']} MiB/s + {m['floor_ms_per_object']} ms per object,"
@@ -691,11 +957,10 @@ def _ops(ops: dict[str, int]) -> str:
 
 
 def _table_line(row: dict[str, Any]) -> str:
-    ok = "yes" if row["verified"]["ok"] and not row["errors"] else "NO"
+    ok = "yes" if _ok(row) else "NO"
     return (
-        f"{row['set']:<8} {row['tool']:<8} {row['objects']:>7} {row['mib_s']:>8.1f} {row['seconds']:>8.2f} "
-        f"{row['peak_rss_mb']:>7.0f} {row['requests_per_object']:>8.2f} {row['staging_requests_per_object']:>7.2f} "
-        f"{row['client_cpu_s']:>8.1f} {row['server_cpu_s']:>8.1f} {row['usd_per_tb']:>8.3f} "
-        f"{row['usd_per_million_objects']:>9.2f}  {ok}"
+        f"{row['set']:<7} {row['tool']:<8} {str(row.get('config', ''))[:18]:<18} {row['mib_s']:>7.1f}"
+        f" {row.get('objects_per_s', 0):>7.1f} {row['peak_rss_mb']:>7.0f} {row['requests_per_object']:>8.2f}"
+        f" {row['client_cpu_s']:>6.1f} {row.get('server_busy', 0):>6.0%} {row['usd_per_tb']:>7.3f}  {ok}"
         + (f"  runs {row['mib_s_runs']}" if len(row.get("mib_s_runs", [])) > 1 else "")
     )

@@ -1,8 +1,11 @@
-"""moto's S3 in server mode on loopback, wrapped in a request-counting WSGI middleware.
+"""moto's S3 in server mode on loopback, wrapped in a request-counting, S3-modelling WSGI middleware.
 
-Run as ``python -m bench.server [--port 0]``: prints one JSON line ``{"port": N}`` once it listens.
-Every S3 request is counted per bucket and per operation (with status codes and body bytes) BEFORE
-moto sees it. The bench reads and resets the counters through loopback admin endpoints that moto
+Run as ``python -m bench.server [--port 0] [--first-byte-ms 20 --connection-mbps 90 --link-mibps 75 |
+--loopback]``: prints one JSON line ``{"port": N, ...}`` once it listens. Every S3 request is counted per
+bucket and per operation (with status codes and body bytes) BEFORE moto sees it, then shaped by the
+S3 model (``bench.model``: first-byte latency, per-connection and link bandwidth), then answered by the
+data path (``bench.fastpath``: Get/Head/PutObject and UploadPart on moto's storage) or by moto itself.
+The bench reads and resets the counters through loopback admin endpoints that moto
 never sees (paths under ``/__bench__/``, which no S3 bucket name can spell):
 
 - ``GET  /__bench__/counts``                     counters + this process's CPU seconds and peak RSS
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import logging
 import os
@@ -22,10 +26,12 @@ import resource
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
+from bench.fastpath import make_fast
+from bench.model import S3Model, Shaper, model_from
 from bench.s3ops import classify
 
 ADMIN_PREFIX = "/__bench__/"
@@ -42,12 +48,22 @@ class Counter:
         self._lock = threading.Lock()
         self._counts: dict[str, dict[str, dict[str, Any]]] = {}
 
-    def add(self, bucket: str, operation: str, status: str, bytes_in: int, bytes_out: int, seconds: float) -> None:
+    def add(
+        self,
+        bucket: str,
+        operation: str,
+        status: str,
+        bytes_in: int,
+        bytes_out: int,
+        seconds: float,
+        moto: bool = False,
+    ) -> None:
         with self._lock:
             entry = self._counts.setdefault(bucket, {}).setdefault(
-                operation, {"n": 0, "status": {}, "bytes_in": 0, "bytes_out": 0, "seconds": 0.0}
+                operation, {"n": 0, "status": {}, "bytes_in": 0, "bytes_out": 0, "seconds": 0.0, "moto": 0}
             )
             entry["n"] += 1
+            entry["moto"] += int(moto)  # answered by moto itself, not the data path (bench/fastpath.py)
             entry["seconds"] += seconds
             entry["status"][status] = entry["status"].get(status, 0) + 1
             entry["bytes_in"] += bytes_in
@@ -66,18 +82,29 @@ def _request_headers(environ: Environ) -> dict[str, str]:
     headers = {k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")}
     if environ.get("CONTENT_LENGTH"):
         headers["content-length"] = str(environ["CONTENT_LENGTH"])
+    if environ.get("CONTENT_TYPE"):
+        headers["content-type"] = str(environ["CONTENT_TYPE"])
     return headers
 
 
 class CountingMiddleware:
-    """Counts each request by (bucket, S3 operation) and answers the bench's admin endpoints."""
+    """Counts each request by (bucket, S3 operation), applies the S3 model, answers the admin endpoints.
+
+    Per request: the body is read (paced by the model's upload link and connection cap) and handed on
+    as ``environ["bench.body"]``, the first-byte latency is slept, the app answers, and its response
+    body is paced by the download link and the connection cap.
+    """
 
     def __init__(
-        self, app: Callable[[Environ, StartResponse], Iterable[bytes]], counter: Counter, latency_s: float = 0.0
+        self,
+        app: Callable[[Environ, StartResponse], Iterable[bytes]],
+        counter: Counter,
+        model: S3Model | None = None,
     ) -> None:
         self.app = app
         self.counter = counter
-        self.latency_s = latency_s  # optional per-request delay (S3's first-byte latency; releases the GIL)
+        self.model = model or S3Model.loopback()
+        self.shaper = Shaper(self.model)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = str(environ.get("PATH_INFO", "") or "/")
@@ -98,21 +125,30 @@ class CountingMiddleware:
                     seen["length"] = int(value)
             return start_response(status, response_headers, *args)
 
-        if self.latency_s > 0:
-            time.sleep(self.latency_s)
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        length = str(environ.get("CONTENT_LENGTH") or "")
+        body: bytes | None = None
+        if method in ("PUT", "POST") and (length.isdigit() or environ.get("wsgi.input_terminated")):
+            body = self.shaper.read_body(environ["wsgi.input"], int(length) if length.isdigit() else None)
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+        environ["bench.headers"], environ["bench.body"] = headers, body
+        self.shaper.first_byte_delay()
         started = time.perf_counter()
         try:
             result = self.app(environ, counting_start_response)
         finally:
-            method = str(environ.get("REQUEST_METHOD", "GET")).upper()
             self.counter.add(
                 bucket,
                 operation,
                 seen["status"],
                 bytes_in,
                 0 if method == "HEAD" else seen["length"],
-                time.perf_counter() - started,  # moto's handling, incl. reading the request body
+                time.perf_counter() - started,  # the server's handling (not the model's waits)
+                bool(environ.get("bench.moto")),
             )
+        if self.shaper.active and method != "HEAD":
+            return _closing(self.shaper.paced(result), result)
         return result
 
     # -- admin endpoints (never reach moto, never counted)
@@ -128,6 +164,10 @@ class CountingMiddleware:
                     "server_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
                     "server_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
                 }
+            elif name == "model" and method == "POST":
+                self.model = model_from(query)
+                self.shaper = Shaper(self.model)
+                body = {"model": self.model.as_dict()}
             elif name == "reset" and method == "POST":
                 self.counter.reset()
                 body = {"ok": True}
@@ -140,6 +180,16 @@ class CountingMiddleware:
         except KeyError as exc:
             return _reply(start_response, "404 Not Found", {"error": f"not found: {exc}"})
         return _reply(start_response, "200 OK", body)
+
+
+def _closing(body: Iterable[bytes], original: Iterable[bytes]) -> Iterator[bytes]:
+    """``body``, then close the app's own iterable (WSGI requires it)."""
+    try:
+        yield from body
+    finally:
+        close = getattr(original, "close", None)
+        if close is not None:
+            close()
 
 
 def _reply(start_response: StartResponse, status: str, body: Any) -> list[bytes]:
@@ -292,10 +342,32 @@ def install_lean_complete() -> None:
     models.S3Backend.complete_multipart_upload = complete_multipart_upload  # type: ignore[method-assign]
 
 
-def make_app(counter: Counter, latency_s: float = 0.0) -> CountingMiddleware:
+def make_app(counter: Counter, model: S3Model | None = None) -> CountingMiddleware:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    return CountingMiddleware(DomainDispatcherApplication(create_backend_app), counter, latency_s)
+    return CountingMiddleware(make_fast(DomainDispatcherApplication(create_backend_app)), counter, model)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The S3 model's options (the server's and ``python -m bench``'s)."""
+    default = S3Model()
+    parser.add_argument("--first-byte-ms", type=float, default=default.first_byte_ms, help="S3 first-byte latency")
+    parser.add_argument("--jitter-ms", type=float, default=default.jitter_ms, help="uniform +/- around it")
+    parser.add_argument(
+        "--connection-mbps", type=float, default=default.connection_mbps, help="MB/s per connection (0: no cap)"
+    )
+    parser.add_argument(
+        "--link-mibps", type=float, default=default.link_mibps, help="MiB/s per direction, shared (0: no cap)"
+    )
+
+
+def model_from_args(args: argparse.Namespace) -> S3Model:
+    return S3Model(
+        first_byte_ms=max(0.0, args.first_byte_ms),
+        jitter_ms=max(0.0, min(args.jitter_ms, args.first_byte_ms)),
+        connection_mbps=max(0.0, args.connection_mbps),
+        link_mibps=max(0.0, args.link_mibps),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,25 +375,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--lean-complete", action="store_true", help="memory-bounded CompleteMultipartUpload")
-    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay added to every S3 request")
+    parser.add_argument("--loopback", action="store_true", help="no S3 model: no latency, no bandwidth caps")
+    add_model_arguments(parser)
     args = parser.parse_args(argv)
+    model = S3Model.loopback() if args.loopback else model_from_args(args)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         parser.error("the bench server only listens on loopback")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no per-request access log
     if args.lean_complete:
         install_lean_complete()
-    from moto.moto_server.werkzeug_app import MotoRequestHandler
-    from werkzeug.serving import make_server
+    from bench.http import Server
 
-    server = make_server(
-        args.host,
-        args.port,
-        make_app(Counter(), args.latency_ms / 1000),
-        threaded=True,
-        request_handler=MotoRequestHandler,
-    )
+    server = Server(args.host, args.port, make_app(Counter(), model))
     ready = {"port": server.server_address[1], "pid": os.getpid(), "lean_complete": args.lean_complete}
-    ready["latency_ms"] = args.latency_ms
+    ready["model"] = model.as_dict()
     print(json.dumps(ready), flush=True)
     try:
         server.serve_forever()

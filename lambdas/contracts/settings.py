@@ -15,6 +15,7 @@ from typing import Any
 from lambdas.contracts import env_names as env
 from lambdas.contracts.errors import ConfigurationError
 from lambdas.contracts.models import DEFAULT_ENDPOINT, ENDPOINT_NAME_RE, Destination
+from lambdas.contracts.units import GIB, MIB
 
 
 def _str(environ: Mapping[str, str], name: str, default: str | None = None) -> str:
@@ -181,7 +182,7 @@ class PlanSettings:
             destinations=tuple(destinations),
             manifest_buckets=tuple(manifest_buckets),
             batch_max_objects=_int(e, env.BATCH_MAX_OBJECTS, 100, minimum=1),
-            batch_max_bytes=_int(e, env.BATCH_MAX_BYTES, 8 * 1024**3, minimum=1),
+            batch_max_bytes=_int(e, env.BATCH_MAX_BYTES, 8 * GIB, minimum=1),
             max_inline_keys=_int(e, env.MAX_INLINE_KEYS, 1000, minimum=1),
             credentials_function=e.get(env.CREDENTIALS_FUNCTION, ""),
             credentials_secret_id=e.get(env.CREDENTIALS_SECRET_ID, ""),
@@ -200,9 +201,14 @@ class PlanSettings:
 
 # The stack passes its config (stacks/config.py) in the environment; these defaults are the same values
 # (tests/infrastructure/test_stack.py checks it), so `make bench` and local runs measure what is deployed.
-DEFAULT_PART_SIZE_BYTES = 16 * 1024**2
+# `make bench` under the modelled S3 (README "Performance and cost"): 16 MiB parts x 8 in flight fill a
+# Lambda's ~75 MiB/s with 128 MiB of buffers, which is also the byte budget of objects in flight; up to 64
+# objects in flight (how many actually are follows from their sizes and the measured latency: BatchRun's
+# Pace); objects below 64 MiB go in one PutObject.
+DEFAULT_PART_SIZE_BYTES = 16 * MIB
 DEFAULT_INFLIGHT_PARTS = 8
-DEFAULT_MULTIPART_THRESHOLD_BYTES = 64 * 1024**2
+DEFAULT_MULTIPART_THRESHOLD_BYTES = 64 * MIB
+DEFAULT_OBJECT_CONCURRENCY = 64
 
 
 @dataclass(frozen=True)
@@ -227,7 +233,7 @@ class CopySettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CopySettings:
         e = os.environ if environ is None else environ
-        part = _int(e, env.PART_SIZE_BYTES, DEFAULT_PART_SIZE_BYTES, minimum=5 * 1024**2)
+        part = _int(e, env.PART_SIZE_BYTES, DEFAULT_PART_SIZE_BYTES, minimum=5 * MIB)
         return cls(
             staging_bucket=_str(e, env.STAGING_BUCKET),
             credentials_secret_id=_str(e, env.CREDENTIALS_SECRET_ID),
@@ -238,7 +244,7 @@ class CopySettings:
                 e, env.MULTIPART_THRESHOLD_BYTES, DEFAULT_MULTIPART_THRESHOLD_BYTES, minimum=1
             ),
             inflight_parts=_int(e, env.INFLIGHT_PARTS, DEFAULT_INFLIGHT_PARTS, minimum=1),
-            object_concurrency=_int(e, env.OBJECT_CONCURRENCY, 4, minimum=1),
+            object_concurrency=_int(e, env.OBJECT_CONCURRENCY, DEFAULT_OBJECT_CONCURRENCY, minimum=1),
             deadline_reserve_seconds=_int(e, env.DEADLINE_RESERVE_SECONDS, 60, minimum=1),
             extra_cache_secret_ids=_cache_ids(e),
         )

@@ -2,18 +2,31 @@
 
 ``copy_batch`` (the entry point handlers, the bench and the tests call) runs one ``BatchRun``:
 
-1. load what is recorded: skip the objects the batch's result log already holds; list its checkpoints;
-2. schedule objects on a pool of ``object_concurrency`` threads (``ObjectCopier.copy`` each), flushing
-   results as they come in, until the batch is done or it must stop: TEA credentials within the
-   safety margin (``expired``), the Lambda deadline (``deadline``), or an error (``error``);
+1. load what is recorded: skip the objects the batch's result log already holds; list its checkpoints
+   (both LISTs at once; their round trip is the latency the scheduler uses);
+2. schedule objects on a pool of up to ``object_concurrency`` threads (``ObjectCopier.copy`` each),
+   flushing results as they come in, until the batch is done or it must stop: TEA credentials within
+   the safety margin (``expired``), the Lambda deadline (``deadline``), or an error (``error``);
 3. harvest: finished objects are recorded, paused multipart uploads continue next time, errors
    are ranked (the most telling one is reported);
 4. flush the results, then decide: done, not done (continuation), refresh, or raise.
+
+How many objects are in flight (``Pace``) follows from the batch and the measured latency, within two
+bounds: at most ``object_concurrency`` objects, and at most ``inflight_parts x part_size`` bytes buffered
+(a small object holds its whole body, a multipart one up to that much; the first object always starts).
+Small objects are latency-bound: enough GETs must be in flight to fill the network during a round trip (the
+bandwidth-delay product, ``NETWORK_BYTES_PER_SECOND x latency / size``, doubled for jitter). Larger
+ones are bandwidth-bound: one GET already fills the network, so their downloads go one or two at a time
+while the objects downloaded before them are uploaded; otherwise equal-sized objects would all
+download together and then all upload together, leaving one direction of the network idle.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -42,11 +55,53 @@ from lambdas.copying.objects import OVERWRITE_ALWAYS, ObjectCopier
 from lambdas.copying.results import ResultLog, load_recorded_keys, record_fatal
 from lambdas.copying.signals import POLL_SECONDS, Cancelled, Paused, StopSignal
 from lambdas.copying.source import SourceBucket
+from lambdas.s3.limits import MAX_PUT_BYTES
 
 logger = logging.getLogger(__name__)
 
 # Why scheduling stopped before the batch was done (logged as ``stop=``).
 STOP_EXPIRED, STOP_DEADLINE, STOP_ERROR = "expired", "deadline", "error"
+
+# What one Lambda's network sustains after its burst (research.md: ~75 MiB/s) and one S3 connection
+# carries (~85-90 MB/s): the scheduler's model of the pipe it fills.
+NETWORK_BYTES_PER_SECOND = 75 * 1024**2
+CONNECTION_BYTES_PER_SECOND = 85 * 1024**2
+LATENCY_BOUNDS_S = (0.005, 0.2)  # the measured round trip, clamped (a slow LIST must not explode concurrency)
+
+
+class Pace:
+    """Objects in flight for one batch: a byte budget, a count bound, and the download gate.
+
+    ``cost(spec)``: the bytes an object holds while in flight. ``download_gate``: a semaphore the copier
+    holds while it downloads a small object (sized by the bandwidth-delay product of the batch's
+    typical small object).
+    """
+
+    def __init__(self, settings: CopySettings, objects: Iterable[ObjectSpec], latency_s: float) -> None:
+        self.threshold = min(settings.multipart_threshold_bytes, MAX_PUT_BYTES)
+        self.multipart_cost = max(1, settings.inflight_parts) * settings.part_size_bytes
+        self.budget = self.multipart_cost  # one bound for every batch: what one multipart object may buffer
+        self.limit = max(1, settings.object_concurrency)
+        self.latency_s = min(max(latency_s, LATENCY_BOUNDS_S[0]), LATENCY_BOUNDS_S[1])
+        small = sorted(self.cost(spec) for spec in objects if self.cost(spec) < self.threshold)
+        typical = small[len(small) // 2] if small else self.threshold
+        needed = 2 * NETWORK_BYTES_PER_SECOND * self.latency_s / max(1, typical)
+        needed += NETWORK_BYTES_PER_SECOND / CONNECTION_BYTES_PER_SECOND
+        self.downloads = max(1, min(self.limit, math.ceil(needed)))
+        self.download_gate = threading.BoundedSemaphore(self.downloads)
+        self.reserved = 0
+
+    def cost(self, spec: ObjectSpec) -> int:
+        if spec.size is not None and spec.size < self.threshold:
+            return max(1, spec.size)
+        if spec.size is not None and spec.size <= self.multipart_cost:
+            return spec.size
+        return self.multipart_cost if spec.size is not None else self.threshold
+
+    def fits(self, spec: ObjectSpec, in_flight: int) -> bool:
+        if in_flight >= self.limit:
+            return False
+        return in_flight == 0 or self.reserved + self.cost(spec) <= self.budget
 
 
 def error_rank(error: BaseException) -> int:
@@ -122,7 +177,7 @@ class BatchRun:
             checkpoints=self.checkpoints,
             multipart=self.multipart,
         )
-        self.concurrency = max(1, settings.object_concurrency)
+        self.pace = Pace(settings, [], LATENCY_BOUNDS_S[0])  # set from the batch and the latency in load()
         self.reserve_ms = settings.deadline_reserve_seconds * 1000
         self.hard_floor_ms = self.reserve_ms // 2  # below this, in-flight multipart uploads pause (checkpointed)
         self.cancel = StopSignal()
@@ -149,22 +204,47 @@ class BatchRun:
     def load(self) -> None:
         """Skip what the result log records; list the checkpoints; note the destination keys to list."""
         batch = self.event.batch
-        recorded = load_recorded_keys(self.staging_s3, self.settings.staging_bucket, self.results_prefix)
-        self.pending = deque(spec for spec in unique(batch.objects) if spec.key not in recorded)
-        logger.info(
-            "batch started",
-            extra={"objects": len(batch.objects), "recorded": len(recorded), "pending": len(self.pending)},
-        )
-        self.checkpoints.load_keys()
+        objects = unique(batch.objects)
+        round_trips: list[float] = []
+
+        def timed(call: Callable[[], Any]) -> Any:
+            started = time.monotonic()
+            try:
+                return call()
+            finally:
+                round_trips.append(time.monotonic() - started)
+
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="load") as pool:  # both LISTs at once
+            recorded_f = pool.submit(
+                timed,
+                lambda: load_recorded_keys(self.staging_s3, self.settings.staging_bucket, self.results_prefix),
+            )
+            checkpoints_f = pool.submit(timed, self.checkpoints.load_keys)
+        recorded: set[str] = recorded_f.result()
+        checkpoints_f.result()
+        self.pending = deque(spec for spec in objects if spec.key not in recorded)
+        self.pace = Pace(self.settings, self.pending, min(round_trips, default=LATENCY_BOUNDS_S[0]))
+        self.copier.download_gate = self.pace.download_gate
         # listed once, lazily (by the first object), to skip HEADs of absent keys
         self.existing.dest_keys = [self.event.destination.key_for_object(spec) for spec in self.pending]
+        logger.info(
+            "batch started",
+            extra={
+                "objects": len(batch.objects),
+                "recorded": len(recorded),
+                "pending": len(self.pending),
+                "latency_ms": round(self.pace.latency_s * 1000, 1),
+                "objects_in_flight": self.pace.limit,
+                "downloads_in_flight": self.pace.downloads,
+            },
+        )
 
     # -- 2. scheduling
 
     def copy_pending(self) -> None:
         """Run the pending objects on the object pool until done or stopped; wait for the in-flight ones."""
         pool = ThreadPoolExecutor(
-            max_workers=min(self.concurrency, max(1, len(self.pending))), thread_name_prefix="object"
+            max_workers=min(self.pace.limit, max(1, len(self.pending))), thread_name_prefix="object"
         )
         try:
             self.schedule(pool)
@@ -189,12 +269,13 @@ class BatchRun:
             if self.errors:
                 self.stop = STOP_ERROR
                 return
-            if len(self.in_flight) >= self.concurrency:
+            if not self.pace.fits(self.pending[0], len(self.in_flight)):
                 self.wait_some()
                 continue
             if not self.may_start(self.pending[0], first=not started):
                 return
             spec = self.pending.popleft()
+            self.pace.reserved += self.pace.cost(spec)
             self.in_flight[pool.submit(self.copier.copy, spec, self.cancel)] = spec
             started += 1
 
@@ -225,6 +306,7 @@ class BatchRun:
         """Sort finished objects: a result, paused, cancelled, or an error for the batch."""
         for future in done:
             spec = self.in_flight.pop(future)
+            self.pace.reserved -= self.pace.cost(spec)
             error = future.exception()
             if error is None:
                 self.log.add(future.result())

@@ -11,7 +11,9 @@ continued from it. An integrity failure is retried once from zero, then recorded
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from typing import Any
 
@@ -112,6 +114,8 @@ class ObjectCopier:
         self._existing = existing
         self._checkpoints = checkpoints
         self._multipart = multipart
+        # Held while a small object downloads (BatchRun sets it from the batch's pace; None: no gate).
+        self.download_gate: threading.BoundedSemaphore | None = None
 
     def copy(self, spec: ObjectSpec, stop: StopSignal) -> ObjectResult:
         """Copy one object. Returns its final result or raises a batch-level error (or Cancelled)."""
@@ -170,26 +174,56 @@ class ObjectCopier:
     def _copy_whole(self, spec: ObjectSpec, dest_key: str, recorded: str | None, stop: StopSignal) -> ObjectResult:
         """GET the source (304 when it still has the ``recorded`` ETag: skipped) and write it, PUT or multipart."""
         params: dict[str, Any] = {"IfNoneMatch": recorded} if recorded is not None else {}
+        threshold = min(self._settings.multipart_threshold_bytes, MAX_PUT_BYTES)
+        if spec.size is not None and spec.size < threshold:  # one PutObject: download it whole, then upload
+            with self.download_gate or contextlib.nullcontext():  # the batch's pace: downloads at once
+                response = self._source.get_small(spec.key, threshold, **params)
+                if response is None:
+                    return ObjectResult(spec.key, dest_key, SKIPPED, reason="identical")
+                size, data, url = self._download_whole(spec, response)
+            self._put_small(data, url, dest_key, self._extra(spec, response, size), spec)
+            return ObjectResult(spec.key, dest_key, COPIED, bytes=size)
         response = self._source.get(spec.key, **params)
         if response is None:
             return ObjectResult(spec.key, dest_key, SKIPPED, reason="identical")
         size = int(response["ContentLength"])
+        if size < threshold:  # the plan did not know the size: a small object after all
+            size, data, url = self._download_whole(spec, response)
+            self._put_small(data, url, dest_key, self._extra(spec, response, size), spec)
+            return ObjectResult(spec.key, dest_key, COPIED, bytes=size)
         etag = str(response.get("ETag", ""))
         stream = SourceStream(self._source, spec.key, response["Body"], etag, 0)
         try:
-            if spec.size is not None and spec.size != size:
-                raise ObjectFailed(f"size mismatch: the plan says {spec.size} bytes, the source has {size}")
-            extra: dict[str, Any] = {
-                "Metadata": destination_metadata(spec, etag, size),
-                **passthrough_headers(response),
-            }
-            if size < min(self._settings.multipart_threshold_bytes, MAX_PUT_BYTES):
-                self._put_small(stream, size, dest_key, extra, spec)
-            else:
-                self._multipart.start(stream, spec, dest_key, stop, size=size, etag=etag, extra=extra)
+            self._check_size(spec, response)
+            extra = self._extra(spec, response, size)
+            self._multipart.start(stream, spec, dest_key, stop, size=size, etag=etag, extra=extra)
         finally:
             stream.close()
         return ObjectResult(spec.key, dest_key, COPIED, bytes=size)
+
+    def _download_whole(self, spec: ObjectSpec, response: dict[str, Any]) -> tuple[int, bytes, str]:
+        """(size, body, url) of a small object: its whole body read and checked to end where it should."""
+        stream = SourceStream(self._source, spec.key, response["Body"], str(response.get("ETag", "")), 0)
+        try:
+            size = self._check_size(spec, response)
+            data = stream.read_exact(size, size)  # size < threshold: bounded
+            stream.expect_end(size)
+        finally:
+            stream.close()
+        return size, data, stream.url
+
+    @staticmethod
+    def _extra(spec: ObjectSpec, response: dict[str, Any], size: int) -> dict[str, Any]:
+        """The destination object's metadata and the source's content headers."""
+        etag = str(response.get("ETag", ""))
+        return {"Metadata": destination_metadata(spec, etag, size), **passthrough_headers(response)}
+
+    @staticmethod
+    def _check_size(spec: ObjectSpec, response: dict[str, Any]) -> int:
+        size = int(response["ContentLength"])
+        if spec.size is not None and spec.size != size:
+            raise ObjectFailed(f"size mismatch: the plan says {spec.size} bytes, the source has {size}")
+        return size
 
     def _dry_run(self, spec: ObjectSpec, dest_key: str, recorded: str | None) -> ObjectResult:
         """What a real run would do with this object: HEAD the source (TEA credentials), write nothing."""
@@ -225,15 +259,11 @@ class ObjectCopier:
             stream.close()
         return ObjectResult(spec.key, checkpoint.dest_key, COPIED, bytes=checkpoint.size)
 
-    def _put_small(
-        self, stream: SourceStream, size: int, dest_key: str, extra: dict[str, Any], spec: ObjectSpec
-    ) -> None:
+    def _put_small(self, data: bytes, url: str, dest_key: str, extra: dict[str, Any], spec: ObjectSpec) -> None:
         """One PutObject: the whole body in memory (below the multipart threshold), verified first."""
-        data = stream.read_exact(size, size)  # size < threshold: bounded
-        stream.expect_end(size)
         digest = StreamDigest(spec.checksum)
         digest.update(data)
         mismatch = digest.mismatch()
         if mismatch:
-            raise IntegrityError(f"{mismatch} ({stream.url})")
+            raise IntegrityError(f"{mismatch} ({url})")
         self._destination.put_object(dest_key, data, digest.crc_b64(), extra)

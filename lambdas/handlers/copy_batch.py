@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from lambdas.contracts.errors import ConfigurationError, TransientCopyError
 from lambdas.contracts.models import CopyBatchEvent, TeaCredentials
 from lambdas.contracts.settings import CopySettings
+from lambdas.copying import crt
 from lambdas.copying.engine import copy_batch
 from lambdas.credentials.cache import CredentialCache
 from lambdas.handlers.boundary import named_errors
@@ -20,7 +22,7 @@ from lambdas.observability.metrics import SERVICE_COPY, for_lambda, observed, re
 
 LOGGER = logs.function_logger(logs.COPY_BATCH)  # level from the function's configuration; see logs.py
 SETTINGS = CopySettings.from_env()
-_POOL = SETTINGS.object_concurrency * (SETTINGS.inflight_parts + 1) + 4
+_POOL = SETTINGS.object_concurrency + 2 * SETTINGS.inflight_parts + 4  # objects in flight, parts of two objects
 
 
 def _config(pool: int) -> Config:
@@ -34,6 +36,13 @@ def _config(pool: int) -> Config:
 
 # One client for the destination and the staging bucket (both written with the Lambda's role).
 S3 = boto3.client("s3", config=_config(_POOL))
+# In the Lambda runtime (never in local runs or tests, whose S3 is moto in this process), small objects'
+# GETs and PutObjects go through the AWS CRT's native S3 client (lambdas/copying/crt.py; make bench).
+NATIVE = crt.available() and "AWS_LAMBDA_RUNTIME_API" in os.environ
+_CRT_CONNECTIONS = 2 * SETTINGS.object_concurrency
+DEST_S3: Any = (
+    crt.CrtS3(S3, region=S3.meta.region_name, credentials=None, max_connections=_CRT_CONNECTIONS) if NATIVE else S3
+)
 SECRETS = boto3.client("secretsmanager")
 _CACHES: dict[str, CredentialCache] = {}  # TEA endpoint name -> its credentials cache
 _SOURCE_CLIENTS: dict[tuple[str, str], Any] = {}  # (endpoint, version) -> S3 client signed with those credentials
@@ -62,6 +71,13 @@ def _source_client(endpoint: str, version: str) -> tuple[Any, TeaCredentials]:
             aws_session_token=credentials.session_token,
             config=_config(SETTINGS.object_concurrency + 2),
         )
+        if NATIVE:
+            client = crt.CrtS3(
+                client,
+                region=SETTINGS.source_region,
+                credentials=(credentials.access_key_id, credentials.secret_access_key, credentials.session_token),
+                max_connections=_CRT_CONNECTIONS,
+            )
         _SOURCE_CLIENTS[(endpoint, version)] = client
     return client, credentials
 
@@ -77,7 +93,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             request,
             settings=SETTINGS,
             source_s3=source_s3,
-            dest_s3=S3,
+            dest_s3=DEST_S3,
             staging_s3=S3,
             credentials=credentials,
             clock=lambda: datetime.now(UTC),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-KIB = 1024
-MIB = 1024**2
-GIB = 1024**3
+# the units (defined in the bottom layer), re-exported next to the limits written with them
+from lambdas.contracts.units import GIB as GIB
+from lambdas.contracts.units import KIB as KIB
+from lambdas.contracts.units import MIB as MIB
 
 # S3
 MAX_KEY_BYTES = 1024  # a key is any UTF-8 string of at most 1,024 bytes
