@@ -169,6 +169,11 @@ class ObjectCopier:
             return self._resume(spec, checkpoint, stop)
         if checkpoint is not None:
             self._checkpoints.discard(spec.key, dest_key)
+            if recorded == checkpoint.source_etag and existing is not None:
+                # This run's own upload of this source version was completed by an invocation that ended
+                # (killed, timed out) before it recorded the object: it was copied, not skipped.
+                logger.info("a completed upload was not recorded: recording it", extra={"key": spec.key})
+                return ObjectResult(spec.key, dest_key, COPIED, bytes=checkpoint.size)
         return self._copy_whole(spec, dest_key, recorded, stop)
 
     def _copy_whole(self, spec: ObjectSpec, dest_key: str, recorded: str | None, stop: StopSignal) -> ObjectResult:

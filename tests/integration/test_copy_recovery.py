@@ -247,3 +247,36 @@ def test_set_aside_key_stays_under_the_run() -> None:
     assert staging.set_aside_key("runs/r/results/b1/x.json") == "runs/r/set-aside/results/b1/x.json"
     with pytest.raises(ValueError):
         staging.set_aside_key("map-results/x.json")
+
+
+# --- an upload completed by an invocation that ended before recording it --------------------------------------
+
+
+class Killed(BaseException):
+    """The sandbox died (as the local engine's LambdaKilled): no handler code catches it."""
+
+
+def test_an_upload_completed_but_not_recorded_is_recorded_as_copied_not_skipped(env: Env) -> None:
+    # An invocation completes the multipart upload and is killed (its timeout) when it deletes the checkpoint,
+    # before it records the object. The next invocation finds the checkpoint and the destination written from
+    # the same source version: the object was copied by this run, and the report must say so.
+    pause_after_two_parts(env)
+    deletes = {"n": 0}
+
+    def killed_on_checkpoint_delete(params: dict[str, Any], **_: Any) -> None:
+        if "/uploads/" in params["Key"]:
+            deletes["n"] += 1
+            raise Killed("the invocation timed out")
+
+    event = "before-parameter-build.s3.DeleteObject"
+    env.staging.meta.events.register(event, killed_on_checkpoint_delete, unique_id="killed")
+    with pytest.raises(Killed):
+        env.run(env.event(["huge.nc"]))
+    env.staging.meta.events.unregister(event, unique_id="killed")
+    assert deletes["n"] == 1 and env.dest_body("huge.nc") == env.data["huge.nc"]  # completed, not recorded
+    assert env.results() == {}
+
+    out = finish(env)
+    assert out["skipped"] == 0
+    assert env.results()["huge.nc"]["status"] == "copied"
+    assert checkpoint_keys(env) == [] and env.uploads() == []
