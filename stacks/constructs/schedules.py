@@ -12,12 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Acknowledgment as Ack
-from aws_cdk import Aws, Duration, TimeZone, Validations
+from aws_cdk import Aws, Duration, TimeZone
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as targets
-from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
@@ -26,6 +24,7 @@ from lambdas.contracts.models import Destination
 from lambdas.contracts.settings import PlanSettings
 from lambdas.planning.request import parse_request
 from stacks.config import ConfigError, ScheduleConfig, TeacopyConfig
+from stacks.constructs.queues import dead_letter_queue
 
 
 def schedule_state_prefix(app_name: str) -> str:
@@ -92,19 +91,7 @@ class Schedules(Construct):
         validate_schedule_inputs(config)
         self.schedules: list[scheduler.Schedule] = []
         # Events Scheduler could not deliver after its retries land here (kept 14 days, TLS only).
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        Validations.of(self.dead_letter_queue).acknowledge(
-            Ack(
-                id="AwsSolutions-SQS3",
-                reason="This queue IS the dead-letter queue of the schedules; a DLQ of a DLQ adds nothing.",
-            )
-        )
+        self.dead_letter_queue = dead_letter_queue(self, "the schedules")
         self.role = iam.Role(
             self,
             "Role",

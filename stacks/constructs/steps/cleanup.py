@@ -11,8 +11,7 @@ dead-letter queue. Not part of the state machine: nothing in the workflow invoke
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment as Ack
-from aws_cdk import Duration, Validations
+from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -23,6 +22,7 @@ from constructs import Construct
 from lambdas.contracts.staging import RUNS_PREFIX
 from lambdas.lifecycle.cleanup import DETAIL_TYPE, TERMINAL_STATUSES
 from stacks.constructs.function import s3_bucket_arn, s3_object_arn
+from stacks.constructs.queues import dead_letter_queue
 from stacks.constructs.steps.base import (
     RUNS_OBJECTS_FINDING,
     STAGING_OBJECTS_REASON,
@@ -66,19 +66,7 @@ class CleanupStep(LambdaStep):
         fn.acknowledge_object_wildcards(destination_object_findings(config), ABORT_UPLOADS_REASON)
 
         self.delay_seconds = min(MAX_QUEUE_DELAY_SECONDS, config.copy_timeout_seconds)
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        Validations.of(self.dead_letter_queue).acknowledge(
-            Ack(
-                id="AwsSolutions-SQS3",
-                reason="This queue IS the dead-letter queue of the clean-up queue; a DLQ of a DLQ adds nothing.",
-            )
-        )
+        self.dead_letter_queue = dead_letter_queue(self, "the clean-up queue")
         self.queue = sqs.Queue(
             self,
             "Queue",
