@@ -58,7 +58,7 @@ def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
     )
     from lambdas.contracts.settings import CopySettings, PlanSettings
     from lambdas.copying import crt
-    from lambdas.copying.clients import s3_config
+    from lambdas.copying.clients import s3_config, settle_heap
     from lambdas.copying.engine import copy_batch
     from lambdas.planning.staged import batches_in_memory
 
@@ -108,6 +108,7 @@ def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
             endpoint_url=endpoint,
             max_connections=connections,
         )
+    settle_heap()  # as lambdas/handlers/copy_batch.py after its cold start
     now = datetime.now(UTC)
     credentials = TeaCredentials(
         access_key_id=TEA_LIKE["aws_access_key_id"],

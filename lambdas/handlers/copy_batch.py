@@ -13,7 +13,7 @@ from lambdas.contracts.errors import ConfigurationError, TransientCopyError
 from lambdas.contracts.models import CopyBatchEvent, TeaCredentials
 from lambdas.contracts.settings import CopySettings
 from lambdas.copying import crt
-from lambdas.copying.clients import s3_config
+from lambdas.copying.clients import s3_config, settle_heap
 from lambdas.copying.engine import copy_batch
 from lambdas.credentials.cache import CredentialCache
 from lambdas.handlers.boundary import named_errors
@@ -92,3 +92,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
         record_copy_result(metrics, result)
         return result
+
+
+settle_heap()  # the cold start's long-lived objects out of the collector's scans (lambdas/copying/clients.py)
