@@ -44,7 +44,6 @@ def peak_rss_mb() -> float:
 
 def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
     import boto3
-    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
     from lambdas.contracts import env_names as env
@@ -59,6 +58,7 @@ def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
     )
     from lambdas.contracts.settings import CopySettings, PlanSettings
     from lambdas.copying import crt
+    from lambdas.copying.clients import s3_config, settle_heap
     from lambdas.copying.engine import copy_batch
     from lambdas.planning.staged import batches_in_memory
 
@@ -81,20 +81,12 @@ def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
     batches = list(batches_in_memory(objects, spec["source_bucket"], plan.batch_max_objects, plan.batch_max_bytes))
     mine = batches[spec.get("worker_index", 0) :: spec.get("workers", 1)]
 
-    def config(pool: int) -> Config:  # as lambdas/handlers/copy_batch.py
-        return Config(
-            connect_timeout=5,
-            read_timeout=60,
-            retries={"mode": "standard", "max_attempts": 8},
-            max_pool_connections=pool,
-        )
-
     endpoint, region = spec["endpoint"], spec["region"]
     role_pool = settings.object_concurrency + 2 * settings.inflight_parts + 4  # as the handler
-    dest_s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config(role_pool), **ROLE_LIKE)
+    dest_s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region, config=s3_config(role_pool), **ROLE_LIKE)
     staging_s3 = dest_s3  # the handler uses one client for destination and staging
     source_s3 = boto3.client(
-        "s3", endpoint_url=endpoint, region_name=region, config=config(settings.object_concurrency + 2), **TEA_LIKE
+        "s3", endpoint_url=endpoint, region_name=region, config=s3_config(settings.object_concurrency + 2), **TEA_LIKE
     )
     if spec.get("crt", True) and crt.available():  # as lambdas/handlers/copy_batch.py
         connections = 2 * settings.object_concurrency
@@ -116,6 +108,7 @@ def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
             endpoint_url=endpoint,
             max_connections=connections,
         )
+    settle_heap()  # as lambdas/handlers/copy_batch.py after its cold start
     now = datetime.now(UTC)
     credentials = TeaCredentials(
         access_key_id=TEA_LIKE["aws_access_key_id"],

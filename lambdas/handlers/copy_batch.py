@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.contracts.errors import ConfigurationError, TransientCopyError
 from lambdas.contracts.models import CopyBatchEvent, TeaCredentials
 from lambdas.contracts.settings import CopySettings
 from lambdas.copying import crt
+from lambdas.copying.clients import s3_config, settle_heap
 from lambdas.copying.engine import copy_batch
 from lambdas.credentials.cache import CredentialCache
 from lambdas.handlers.boundary import named_errors
@@ -25,17 +25,8 @@ SETTINGS = CopySettings.from_env()
 _POOL = SETTINGS.object_concurrency + 2 * SETTINGS.inflight_parts + 4  # objects in flight, parts of two objects
 
 
-def _config(pool: int) -> Config:
-    return Config(
-        connect_timeout=5,
-        read_timeout=60,
-        retries={"mode": "standard", "max_attempts": 8},
-        max_pool_connections=pool,
-    )
-
-
 # One client for the destination and the staging bucket (both written with the Lambda's role).
-S3 = boto3.client("s3", config=_config(_POOL))
+S3 = boto3.client("s3", config=s3_config(_POOL))
 # In the Lambda runtime (never in local runs or tests, whose S3 is moto in this process), small objects'
 # GETs and PutObjects go through the AWS CRT's native S3 client (lambdas/copying/crt.py; make bench).
 NATIVE = crt.available() and "AWS_LAMBDA_RUNTIME_API" in os.environ
@@ -69,7 +60,7 @@ def _source_client(endpoint: str, version: str) -> tuple[Any, TeaCredentials]:
             aws_access_key_id=credentials.access_key_id,
             aws_secret_access_key=credentials.secret_access_key,
             aws_session_token=credentials.session_token,
-            config=_config(SETTINGS.object_concurrency + 2),
+            config=s3_config(SETTINGS.object_concurrency + 2),
         )
         if NATIVE:
             client = crt.CrtS3(
@@ -101,3 +92,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
         record_copy_result(metrics, result)
         return result
+
+
+settle_heap()  # the cold start's long-lived objects out of the collector's scans (lambdas/copying/clients.py)
