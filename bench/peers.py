@@ -143,7 +143,8 @@ class Proc:
     started: float
 
 
-def _taskset(argv: list[str], cpus: str | None) -> list[str]:
+def pinned(argv: list[str], cpus: str | None) -> list[str]:
+    """``argv`` confined to the CPUs ``cpus`` (``taskset -c``); unchanged when ``cpus`` is None."""
     if cpus is None:
         return argv
     taskset = shutil.which("taskset")
@@ -260,7 +261,7 @@ def _run_rclone(
     with log_path.open("w", encoding="utf-8") as log:
         started = time.monotonic()
         process = subprocess.Popen(  # noqa: S603 — fixed argv
-            _taskset(argv, cpus), stdout=log, stderr=log, env=_base_env(home)
+            pinned(argv, cpus), stdout=log, stderr=log, env=_base_env(home)
         )
         code, rss, cpu = _wait(process, started + timeout_s)
         seconds = time.monotonic() - started
@@ -294,7 +295,7 @@ def _run_s5cmd_staged(
                 argv = [str(S5CMD), "--endpoint-url", endpoint, "--log", "error", *config.flags, src, dst]
                 phase_started = time.monotonic()
                 process = subprocess.Popen(  # noqa: S603 — fixed argv
-                    _taskset(argv, cpus), stdout=subprocess.DEVNULL, stderr=log, env=_env(base, keys, region)
+                    pinned(argv, cpus), stdout=subprocess.DEVNULL, stderr=log, env=_env(base, keys, region)
                 )
                 code, rss, cpu = _wait(process, started + timeout_s)
                 phases.append({"seconds": time.monotonic() - phase_started, "peak_rss_mb": rss, "cpu_s": cpu})
@@ -343,13 +344,13 @@ def _run_s5cmd_pipes(
                 key = pending.pop(0)  # copied to the same key, as every tool does here
                 now = time.monotonic()
                 reader = subprocess.Popen(  # noqa: S603 — fixed argv
-                    _taskset([*common, "cat", *config.flags, f"s3://{source[0]}/{key}"], cpus),
+                    pinned([*common, "cat", *config.flags, f"s3://{source[0]}/{key}"], cpus),
                     stdout=subprocess.PIPE,
                     stderr=log,
                     env=src_env,
                 )
                 writer = subprocess.Popen(  # noqa: S603 — fixed argv
-                    _taskset([*common, "pipe", *config.flags, f"s3://{dest[0]}/{key}"], cpus),
+                    pinned([*common, "pipe", *config.flags, f"s3://{dest[0]}/{key}"], cpus),
                     stdin=reader.stdout,
                     stdout=subprocess.DEVNULL,
                     stderr=log,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -119,7 +118,7 @@ class BenchServer:
             argv += ["--connection-mbps", str(model.connection_mbps), "--link-mibps", str(model.link_mibps)]
         with self.log_path.open("w", encoding="utf-8") as log:
             self.process = subprocess.Popen(  # noqa: S603 — our own module, fixed argv
-                pinned(argv, self.cpus),
+                peers.pinned(argv, self.cpus),
                 stdout=subprocess.PIPE,
                 stderr=log,
                 text=True,
@@ -181,16 +180,6 @@ def running_server(
         yield server
     finally:
         server.stop()
-
-
-def pinned(argv: list[str], cpus: str | None) -> list[str]:
-    """``argv`` confined to the CPUs ``cpus`` (``taskset -c``); unchanged when ``cpus`` is None."""
-    if cpus is None:
-        return argv
-    taskset = shutil.which("taskset")
-    if taskset is None:
-        raise RuntimeError("taskset (util-linux) is needed to confine the tools to one core")
-    return [taskset, "-c", cpus, *argv]
 
 
 def _python_env() -> dict[str, str]:
@@ -258,7 +247,7 @@ def run_driver(
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
         with log_path.open("w", encoding="utf-8") as log:
             process = subprocess.Popen(  # noqa: S603 — our own module, fixed argv
-                pinned([sys.executable, "-m", "bench.drivers", tool, str(spec_path), str(out_path)], cpus),
+                peers.pinned([sys.executable, "-m", "bench.drivers", tool, str(spec_path), str(out_path)], cpus),
                 stdout=log,
                 stderr=log,
                 env=_python_env(),
@@ -358,13 +347,13 @@ def run_cli_pipe(
         for obj in objects:
             key = obj["key"]
             reader = subprocess.Popen(  # noqa: S603 — fixed argv
-                pinned([str(aws), "s3", "cp", f"s3://{SOURCE_BUCKET}/{key}", "-", *common], cpus),
+                peers.pinned([str(aws), "s3", "cp", f"s3://{SOURCE_BUCKET}/{key}", "-", *common], cpus),
                 stdout=subprocess.PIPE,
                 stderr=log,
                 env=source_env,
             )
             writer = subprocess.Popen(  # noqa: S603 — fixed argv
-                pinned([str(aws), "s3", "cp", "-", f"s3://{DEST_BUCKET}/{key}", *common], cpus),
+                peers.pinned([str(aws), "s3", "cp", "-", f"s3://{DEST_BUCKET}/{key}", *common], cpus),
                 stdin=reader.stdout,
                 stdout=log,
                 stderr=log,
