@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--lambda-memory-mb",
         type=int,
         default=cost.DEPLOYED_COPY_MEMORY_MB,
-        help="Lambda memory priced in the cost model (default: the stack's CopyBatch memory)",
+        help="CopyBatch memory: priced in the cost model, and teacopy sizes its buffers from it (default: the stack's)",
     )
     parser.add_argument("--floor-ms", type=float, default=50.0, help="modelled Lambda milliseconds per object")
     parser.add_argument("--aws-cli", type=Path, default=DEFAULT_AWS_CLI, help="the aws executable (CLI v1)")

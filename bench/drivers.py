@@ -56,7 +56,7 @@ def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
         ObjectSpec,
         TeaCredentials,
     )
-    from lambdas.contracts.settings import CopySettings, PlanSettings
+    from lambdas.contracts.settings import DEFAULT_COPY_MEMORY_MB, CopySettings, PlanSettings
     from lambdas.copying import crt
     from lambdas.copying.clients import s3_config, settle_heap
     from lambdas.copying.engine import copy_batch
@@ -71,6 +71,7 @@ def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
         env.STAGING_BUCKET: spec["staging_bucket"],
         env.CREDENTIALS_SECRET_ID: "bench/unused",
         env.SOURCE_REGION: spec["region"],
+        env.LAMBDA_MEMORY_MB: str(spec.get("lambda_memory_mb", DEFAULT_COPY_MEMORY_MB)),  # as Lambda sets it
         **{getattr(env, name): str(value) for name, value in spec.get("settings", {}).items()},
     }
     settings = CopySettings.from_env(environ)
@@ -164,6 +165,8 @@ def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
             "multipart_threshold_bytes": settings.multipart_threshold_bytes,
             "inflight_parts": settings.inflight_parts,
             "object_concurrency": settings.object_concurrency,
+            "buffer_budget_bytes": settings.buffer_budget_bytes,
+            "memory_mb": settings.memory_mb,
             "batch_max_objects": plan.batch_max_objects,
             "batch_max_bytes": plan.batch_max_bytes,
         },

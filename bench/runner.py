@@ -454,6 +454,7 @@ def run_tool(
         "staging_bucket": STAGING_BUCKET,
         "objects": [{"key": o["key"], "size": o["size"]} for o in objects],
         "settings": settings,
+        "lambda_memory_mb": options.model.lambda_memory_mb,  # teacopy sizes its buffers from it, as in Lambda
         "run_id": f"bench-{label}-{int(time.time())}",
     }
     subset = objects

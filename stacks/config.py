@@ -7,6 +7,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lambdas.contracts.models import ENDPOINT_NAME_RE
+from lambdas.contracts.settings import (
+    DEFAULT_BATCH_MAX_BYTES,
+    DEFAULT_BATCH_MAX_OBJECTS,
+    DEFAULT_COPY_MEMORY_MB,
+    DEFAULT_INFLIGHT_PARTS,
+    DEFAULT_MULTIPART_THRESHOLD_BYTES,
+    DEFAULT_OBJECT_CONCURRENCY,
+    DEFAULT_PART_SIZE_BYTES,
+)
 from lambdas.s3.limits import MIB
 from lambdas.s3.names import is_bucket_name
 
@@ -67,21 +76,21 @@ class TeacopyConfig:
     copy_reserved_concurrency: int | None = None  # None: max_concurrency
     credentials_reserved_concurrency: int = 10
     account_concurrency_limit: int = 1000
-    batch_max_objects: int = 100
-    batch_max_bytes: int = 8 * 1024 * MIB
+    batch_max_objects: int = DEFAULT_BATCH_MAX_OBJECTS  # make bench: see lambdas/contracts/settings.py
+    batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES
     max_inline_keys: int = 1000
     tolerated_failure_percentage: int = 0
     max_failed_percent: int = 0
     safety_margin_seconds: int = 300
     tea_timeout_seconds: int = 15
     max_refresh_rounds: int = 5
-    copy_memory_mb: int = 1024
+    copy_memory_mb: int = DEFAULT_COPY_MEMORY_MB  # objects in flight buffer up to a quarter of it
     copy_timeout_seconds: int = 900
-    # make bench (modelled S3, one core; lambdas/contracts/settings.py DEFAULT_* are the same values):
-    part_size_mb: int = 16  # 16 MiB x 8 in flight fill the ~75 MiB/s link with 128 MiB of buffers
-    multipart_threshold_mb: int = 64  # smaller objects go in one PutObject (2 requests per object)
-    inflight_parts: int = 8
-    object_concurrency: int = 64  # a bound: the batch's sizes and measured latency set how many are in flight
+    # the copy sizing comes from make bench (lambdas/contracts/settings.py DEFAULT_*, where the figures are):
+    part_size_mb: int = DEFAULT_PART_SIZE_BYTES // MIB  # 16 MiB x 8 in flight fill the ~75 MiB/s link
+    multipart_threshold_mb: int = DEFAULT_MULTIPART_THRESHOLD_BYTES // MIB  # below: one PutObject (2 requests)
+    inflight_parts: int = DEFAULT_INFLIGHT_PARTS
+    object_concurrency: int = DEFAULT_OBJECT_CONCURRENCY  # a bound: sizes and measured latency set how many
     log_retention_days: int = 30
     staging_retention_days: int = 30
     alarm_topic_arn: str = ""  # an existing SNS topic the alarms notify (stacks/constructs/observability.py)

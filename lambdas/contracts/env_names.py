@@ -34,5 +34,7 @@ PLAN_BUDGET_SECONDS = "TEACOPY_PLAN_BUDGET_SECONDS"
 SUMMARY_BUDGET_SECONDS = "TEACOPY_SUMMARY_BUDGET_SECONDS"
 TEA_ENDPOINTS = "TEACOPY_TEA_ENDPOINTS"
 BUCKET_ENDPOINTS = "TEACOPY_BUCKET_ENDPOINTS"  # JSON {source bucket: endpoint name}; others use "default"
+# Set by Lambda itself (the function's configured memory, MB): CopyBatch sizes its buffers from it.
+LAMBDA_MEMORY_MB = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 # Local engine only: where S3 / Secrets Manager / DynamoDB live (unset on AWS).
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"

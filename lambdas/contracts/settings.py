@@ -181,8 +181,8 @@ class PlanSettings:
             staging_bucket=_str(e, env.STAGING_BUCKET),
             destinations=tuple(destinations),
             manifest_buckets=tuple(manifest_buckets),
-            batch_max_objects=_int(e, env.BATCH_MAX_OBJECTS, 100, minimum=1),
-            batch_max_bytes=_int(e, env.BATCH_MAX_BYTES, 8 * GIB, minimum=1),
+            batch_max_objects=_int(e, env.BATCH_MAX_OBJECTS, DEFAULT_BATCH_MAX_OBJECTS, minimum=1),
+            batch_max_bytes=_int(e, env.BATCH_MAX_BYTES, DEFAULT_BATCH_MAX_BYTES, minimum=1),
             max_inline_keys=_int(e, env.MAX_INLINE_KEYS, 1000, minimum=1),
             credentials_function=e.get(env.CREDENTIALS_FUNCTION, ""),
             credentials_secret_id=e.get(env.CREDENTIALS_SECRET_ID, ""),
@@ -199,16 +199,26 @@ class PlanSettings:
         )
 
 
-# The stack passes its config (stacks/config.py) in the environment; these defaults are the same values
-# (tests/infrastructure/test_stack.py checks it), so `make bench` and local runs measure what is deployed.
-# `make bench` under the modelled S3 (README "Performance and cost"): 16 MiB parts x 8 in flight fill a
-# Lambda's ~75 MiB/s with 128 MiB of buffers, which is also the byte budget of objects in flight; up to 64
-# objects in flight (how many actually are follows from their sizes and the measured latency: BatchRun's
-# Pace); objects below 64 MiB go in one PutObject.
+# The stack's config (stacks/config.py) takes its defaults from these and passes them in the environment, so
+# `make bench` and local runs measure what is deployed. `make bench` under the modelled S3 (README "Performance
+# and cost"): 16 MiB parts x 8 in flight fill a Lambda's ~75 MiB/s with 128 MiB of buffers; up to 64 objects in
+# flight (how many actually are follows from their sizes, the measured latency and the buffer budget below:
+# BatchRun's Pace); objects below 64 MiB go in one PutObject.
 DEFAULT_PART_SIZE_BYTES = 16 * MIB
 DEFAULT_INFLIGHT_PARTS = 8
 DEFAULT_MULTIPART_THRESHOLD_BYTES = 64 * MIB
 DEFAULT_OBJECT_CONCURRENCY = 64
+DEFAULT_COPY_MEMORY_MB = 1024  # CopyBatch's memory (cdk.json copy_memory_mb); Lambda reports it in LAMBDA_MEMORY_MB
+# Objects in flight may buffer up to a quarter of the function's memory (at least one multipart object's
+# parts). `make bench`, 20 x 50 MiB: peak RSS ~2.2x the budget + ~60 MB (575 MB at 1,024 MB: a 256 MiB
+# budget, five 50 MiB objects in flight, 2x the throughput of the old 128 MiB bound, which left the network
+# idle while two objects took turns downloading and uploading).
+BUFFER_SHARE_OF_MEMORY = 0.25
+# Objects per CopyBatch invocation (one map item). `make bench`, 1,000 x 100 KiB: 1,000 per batch copies
+# ~1.45x as many objects per second as 100 (each batch pays its LISTs, thread start and flushes once), and a
+# tenth of the map's items and state transitions. Lower it (cdk.json) for more parallelism on small jobs.
+DEFAULT_BATCH_MAX_OBJECTS = 1000
+DEFAULT_BATCH_MAX_BYTES = 8 * GIB
 
 
 @dataclass(frozen=True)
@@ -223,6 +233,13 @@ class CopySettings:
     object_concurrency: int
     deadline_reserve_seconds: int
     extra_cache_secret_ids: tuple[tuple[str, str], ...] = ()  # (endpoint name, cache secret) besides default
+    memory_mb: int = DEFAULT_COPY_MEMORY_MB  # the function's memory (Lambda sets LAMBDA_MEMORY_MB)
+
+    @property
+    def buffer_budget_bytes(self) -> int:
+        """Bytes the objects in flight may buffer: a share of the memory, at least one multipart object's parts."""
+        parts = max(1, self.inflight_parts) * self.part_size_bytes
+        return max(parts, int(self.memory_mb * MIB * BUFFER_SHARE_OF_MEMORY))
 
     def cache_secret_id(self, endpoint: str) -> str:
         """The credentials cache secret of a TEA endpoint (KeyError: not configured here)."""
@@ -247,6 +264,7 @@ class CopySettings:
             object_concurrency=_int(e, env.OBJECT_CONCURRENCY, DEFAULT_OBJECT_CONCURRENCY, minimum=1),
             deadline_reserve_seconds=_int(e, env.DEADLINE_RESERVE_SECONDS, 60, minimum=1),
             extra_cache_secret_ids=_cache_ids(e),
+            memory_mb=_int(e, env.LAMBDA_MEMORY_MB, DEFAULT_COPY_MEMORY_MB, minimum=128),
         )
 
 

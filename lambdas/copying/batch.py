@@ -12,8 +12,9 @@
 4. flush the results, then decide: done, not done (continuation), refresh, or raise.
 
 How many objects are in flight (``Pace``) follows from the batch and the measured latency, within two
-bounds: at most ``object_concurrency`` objects, and at most ``inflight_parts x part_size`` bytes buffered
-(a small object holds its whole body, a multipart one up to that much; the first object always starts).
+bounds: at most ``object_concurrency`` objects, and at most ``CopySettings.buffer_budget_bytes`` buffered (a
+quarter of the function's memory; a small object holds its whole body, a multipart one up to
+``inflight_parts x part_size``; the first object always starts).
 Small objects are latency-bound: enough GETs must be in flight to fill the network during a round trip (the
 bandwidth-delay product, ``NETWORK_BYTES_PER_SECOND x latency / size``, doubled for jitter). Larger
 ones are bandwidth-bound: one GET already fills the network, so their downloads go one or two at a time
@@ -80,7 +81,7 @@ class Pace:
     def __init__(self, settings: CopySettings, objects: Iterable[ObjectSpec], latency_s: float) -> None:
         self.threshold = min(settings.multipart_threshold_bytes, MAX_PUT_BYTES)
         self.multipart_cost = max(1, settings.inflight_parts) * settings.part_size_bytes
-        self.budget = self.multipart_cost  # one bound for every batch: what one multipart object may buffer
+        self.budget = settings.buffer_budget_bytes  # a share of the function's memory (settings.py)
         self.limit = max(1, settings.object_concurrency)
         self.latency_s = min(max(latency_s, LATENCY_BOUNDS_S[0]), LATENCY_BOUNDS_S[1])
         small = sorted(self.cost(spec) for spec in objects if self.cost(spec) < self.threshold)

@@ -284,8 +284,9 @@ def test_long_batch_records_progress_while_running(env: Env) -> None:
     out = env.run(env.event(keys), settings=SERIAL)
     assert out["copied"] == 60
     files = env.result_files()
-    # every FLUSH_EVERY_OBJECTS (25) objects while running, then the rest on exit; none twice
-    assert [len(f) for f in files] == [25, 25, 10]
+    # written while running (about every FLUSH_EVERY_OBJECTS objects, in the background), the rest on exit;
+    # none twice
+    assert len(files) >= 3 and all(files) and sum(len(f) for f in files) == 60
     assert sorted(env.results()) == keys
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -317,20 +319,60 @@ def results(count: int) -> list[ObjectResult]:
     return [ObjectResult(f"k{i}", f"pre/k{i}", COPIED, bytes=i) for i in range(count)]
 
 
-def test_results_are_flushed_every_n_objects_then_the_rest_on_exit() -> None:
-    client = FakeS3()
+class SlowStaging(FakeS3):
+    """A staging bucket whose PutObject waits until the test lets it finish."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.started = threading.Event()
+
+    def put_object(self, **params: Any) -> dict[str, Any]:
+        self.started.set()
+        assert self.release.wait(5), "the test never released the write"
+        return super().put_object(**params)
+
+
+def test_results_are_flushed_every_n_objects_in_the_background_then_the_rest_on_exit() -> None:
+    client = SlowStaging()
     log = ResultLog(client, STAGING, "runs/r/results/b1/")
     assert log.flush_rest() is None and client.calls == []  # never an empty file
     for result in results(FLUSH_EVERY_OBJECTS - 1):
         log.add(result)
-    assert log.flush_if_due() is None and client.calls == []
+    assert log.flush_if_due() is None and not client.started.is_set()
     log.add(ObjectResult("last", "pre/last", COPIED, bytes=1))
-    assert log.flush_if_due() is None and client.operations() == ["PutObject"]
+    started = time.monotonic()
+    assert log.flush_if_due() is None  # the write starts; the scheduler does not wait for it
+    assert client.started.wait(5) and time.monotonic() - started < 1 and client.calls == []
+    for result in results(FLUSH_EVERY_OBJECTS):  # due again, but one write at a time
+        log.add(ObjectResult(f"more/{result.key}", f"pre/more/{result.key}", COPIED, bytes=1))
+    assert log.flush_if_due() is None
     log.add(ObjectResult("after", "pre/after", COPIED, bytes=2))
-    assert log.flush_rest() is None
+    client.release.set()
+    assert log.flush_rest() is None  # waits for the first write, then writes the rest
+    assert client.operations() == ["PutObject", "PutObject"]
     files = [json.loads(body) for (_, key), body in sorted(client.objects.items())]
-    assert [len(f) for f in files] == [FLUSH_EVERY_OBJECTS, 1] and files[1][0]["key"] == "after"
-    assert log.count(COPIED) == FLUSH_EVERY_OBJECTS + 1
+    assert [len(f) for f in files] == [FLUSH_EVERY_OBJECTS, FLUSH_EVERY_OBJECTS + 1] and files[1][-1]["key"] == "after"
+    assert log.count(COPIED) == 2 * FLUSH_EVERY_OBJECTS + 1
+
+
+def test_a_failed_background_write_is_reported_and_its_results_go_with_the_rest() -> None:
+    client = FakeS3()
+    client.fail["PutObject"] = client_error("SlowDown", 503)
+    log = ResultLog(client, STAGING, "runs/r/results/b1/")
+    for result in results(FLUSH_EVERY_OBJECTS):
+        log.add(result)
+    assert log.flush_if_due() is None  # started
+    deadline = time.monotonic() + 5
+    error = None
+    while error is None and time.monotonic() < deadline:
+        error = log.flush_if_due()
+        time.sleep(0.01)
+    assert isinstance(error, TransientCopyError) and f"could not record {FLUSH_EVERY_OBJECTS} results" in str(error)
+    del client.fail["PutObject"]
+    assert log.flush_rest() is None
+    (body,) = client.objects.values()
+    assert len(json.loads(body)) == FLUSH_EVERY_OBJECTS  # nothing lost, nothing twice
 
 
 def test_a_result_file_that_cannot_be_written_is_a_transient_error() -> None:
