@@ -242,9 +242,10 @@ def test_estimate_from_an_input_file_and_a_local_manifest(tmp_path: Path) -> Non
     code = main(["estimate", "--input", str(job), "--manifest-file", str(manifest), "--json"], out=out, err=err)
     assert code == 0, err.getvalue()
     result = json.loads(out.getvalue())
-    assert (result["objects"], result["bytes"], result["batches"]) == (1000, 50_000_000_000, 10)
+    # batches of at most 8 GiB: 171 objects of 50 MB each
+    assert (result["objects"], result["bytes"], result["batches"]) == (1000, 50_000_000_000, 6)
     # 50 MB objects are below the deployed 64 MiB threshold: one GET and one PUT each, one LIST per batch
-    assert result["requests"]["data"] == {"put": 1000 + 10, "get": 1000, "free": 0}
+    assert result["requests"]["data"] == {"put": 1000 + 6, "get": 1000, "free": 0}
     assert 0.01 < result["usd"] < 0.03
     assert result["storage_usd_per_month"] == pytest.approx(50e9 / 1024**3 * 0.023, rel=1e-3)
 
