@@ -502,7 +502,7 @@ def format_estimate(result: Mapping[str, Any], title: str = "estimate") -> str:
         ("duration", f"~{human_duration(result['seconds'])} (lower bound)"),
         ("TEA requests", f"~{result['tea_requests']}"),
     ]
-    note = "  (model: bench/cost.py list prices, us-west-2; Lambda at 75 MiB/s; settings from cdk.json)"
+    note = "  (model: lambdas/reporting/cost.py list prices, us-west-2; Lambda at 75 MiB/s; settings from cdk.json)"
     return "\n".join([title, *_table(rows), note])
 
 
