@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from lambdas.contracts.models import COPIED, SKIPPED, WOULD_COPY, WOULD_SKIP
 from lambdas.contracts.units import MIB
 from lambdas.copying.engine import part_size_for
 from lambdas.copying.results import FLUSH_EVERY_OBJECTS, FLUSH_EVERY_SECONDS
@@ -224,6 +225,16 @@ class RequestTally:
     def add_skipped(self) -> None:
         self.skipped += 1
         self.data["get"] += 1  # HeadObject of the destination
+
+    def add_rows(self, rows: Iterable[Mapping[str, Any]], shape: CopyShape, model: ComputeModel) -> None:
+        """Objects' outcomes (report.csv rows: ``status``, ``bytes``) in the run's order: a dry run's would-be
+        copies and skips count as what the real run would do; failed and not attempted objects are not priced."""
+        for row in rows:
+            status = row.get("status")
+            if status in (COPIED, WOULD_COPY):
+                self.add_copied(int(row.get("bytes") or 0), shape, model)
+            elif status in (SKIPPED, WOULD_SKIP):
+                self.add_skipped()
 
     def _close_batch(self, model: ComputeModel) -> None:
         objects, size = self.batch_objects, self.batch_bytes
