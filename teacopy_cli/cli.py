@@ -234,7 +234,8 @@ class Cli:
         if self.args.html:
             execution = {"arn": arn, "status": status, "local": self.local_runs}
             rows = result_rows(self.backend, run_id)
-            cost = run_cost(rows, dry_run=bool(report.get("dry_run")), shape=self.shape())
+            # Summarize's own estimate when it priced the run, else the same model applied to the rows here
+            cost = report.get("cost") or run_cost(rows, dry_run=bool(report.get("dry_run")), shape=self.shape())
             path = reports.write_html_file(report, self.args.html, execution=execution, cost=cost)
             # its links are relative: report.csv and report.json beside it
             (path.parent / "report.csv").write_text(reports.render_csv(rows), encoding="utf-8")
@@ -448,6 +449,11 @@ def format_report(
     throughput = report.get("throughput_bytes_per_second")
     rows.append(("throughput", f"{human_bytes(throughput)}/s" if throughput else "n/a"))
     rows += [row(c) for c in counters.CREDENTIAL_COUNTERS if c.name in report or c is counters.TEA_REQUESTS]
+    cost = report.get("cost")
+    if isinstance(cost, Mapping):  # Summarize priced the run (lambdas/reporting/cost.py)
+        rows.append(("estimated cost", f"${float(cost.get('usd') or 0.0):,.4f} (list prices; an estimate)"))
+    if report.get("execution_arn") and not local:
+        rows.append(("execution", report["execution_arn"]))
     for label, key in (("report", "report_html"), ("per object", "report_csv")):
         if report.get(key):
             rows.append((label, report[key]))

@@ -201,14 +201,15 @@ def test_plan_and_copy_environment_values(synth: Any) -> None:
 
 def test_summarize_settings_defaults_are_the_stacks() -> None:
     """Without the environment (tests, the local engine's defaults), Summarize prices what the stack deploys."""
-    defaults = TeacopyConfig.__dataclass_fields__
+    fields = TeacopyConfig.__dataclass_fields__
+    defaults: dict[str, Any] = {name: fields[name].default for name in fields}
     summary = SummarySettings("staging", 0)
-    assert summary.part_size_bytes == defaults["part_size_mb"].default * 1024**2
-    assert summary.multipart_threshold_bytes == defaults["multipart_threshold_mb"].default * 1024**2
-    assert summary.batch_max_objects == defaults["batch_max_objects"].default
-    assert summary.batch_max_bytes == defaults["batch_max_bytes"].default
-    assert summary.copy_memory_mb == defaults["copy_memory_mb"].default
-    assert summary.source_region == defaults["source_region"].default
+    assert summary.part_size_bytes == defaults["part_size_mb"] * 1024**2
+    assert summary.multipart_threshold_bytes == defaults["multipart_threshold_mb"] * 1024**2
+    assert summary.batch_max_objects == defaults["batch_max_objects"]
+    assert summary.batch_max_bytes == defaults["batch_max_bytes"]
+    assert summary.copy_memory_mb == defaults["copy_memory_mb"]
+    assert summary.source_region == defaults["source_region"]
 
 
 # --- the state machine ----------------------------------------------------------------------------------
