@@ -1,6 +1,6 @@
-"""`teacopy estimate` and the bench's cost model are one model: the same pricing function (bench/cost.py),
-the settings the stack deploys (stacks/config.py defaults / cdk.json), and a request count that matches
-what the bench's counting S3 server sees teacopy's copy engine make."""
+"""`teacopy estimate` and the bench's cost model are one model: the same pricing function (lambdas/reporting/cost.py,
+which bench/cost.py re-exports), the settings the stack deploys (stacks/config.py defaults / cdk.json), and a
+request count that matches what the bench's counting S3 server sees teacopy's copy engine make."""
 
 from __future__ import annotations
 
