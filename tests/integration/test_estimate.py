@@ -8,6 +8,7 @@ import json
 import random
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -140,12 +141,12 @@ def test_a_run_is_priced_from_its_rows_as_summarize_prices_it() -> None:
 
     shape = CopyShape.from_config(deployed_config())
     sizes = [3 * MB, 200 * MB, 0, 70 * MB]
-    real = [{"status": "copied", "bytes": s} for s in sizes] + [
+    real: list[dict[str, Any]] = [{"status": "copied", "bytes": s} for s in sizes] + [
         {"status": "skipped", "bytes": 0},
         {"status": "failed", "bytes": 0, "reason": "source NoSuchKey: x"},
     ]
-    dry = [{**row, "status": {"copied": "would_copy", "skipped": "would_skip"}.get(row["status"], row["status"])}
-           for row in real]  # fmt: skip
+    renamed = {"copied": "would_copy", "skipped": "would_skip"}
+    dry = [{**row, "status": renamed.get(str(row["status"]), row["status"])} for row in real]
     model = core.ComputeModel.for_shape(shape)
     tally = core.RequestTally()
     tally.add_rows(real, shape, model)
