@@ -449,11 +449,6 @@ def format_report(
     throughput = report.get("throughput_bytes_per_second")
     rows.append(("throughput", f"{human_bytes(throughput)}/s" if throughput else "n/a"))
     rows += [row(c) for c in counters.CREDENTIAL_COUNTERS if c.name in report or c is counters.TEA_REQUESTS]
-    cost = report.get("cost")
-    if isinstance(cost, Mapping):  # Summarize priced the run (lambdas/reporting/cost.py)
-        rows.append(("estimated cost", f"${float(cost.get('usd') or 0.0):,.4f} (list prices; an estimate)"))
-    if report.get("execution_arn") and not local:
-        rows.append(("execution", report["execution_arn"]))
     for label, key in (("report", "report_html"), ("per object", "report_csv")):
         if report.get(key):
             rows.append((label, report[key]))
