@@ -1,4 +1,4 @@
-"""Memory of the Plan, Credentials and Summarize functions: each at least its measured peak plus a margin.
+"""Memory of the Plan, Credentials, Summarize and Cleanup functions: measured peak plus a margin (where measured).
 
 One place for the figures (the steps use them; ``make scale`` prints them next to what it measures). CopyBatch's
 memory is configurable (``copy_memory_mb`` in cdk.json, stacks/config.py). The measurements and the margins are
@@ -11,6 +11,8 @@ in README.md ("Limits") and docs/design.md.
   would take ~3.5x longer for the same GB-seconds.
 - Summarize: peak RSS 95 MB at 1,000,000 results (94 MB at 100,000); 1,769 MB likewise for CPU (it parses
   every result file; 16 read threads).
+- Cleanup: writes one run's report in one pass (what Summarize's last invocation writes, streamed likewise) and
+  only for a run that ended without Summarize, off any run's critical path; 512 MB, not measured.
 - Credentials: 51 MB after imports (measured here: ``import lambdas.handlers.credentials``); an invocation
   adds one secret and one TEA answer (a few KB); 256 MB leaves a 5x margin. Not measured under ``make scale``.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 PLAN_MB = 1769
 CREDENTIALS_MB = 256
 SUMMARIZE_MB = 1769
+CLEANUP_MB = 512  # a run's report in one pass, off the run's critical path: no CPU to buy
 # Plan's /tmp holds the seen-keys SQLite file (planning/seen.py): ~23 bytes per digest measured, two digests per
 # object of a CMR job (source and destination key) -> ~470 MB at 10,000,000 objects; Lambda's default /tmp is 512 MB.
 PLAN_TMP_MB = 2048

@@ -234,7 +234,8 @@ class Cli:
         if self.args.html:
             execution = {"arn": arn, "status": status, "local": self.local_runs}
             rows = result_rows(self.backend, run_id)
-            cost = run_cost(rows, dry_run=bool(report.get("dry_run")), shape=self.shape())
+            # Summarize's own estimate when it priced the run, else the same model applied to the rows here
+            cost = report.get("cost") or run_cost(rows, dry_run=bool(report.get("dry_run")), shape=self.shape())
             path = reports.write_html_file(report, self.args.html, execution=execution, cost=cost)
             # its links are relative: report.csv and report.json beside it
             (path.parent / "report.csv").write_text(reports.render_csv(rows), encoding="utf-8")
@@ -502,7 +503,7 @@ def format_estimate(result: Mapping[str, Any], title: str = "estimate") -> str:
         ("duration", f"~{human_duration(result['seconds'])} (lower bound)"),
         ("TEA requests", f"~{result['tea_requests']}"),
     ]
-    note = "  (model: bench/cost.py list prices, us-west-2; Lambda at 75 MiB/s; settings from cdk.json)"
+    note = "  (model: lambdas/reporting/cost.py list prices, us-west-2; Lambda at 75 MiB/s; settings from cdk.json)"
     return "\n".join([title, *_table(rows), note])
 
 

@@ -140,11 +140,11 @@ def render_local_report(
     report: Mapping[str, Any], directory: Path, result: RunResult, verified: int, rows: list[dict[str, Any]]
 ) -> Path:
     """Rewrite the run directory's report.html with what a local run knows besides Summarize: the execution
-    (a local one), the objects compared byte for byte, and the estimated cost (the cost model of
-    ``teacopy estimate``: what these copies would cost on AWS)."""
+    (a local one) and the objects compared byte for byte. The estimated cost (what these copies would cost on
+    AWS) is Summarize's own (``report["cost"]``), else the same model applied to the rows (``run_cost``)."""
     from teacopy_cli.estimate import run_cost
 
-    cost = run_cost(rows, dry_run=bool(report.get("dry_run")))
+    cost = report.get("cost") or run_cost(rows, dry_run=bool(report.get("dry_run")))
     execution = {"arn": result.execution_arn, "status": result.status, "local": True, "verified": verified}
     return write_html_file(report, directory / "report.html", execution=execution, cost=cost)
 

@@ -47,6 +47,25 @@ class MapError(_Shape):
     cause: str
 
 
+class CostEstimate(_Shape):
+    """The run's estimated cost on AWS (``lambdas.reporting.cost.run_cost``): its copies priced at us-west-2 list
+    prices with the deployed settings; an estimate from the copy path's request pattern, not a bill."""
+
+    objects: int = Field(description="objects copied (a dry run: that it would copy)")
+    bytes: int = Field(description="their bytes")
+    skipped: int = Field(description="objects skipped (one HeadObject each)")
+    batches: int = Field(description="batches the copied objects make (the Plan's batching)")
+    requests: dict[str, dict[str, int]] = Field(
+        description="modelled S3 requests by bucket kind (data, staging) and price class (put, get, free)"
+    )
+    source_region: str
+    destination_region: str = Field(description="as priced: data transfer only when it differs from the source's")
+    usd: float = Field(description="USD in total (S3 requests, Lambda, Step Functions, data transfer)")
+    breakdown_usd: dict[str, float]
+    usd_per_tb: float
+    storage_usd_per_month: float = Field(description="a month of S3 Standard for the bytes copied")
+
+
 def _count(counter: counters.Counter) -> Any:
     """A required count field described by its counter (``lambdas.contracts.counters``: the one vocabulary)."""
     return Field(description=f"{counter.label}: {counter.meaning}")
@@ -119,6 +138,12 @@ class Report(RunReport):
     report_csv: str
     report_html: str
     generated_at: str | None
+    execution_arn: str | None = Field(
+        default=None, description="the execution's ARN (the state machine passes it); null: not known"
+    )
+    cost: CostEstimate | None = Field(
+        default=None, description="the run's estimated cost (Summarize prices it); null: not priced"
+    )
     # Set only when the clean-up wrote the report because Summarize never ran (lambdas/lifecycle/cleanup.py):
     # the execution's terminal status, ABORTED, TIMED_OUT or FAILED.
     execution_status: str | None = None

@@ -131,6 +131,12 @@ class CredentialSettings:
         )
 
 
+# The Plan's batch bounds and CopyBatch's memory as the stack deploys them by default (stacks/config.py; checked
+# by tests/infrastructure/test_stack.py): Plan batches by the first two, Summarize prices a run with all three.
+DEFAULT_BATCH_MAX_OBJECTS = 100
+DEFAULT_BATCH_MAX_BYTES = 8 * GIB
+DEFAULT_COPY_MEMORY_MB = 1024
+
 # Plan and Summarize: seconds of work per invocation before they checkpoint and continue in another one
 # (their Lambdas time out at 900 s; the rest is margin for a slow last page and the checkpoint).
 DEFAULT_BUDGET_SECONDS = 600
@@ -275,6 +281,14 @@ class SummarySettings:
     schedule_state_prefix: str = ""  # SSM path of incremental schedules' state ("" = none configured)
     # Summarize reads result files this long per invocation, then checkpoints and continues (reporting.summary)
     summary_budget_seconds: int = DEFAULT_BUDGET_SECONDS
+    # The deployed copy settings Summarize prices the run's copies with (lambdas/reporting/cost.py): the stack
+    # passes CopyBatch's and Plan's values (stacks/constructs/steps/summarize.py)
+    part_size_bytes: int = DEFAULT_PART_SIZE_BYTES
+    multipart_threshold_bytes: int = DEFAULT_MULTIPART_THRESHOLD_BYTES
+    batch_max_objects: int = DEFAULT_BATCH_MAX_OBJECTS
+    batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES
+    copy_memory_mb: int = DEFAULT_COPY_MEMORY_MB
+    source_region: str = "us-west-2"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SummarySettings:
@@ -284,6 +298,14 @@ class SummarySettings:
             max_failed_percent=_int(e, env.MAX_FAILED_PERCENT, 0),
             schedule_state_prefix=e.get(env.SCHEDULE_STATE_PREFIX, ""),
             summary_budget_seconds=_int(e, env.SUMMARY_BUDGET_SECONDS, DEFAULT_BUDGET_SECONDS),
+            part_size_bytes=_int(e, env.PART_SIZE_BYTES, DEFAULT_PART_SIZE_BYTES, minimum=5 * MIB),
+            multipart_threshold_bytes=_int(
+                e, env.MULTIPART_THRESHOLD_BYTES, DEFAULT_MULTIPART_THRESHOLD_BYTES, minimum=1
+            ),
+            batch_max_objects=_int(e, env.BATCH_MAX_OBJECTS, DEFAULT_BATCH_MAX_OBJECTS, minimum=1),
+            batch_max_bytes=_int(e, env.BATCH_MAX_BYTES, DEFAULT_BATCH_MAX_BYTES, minimum=1),
+            copy_memory_mb=_int(e, env.COPY_MEMORY_MB, DEFAULT_COPY_MEMORY_MB, minimum=128),
+            source_region=_str(e, env.SOURCE_REGION, "us-west-2"),
         )
 
 

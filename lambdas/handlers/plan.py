@@ -16,6 +16,7 @@ from lambdas.handlers.boundary import named_errors
 from lambdas.lifecycle.overlap import skip_if_overlapping
 from lambdas.observability import logs
 from lambdas.observability.metrics import SERVICE_PLAN, for_lambda, observed
+from lambdas.planning import checkpoint as checkpoints
 from lambdas.planning.plan import SourceDeps, plan_job
 from lambdas.reporting.schedule_state import read_last_success
 
@@ -55,9 +56,17 @@ SFN = boto3.client("stepfunctions", config=Config(connect_timeout=5, read_timeou
 
 
 def _overlapping(event: dict[str, Any]) -> dict[str, Any] | None:
-    """The skipped output when this execution's schedule still runs its previous execution, else None."""
+    """The skipped output when this execution's schedule still runs its previous execution, else None
+    (asked on the run's first invocation only: a continuation has a planning checkpoint)."""
+    run_id = str(event.get("run_id", ""))
     with observed(for_lambda(SERVICE_PLAN)) as metrics:
-        return skip_if_overlapping(SFN, event.get("input"), event.get("execution_arn"), metrics)
+        return skip_if_overlapping(
+            SFN,
+            event.get("input"),
+            event.get("execution_arn"),
+            metrics,
+            continuing=lambda: checkpoints.exists(S3, SETTINGS.staging_bucket, run_id),
+        )
 
 
 @LOGGER.inject_lambda_context(clear_state=True)

@@ -107,6 +107,7 @@ def clean_up_run(detail: Any, *, staging_bucket: str, s3: Any) -> dict[str, Any]
         errors=errors,
         map_failed=False,
         execution_status=ended.status,
+        execution_arn=ended.execution_arn,
     )
     location = f"s3://{staging_bucket}/{report_key}"
     logger.info(

@@ -9,6 +9,9 @@ says so, Plan publishes the ``ScheduledRunsSkipped`` metric). It plans nothing, 
 incremental schedule's state (its last successful run, in SSM) is left as it is: the running execution records
 its own success, and the next scheduled run picks up from there.
 
+Only a run's first Plan invocation asks: a continuation (Plan saved a planning checkpoint and is invoked again,
+``PlanningDone``) goes on, since the invocation that began the run already checked.
+
 "Before it": an earlier start time, or the same start time and an earlier name (two deliveries in the same
 instant: exactly one of them goes on).
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -77,13 +81,22 @@ def skipped_output(schedule: str, running: str) -> dict[str, Any]:
     }
 
 
-def skip_if_overlapping(sfn: Any, raw_input: Any, execution_arn: Any, metrics: MetricsSink) -> dict[str, Any] | None:
+def skip_if_overlapping(
+    sfn: Any,
+    raw_input: Any,
+    execution_arn: Any,
+    metrics: MetricsSink,
+    continuing: Callable[[], bool] | None = None,
+) -> dict[str, Any] | None:
     """Plan's first step: the skipped output when this execution was started by a schedule whose previous
     execution is still running (logged, counted in ``ScheduledRunsSkipped``); None when the run goes on
-    (started by hand, no execution ARN given, or no earlier run of its schedule still running)."""
+    (started by hand, no execution ARN given, a continuation of planning: ``continuing()`` is true, or no
+    earlier run of its schedule still running). ``continuing`` is asked only for a scheduled execution."""
     schedule = scheduled_by(raw_input)
     if schedule is None or not isinstance(execution_arn, str):
         return None
+    if continuing is not None and continuing():
+        return None  # the run's first invocation checked; this one continues its planning
     running = previous_run_still_running(sfn, execution_arn, schedule)
     if running is None:
         return None

@@ -81,6 +81,11 @@ def load(s3: Any, bucket: str, run_id: str) -> PlanProgress | None:
     return None if data is None else PlanProgress.from_dict(data)
 
 
+def exists(s3: Any, bucket: str, run_id: str) -> bool:
+    """Whether the run has a planning checkpoint: this Plan invocation continues the run's planning."""
+    return staging.get_json_if_present(s3, bucket, checkpoint_key(run_id)) is not None
+
+
 def load_tail(s3: Any, bucket: str, progress: PlanProgress) -> bytes:
     return b"" if progress.tail_key is None else staging.get_bytes(s3, bucket, progress.tail_key)
 

@@ -5,17 +5,17 @@ Summarize builds the report dict (``summary``) and writes, next to ``runs/<run>/
 - ``report.csv``   one row per object (its last recorded outcome): key, dest_key, status, bytes,
                    reason, batch, recorded_at (when the result file holding it was written); rows by
                    batch, then by key. Streamed (``csv_header`` + ``csv_rows``) into a multipart upload;
-- ``report.html``  the execution, start, end and duration; the counts (``lambdas.contracts.counters``: the
+- ``report.html``  the execution (its ARN), start, end and duration; the counts (``lambdas.contracts.counters``: the
                    labels and meanings of the one vocabulary); verification (how the copied objects were
                    verified: S3's full-object CRC64NVME, published checksums, planned sizes; mismatches);
-                   the estimated cost when the renderer is given one (``cost``: the cost model of
-                   ``teacopy estimate``, which the Lambda does not carry: ``teacopy report RUN --html`` and
-                   local runs add it; Summarize's page says how to get it); the credential counters and how
-                   they add up; failures by reason and the first failures (a cap; report.csv has them all)
-                   with the exact retry command; clean-up failures; a small inline SVG chart of progress
-                   over time; links to report.csv and report.json (relative: the three files sit side by
-                   side, in S3 and in a local run's directory). No script, no external resource: it can be
-                   mailed, attached to a ticket or opened from disk.
+                   the estimated cost (the report's ``cost``: Summarize prices the run with
+                   ``lambdas.reporting.cost``, the model of ``teacopy estimate`` and ``make bench``; a
+                   report the clean-up wrote has none and the page says how to get it); the credential
+                   counters and how they add up; failures by reason and the first failures (a cap;
+                   report.csv has them all) with the exact retry command; clean-up failures; a small
+                   inline SVG chart of progress over time; links to report.csv and report.json
+                   (relative: the three files sit side by side, in S3 and in a local run's directory).
+                   No script, no external resource: it can be mailed, attached to a ticket or opened from disk.
 
 The chart's data is the report's ``timeline``: result files are named by a time-ordered sequence
 (``staging.sequence_name``: nanoseconds since the epoch first), so what each file records, added up in
@@ -388,8 +388,8 @@ def _execution_facts(report: Mapping[str, Any], execution: Mapping[str, Any] | N
     run_id = str(report.get("run_id", ""))
     if execution.get("local"):
         where = f"<code>{_e(run_id)}</code> in the local engine (<code>teacopy local</code>; nothing ran on AWS)"
-    elif execution.get("arn"):
-        where = f"<code>{_e(execution['arn'])}</code>"
+    elif execution.get("arn") or report.get("execution_arn"):
+        where = f"<code id='execution-arn'>{_e(execution.get('arn') or report.get('execution_arn'))}</code>"
     else:
         where = f"<code>{_e(run_id)}</code> (the execution's name; its ARN: <code>teacopy report {_e(run_id)}</code>)"
     if execution.get("status"):
@@ -470,12 +470,13 @@ def _verification(report: Mapping[str, Any], execution: Mapping[str, Any] | None
 
 
 def _cost(report: Mapping[str, Any], cost: Mapping[str, Any] | None) -> str:
+    """The run's estimated cost: ``cost`` when given, else the report's own (Summarize priced the run)."""
     run_id = str(report.get("run_id", ""))
+    cost = cost or report.get("cost")
     if not cost:
         return (
-            "<p class='muted' id='cost'>Not computed here (the cost model is not part of the Lambda): "
-            f"<code>teacopy estimate --execution {_e(run_id)}</code> prices this run, "
-            f"<code>teacopy report {_e(run_id)} --html report.html</code> writes this page with it.</p>"
+            "<p class='muted' id='cost'>Not priced in this report (it was written without Summarize): "
+            f"<code>teacopy estimate --execution {_e(run_id)}</code> prices this run.</p>"
         )
     parts = ", ".join(
         f"{_e(name.replace('_', ' '))} ${float(usd):,.4f}" for name, usd in (cost.get("breakdown_usd") or {}).items()
@@ -486,12 +487,13 @@ def _cost(report: Mapping[str, Any], cost: Mapping[str, Any] | None) -> str:
     if source and destination and source != destination:
         transfer = f" (data transfer {_e(source)} → {_e(destination)} included)"
     return (
-        f"<p id='cost'>The {int(cost.get('objects') or 0):,} objects {_e(what)} "
+        f"<p id='cost'>Estimated: the {int(cost.get('objects') or 0):,} objects {_e(what)} "
         f"<strong id='cost-usd' data-value='{float(cost.get('usd') or 0.0)}'>${float(cost.get('usd') or 0.0):,.4f}"
         f"</strong> ({parts}){transfer}; storing {_e(human_bytes(int(cost.get('bytes') or 0)))} costs "
         f"${float(cost.get('storage_usd_per_month') or 0.0):,.4f} per month (S3 Standard).</p>"
-        "<p class='muted'>The model of <code>teacopy estimate</code> and <code>make bench</code> (bench/cost.py: "
-        "us-west-2 list prices, requests modelled from the object sizes and the deployed settings).</p>"
+        "<p class='muted' id='cost-model'>An estimate, not a bill: the model of Summarize, "
+        "<code>teacopy estimate</code> and <code>make bench</code> (lambdas/reporting/cost.py: us-west-2 list "
+        "prices, S3 requests modelled from the copied objects' sizes and the deployed settings).</p>"
     )
 
 
@@ -529,8 +531,9 @@ def render_html(
     """A self-contained HTML page for one run.
 
     ``execution``: what is known of the execution besides the report: ``arn``, ``status``, ``local`` (a run of
-    the local engine), ``verified`` (copied objects a local run compared byte for byte). ``cost``: the run's
-    estimate (``teacopy_cli.estimate.estimate`` of its objects). Both optional: Summarize has neither.
+    the local engine), ``verified`` (copied objects a local run compared byte for byte); without it, the report's
+    ``execution_arn``. ``cost``: the run's estimate (``teacopy_cli.estimate.run_cost``); without it, the report's
+    ``cost`` (Summarize priced the run with the same model, ``lambdas.reporting.cost``). Both optional.
     """
     run_id = report.get("run_id", "")
     label, css = run_state(report)
@@ -589,7 +592,7 @@ def render_html(
     if not dry_run:
         body.append("<h2>Verification</h2>")
         body.append(_verification(report, execution))
-    body.append("<h2>Cost</h2>")
+    body.append("<h2>Estimated cost</h2>")
     body.append(_cost(report, cost))
     body.append("<h2>Progress</h2>")
     body.append(progress_svg(report))

@@ -40,9 +40,19 @@ from typing import Any
 from lambdas.contracts import staging
 from lambdas.contracts.errors import CopyJobFailed, InvalidInput
 from lambdas.contracts.models import COPIED, FAILED, SKIPPED, WOULD_COPY, WOULD_SKIP, parse_time
-from lambdas.contracts.report import CleanupFailure, Failure, MapError, RecordedError, Report, RunReport, RunSummary
+from lambdas.contracts.report import (
+    CleanupFailure,
+    CostEstimate,
+    Failure,
+    MapError,
+    RecordedError,
+    Report,
+    RunReport,
+    RunSummary,
+)
 from lambdas.contracts.settings import SummarySettings
 from lambdas.copying.results import set_aside
+from lambdas.reporting import cost as costs
 from lambdas.reporting import render as reports
 from lambdas.reporting.render import Timeline, progress_change
 from lambdas.reporting.schedule_state import write_last_success
@@ -432,6 +442,7 @@ class SummaryProgress:
     cursor: str | None = None  # the last result key folded
     tail_key: str | None = None  # report.csv's bytes not uploaded yet
     seconds: float = 0.0
+    cost: dict[str, Any] = field(default_factory=dict)  # RequestTally.state() of the objects folded so far
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": CHECKPOINT_VERSION, **asdict(self)}
@@ -462,6 +473,10 @@ class _Summary:
         self.run_id, self.outcome = str(event["run_id"]), event.get("outcome") or {}
         self.settings, self.s3, self.ssm, self.remaining = settings, s3, ssm, remaining_seconds
         self.bucket = settings.staging_bucket
+        arn = event.get("execution_arn")
+        self.execution_arn = arn if isinstance(arn, str) and arn else None
+        self.shape = copy_shape(settings)
+        self.model = costs.ComputeModel.for_shape(self.shape)
         self.csv = StagedWriter(s3, self.bucket, reports.csv_key(self.run_id), content_type="text/csv; charset=utf-8")
         data = staging.get_json_if_present(s3, self.bucket, checkpoint_key(self.run_id))
         if data is None:
@@ -473,6 +488,9 @@ class _Summary:
             self.tally = Tally.from_state(self.progress.tally)
             tail = b"" if self.progress.tail_key is None else staging.get_bytes(s3, self.bucket, self.progress.tail_key)
             self.csv.restore(self.progress.csv, tail)
+        self.requests = (
+            costs.RequestTally.from_state(self.progress.cost) if self.progress.cost else costs.RequestTally()
+        )
 
     def _start(self, event: Mapping[str, Any]) -> SummaryProgress:
         """The first invocation: abort leftover uploads (failures listed, never fatal), fix the run's start."""
@@ -507,7 +525,7 @@ class _Summary:
                 self.run_id,
                 self.tally,
                 start_after=progress.cursor,
-                on_rows=lambda rows: self.csv.write(reports.csv_rows(rows).encode("utf-8")),
+                on_rows=self._rows,
                 should_stop=self._out_of_time,
                 set_aside_unreadable=True,
             )
@@ -521,12 +539,18 @@ class _Summary:
         self.csv.complete()
         return self._report()
 
+    def _rows(self, rows: list[dict[str, Any]]) -> None:
+        """A batch's rows: to report.csv, and priced (the run's estimated cost)."""
+        self.csv.write(reports.csv_rows(rows).encode("utf-8"))
+        self.requests.add_rows(rows, self.shape, self.model)
+
     def _save(self, tail: bytes) -> None:
         progress, prefix = self.progress, staging.summary_prefix(self.run_id)
         previous = progress.tail_key
         progress.generation += 1
         progress.tally = self.tally.state()
         progress.csv = self.csv.state()
+        progress.cost = self.requests.state()
         progress.seconds = round(progress.seconds + time.monotonic() - self.started_at, 3)
         self.started_at = time.monotonic()
         progress.tail_key = f"{prefix}csv-tail-{progress.generation:05d}.csv"
@@ -571,6 +595,8 @@ class _Summary:
             report_csv=f"s3://{bucket}/{reports.csv_key(run_id)}",
             report_html=f"s3://{bucket}/{reports.html_key(run_id)}",
             generated_at=reports.iso(time.time()),
+            execution_arn=self.execution_arn,
+            cost=CostEstimate(**costs.run_cost(self.requests.finished(self.model), self.shape, model=self.model)),
         )
         report_key = staging.report_key(run_id)
         document = report.to_dict()
@@ -636,6 +662,18 @@ def _record_schedule_success(report: Report, settings: SummarySettings, ssm: Any
         )
         return
     write_last_success(ssm, settings.schedule_state_prefix, str(schedule["name"]), planned_at)
+
+
+def copy_shape(settings: SummarySettings) -> costs.CopyShape:
+    """The deployed copy settings a run is priced with (Summarize's environment: the stack's configuration)."""
+    return costs.CopyShape(
+        part_size=settings.part_size_bytes,
+        multipart_threshold=settings.multipart_threshold_bytes,
+        batch_max_objects=settings.batch_max_objects,
+        batch_max_bytes=settings.batch_max_bytes,
+        copy_memory_mb=settings.copy_memory_mb,
+        source_region=settings.source_region,
+    )
 
 
 def _started(value: Any) -> float | None:

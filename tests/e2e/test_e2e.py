@@ -114,6 +114,14 @@ def test_happy_path_copies_everything_byte_for_byte(synth: Any) -> None:
         assert dest_digests(engine, "copy/") == expected
         assert tea.requests == 1
         assert_no_secrets(engine, tea, result)
+        # moto's interpreter resolves $$.Execution.Id in Summarize's payload: the report names the execution
+        report = result.report
+        assert report is not None and report["execution_arn"] == result.execution_arn
+        assert result.execution_arn.endswith(":happy")
+        # and Summarize priced the copies with the deployed settings: one PutObject each, one batch
+        cost = report["cost"]
+        assert (cost["objects"], cost["bytes"], cost["batches"]) == (12, 12 * 2048, 1)
+        assert cost["requests"]["data"] == {"put": 12 + 1, "get": 12, "free": 0} and cost["usd"] > 0
 
 
 def test_lambda_log_lines_carry_their_ids_stay_off_stdout_and_are_scanned(

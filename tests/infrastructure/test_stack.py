@@ -14,6 +14,7 @@ import pytest
 from lambdas.contracts import env_names
 from lambdas.contracts.settings import CleanupSettings, CopySettings, CredentialSettings, PlanSettings, SummarySettings
 from stacks import memory
+from stacks.config import TeacopyConfig
 from stacks.teacopy_stack import LOGICAL_IDS
 from stacks.template_tools import dummy_resolver, resolve_intrinsics, state_machine_definition
 
@@ -76,6 +77,12 @@ EXPECTED_ENV = {
         env_names.MAX_FAILED_PERCENT,
         env_names.SCHEDULE_STATE_PREFIX,
         env_names.SUMMARY_BUDGET_SECONDS,
+        env_names.PART_SIZE_BYTES,
+        env_names.MULTIPART_THRESHOLD_BYTES,
+        env_names.BATCH_MAX_OBJECTS,
+        env_names.BATCH_MAX_BYTES,
+        env_names.COPY_MEMORY_MB,
+        env_names.SOURCE_REGION,
     },
     "cleanup": {env_names.STAGING_BUCKET},
 }
@@ -182,6 +189,27 @@ def test_plan_and_copy_environment_values(synth: Any) -> None:
     assert copy.multipart_threshold_bytes == cfg.multipart_threshold_mb * 1024**2
     assert copy.deadline_reserve_seconds == 60
     assert environment_of(synth, "summarize")[env_names.MAX_FAILED_PERCENT] == str(cfg.max_failed_percent)
+    # Summarize prices the run with the copy settings the stack deploys (lambdas/reporting/cost.py)
+    summary = SummarySettings.from_env(environment_of(synth, "summarize"))
+    assert (summary.part_size_bytes, summary.multipart_threshold_bytes) == (
+        copy.part_size_bytes,
+        copy.multipart_threshold_bytes,
+    )
+    assert (summary.batch_max_objects, summary.batch_max_bytes) == (cfg.batch_max_objects, cfg.batch_max_bytes)
+    assert (summary.copy_memory_mb, summary.source_region) == (cfg.copy_memory_mb, cfg.source_region)
+
+
+def test_summarize_settings_defaults_are_the_stacks() -> None:
+    """Without the environment (tests, the local engine's defaults), Summarize prices what the stack deploys."""
+    fields = TeacopyConfig.__dataclass_fields__
+    defaults: dict[str, Any] = {name: fields[name].default for name in fields}
+    summary = SummarySettings("staging", 0)
+    assert summary.part_size_bytes == defaults["part_size_mb"] * 1024**2
+    assert summary.multipart_threshold_bytes == defaults["multipart_threshold_mb"] * 1024**2
+    assert summary.batch_max_objects == defaults["batch_max_objects"]
+    assert summary.batch_max_bytes == defaults["batch_max_bytes"]
+    assert summary.copy_memory_mb == defaults["copy_memory_mb"]
+    assert summary.source_region == defaults["source_region"]
 
 
 # --- the state machine ----------------------------------------------------------------------------------
@@ -288,6 +316,7 @@ def test_top_level_flow(synth: Any) -> None:
         "run_id.$": "$.run_id",
         "outcome.$": "$.outcome",
         "execution_started.$": "$$.Execution.StartTime",
+        "execution_arn.$": "$$.Execution.Id",
     }
     assert states["Summarize"]["Next"] == "SummaryDone"
     assert states["SummaryDone"] == {

@@ -1,6 +1,6 @@
-"""`teacopy estimate` and the bench's cost model are one model: the same pricing function (bench/cost.py),
-the settings the stack deploys (stacks/config.py defaults / cdk.json), and a request count that matches
-what the bench's counting S3 server sees teacopy's copy engine make."""
+"""`teacopy estimate` and the bench's cost model are one model: the same pricing function (lambdas/reporting/cost.py,
+which bench/cost.py re-exports), the settings the stack deploys (stacks/config.py defaults / cdk.json), and a
+request count that matches what the bench's counting S3 server sees teacopy's copy engine make."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import random
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,3 +133,30 @@ def test_estimate_agrees_with_the_bench_cost_model(tmp_path: Path) -> None:
     )["usd"]
     estimated = estimate([50 * MB] * 1_000_000, CopyShape.from_config(config))["usd"]
     assert estimated == pytest.approx(bench_figure, rel=0.05), (estimated, bench_figure)
+
+
+def test_a_run_is_priced_from_its_rows_as_summarize_prices_it() -> None:
+    """``RequestTally.add_rows`` (Summarize) and ``run_cost`` (teacopy report --html, local runs) give one figure;
+    a dry run's would-be copies and skips are priced as the real run's; failures are not priced."""
+    from lambdas.reporting import cost as core
+    from teacopy_cli.estimate import run_cost
+
+    shape = CopyShape.from_config(deployed_config())
+    sizes = [3 * MB, 200 * MB, 0, 70 * MB]
+    real: list[dict[str, Any]] = [{"status": "copied", "bytes": s} for s in sizes] + [
+        {"status": "skipped", "bytes": 0},
+        {"status": "failed", "bytes": 0, "reason": "source NoSuchKey: x"},
+    ]
+    renamed = {"copied": "would_copy", "skipped": "would_skip"}
+    dry = [{**row, "status": renamed.get(str(row["status"]), row["status"])} for row in real]
+    model = core.ComputeModel.for_shape(shape)
+    tally = core.RequestTally()
+    tally.add_rows(real, shape, model)
+    priced = core.run_cost(tally.finished(model), shape)
+    assert priced["requests"]["data"] == {
+        "put": 1 + (2 + 12) + 1 + (2 + 5) + 1,  # 200 MB in 16 MiB parts: 12 parts, 70 MB: 5 parts; one LIST
+        "get": 4 + 1,  # a GET per copied object, a HEAD for the skipped one
+        "free": 0,
+    }
+    assert {k: run_cost(real, dry_run=False, shape=shape)[k] for k in priced} == priced
+    assert {k: run_cost(dry, dry_run=True, shape=shape)[k] for k in priced} == priced

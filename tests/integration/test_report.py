@@ -281,10 +281,17 @@ def png_size(path: Path) -> tuple[int, int]:
     return int(width), int(height)
 
 
+ARN = "arn:aws:states:us-west-2:123456789012:execution:TeacopyStateMachine-AbC123:r"
+
+
 def test_html_report_renders_in_headless_chromium(s3: Any, tmp_path: Path) -> None:
+    """The page Summarize writes (in Lambda), as a browser renders it: the counts, verification, the execution's
+    ARN and the run's estimated cost among them."""
+    from teacopy_cli.estimate import CopyShape, run_cost
+
     t0 = seed_run(s3)
     with pytest.raises(CopyJobFailed):
-        summarize({"run_id": "r", "outcome": {}}, settings=SummarySettings("staging", 0), s3=s3)
+        summarize({"run_id": "r", "outcome": {}, "execution_arn": ARN}, settings=SummarySettings("staging", 0), s3=s3)
     ARTIFACTS.mkdir(exist_ok=True)
     page = ARTIFACTS / "report-test.html"
     page.write_bytes(s3.get_object(Bucket="staging", Key="runs/r/report.html")["Body"].read())
@@ -310,7 +317,7 @@ def test_html_report_renders_in_headless_chromium(s3: Any, tmp_path: Path) -> No
     assert dom.text["started"].endswith(str(reports.iso(t0))) and dom.text["finished"].endswith(
         str(reports.iso(t0 + 8))
     )
-    assert "r (the execution's name" in dom.text["execution"]
+    assert dom.text["execution-arn"] == ARN  # the state machine passes $$.Execution.Id
     assert dom.links == {"csv-link": "report.csv", "json-link": "report.json"}
     # verification: every copied object by CRC64NVME; checksums and sizes as the plan knew them; no mismatch
     assert dom.verify == {"crc64nvme": "6", "checksums": "4", "sizes": "10", "failed": "0"}
@@ -326,8 +333,19 @@ def test_html_report_renders_in_headless_chromium(s3: Any, tmp_path: Path) -> No
     assert "refresh requests 2 = credential refreshes 1 + coalesced refreshes 1" in dom.text["refresh-sum"]
     # something failed and one object was not attempted: the exact retry command
     assert dom.text["retry-command"] == "teacopy retry-failed r --include-not-attempted"
-    # Summarize (in Lambda) has no cost model: the page says how to get the cost
-    assert "teacopy estimate --execution r" in dom.text["cost"]
+    # Summarize priced the run: the 6 copied objects (8 MiB) and the skipped one, labelled an estimate; the figure
+    # is the one teacopy estimate gives for the same rows with the same (deployed) settings
+    report = staging.get_json(s3, "staging", "runs/r/report.json")
+    cost = report["cost"]
+    assert (cost["objects"], cost["bytes"], cost["skipped"], cost["batches"]) == (6, 8 * 1024**2, 1, 1)
+    assert cost["requests"]["data"] == {"put": 6 + 1, "get": 6 + 1, "free": 0}  # PUT each, LIST; GET each, HEAD
+    assert cost["usd"] > 0 and set(cost["breakdown_usd"]) == {"s3_requests", "lambda", "step_functions"}
+    _, rows = collect_run(s3, "staging", "r")
+    local = run_cost(rows, dry_run=False, shape=CopyShape.from_cdk_json())
+    assert {k: local[k] for k in cost} == cost
+    assert dom.text["cost"].startswith("Estimated: the 6 objects cost about $")
+    assert float(dom.text["cost-usd"].lstrip("$")) == pytest.approx(cost["usd"], abs=5e-5)
+    assert dom.text["cost-model"].startswith("An estimate, not a bill")
 
     shot = ARTIFACTS / "report-test.png"
     shot.unlink(missing_ok=True)

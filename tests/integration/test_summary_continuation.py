@@ -113,6 +113,10 @@ def test_one_batch_per_invocation_gives_the_report_of_one_invocation(s3: Any) ->
     once = staging.get_json(s3, "staging", staging.report_key("once"))
     loop = staging.get_json(s3, "staging", staging.report_key("loop"))
     assert stable(loop) == stable(once) and loop["summary_invocations"] == 8
+    # the estimated cost is carried in the checkpoint: eight invocations price each object once, as one does
+    assert loop["cost"] == once["cost"]
+    assert (loop["cost"]["objects"], loop["cost"]["skipped"]) == (loop["copied"], loop["skipped"])
+    assert loop["cost"]["bytes"] == loop["bytes"]
     # the counts are the seeded truth: each (batch, key) once, with its last status
     statuses = [record["status"] for record in truth.values()]
     assert loop["copied"] == statuses.count("copied") and loop["failed"] == statuses.count("failed")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from lambdas.contracts.errors import ConfigurationError
 from lambdas.lifecycle.overlap import (
@@ -16,6 +18,7 @@ from lambdas.lifecycle.overlap import (
     state_machine_of,
 )
 from lambdas.observability.metrics import SCHEDULED_RUNS_SKIPPED, RecordingMetrics
+from lambdas.planning import checkpoint as checkpoints
 
 MACHINE = "arn:aws:states:us-west-2:123456789012:stateMachine:teacopy"
 T0 = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
@@ -132,3 +135,43 @@ def test_an_execution_started_by_hand_asks_nothing() -> None:
     assert skip_if_overlapping(sfn, {"source": {}}, arn("x"), RecordingMetrics()) is None
     assert skip_if_overlapping(sfn, scheduled("nightly"), None, RecordingMetrics()) is None
     assert sfn.described == [] and sfn.listed == []
+
+
+class FakeS3:
+    """The staging bucket: PutObject and GetObject on a dict (NoSuchKey for a missing key), GETs counted."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.gets: list[str] = []
+
+    def put_object(self, Bucket: str, Key: str, Body: bytes | str, **_: Any) -> dict[str, Any]:
+        self.objects[Key] = Body.encode() if isinstance(Body, str) else bytes(Body)
+        return {}
+
+    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:
+        self.gets.append(Key)
+        if Key not in self.objects:
+            raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "no"}}, "GetObject")
+        return {"Body": io.BytesIO(self.objects[Key])}
+
+
+def test_only_the_first_plan_invocation_asks_step_functions() -> None:
+    """A continuation of planning (a planning checkpoint exists) makes no ListExecutions or DescribeExecution
+    call: the run's first invocation checked (lambdas/handlers/plan.py passes ``checkpoint.exists``)."""
+    sfn = FakeSfn({"night-1": (T0, "RUNNING", scheduled("other")), "night-2": (T0 + timedelta(days=1), "RUNNING", {})})
+    s3 = FakeS3()
+
+    def continuing() -> bool:
+        return checkpoints.exists(s3, "staging", "night-2")
+
+    assert skip_if_overlapping(sfn, scheduled("nightly"), arn("night-2"), RecordingMetrics(), continuing) is None
+    first = (len(sfn.listed), len(sfn.described))
+    assert first == (1, 2)  # ListExecutions once; DescribeExecution of itself and of the earlier one
+    checkpoints.save(s3, "staging", "night-2", checkpoints.PlanProgress(), b"", None)  # planning goes on
+    for _invocation in range(3):
+        assert skip_if_overlapping(sfn, scheduled("nightly"), arn("night-2"), RecordingMetrics(), continuing) is None
+    assert (len(sfn.listed), len(sfn.described)) == first  # no call to Step Functions after the first invocation
+    assert s3.gets.count(checkpoints.checkpoint_key("night-2")) == 4  # each invocation looked for the checkpoint
+    # a run started by hand does not even look for the checkpoint
+    assert skip_if_overlapping(sfn, {"source": {}}, arn("night-2"), RecordingMetrics(), continuing) is None
+    assert s3.gets.count(checkpoints.checkpoint_key("night-2")) == 4

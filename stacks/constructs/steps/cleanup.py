@@ -21,6 +21,7 @@ from constructs import Construct
 
 from lambdas.contracts.staging import RUNS_PREFIX
 from lambdas.lifecycle.cleanup import DETAIL_TYPE, TERMINAL_STATUSES
+from stacks import memory
 from stacks.constructs.function import s3_bucket_arn, s3_object_arn
 from stacks.constructs.queues import dead_letter_queue
 from stacks.constructs.steps.base import (
@@ -52,7 +53,7 @@ class CleanupStep(LambdaStep):
             logical_id=LOGICAL_IDS["cleanup"],
             handler="lambdas.handlers.cleanup.lambda_handler",
             description="teacopy Cleanup: abort leftover uploads and report a run that ended without Summarize",
-            memory_mb=512,
+            memory_mb=memory.CLEANUP_MB,
             timeout=TIMEOUT,
             environment=resources.staging_env,
         )

@@ -13,6 +13,7 @@ from constructs import Construct
 from lambdas.contracts import env_names
 from lambdas.contracts.settings import DEFAULT_BUDGET_SECONDS
 from lambdas.contracts.staging import RUNS_PREFIX
+from lambdas.s3.limits import MIB
 from stacks import memory
 from stacks.constructs.function import s3_bucket_arn, s3_object_arn
 from stacks.constructs.schedules import ScheduleState
@@ -50,6 +51,13 @@ class SummarizeStep(LambdaStep):
                 env_names.MAX_FAILED_PERCENT: str(config.max_failed_percent),
                 # work per invocation before Summarize checkpoints and the state machine invokes it again
                 env_names.SUMMARY_BUDGET_SECONDS: str(DEFAULT_BUDGET_SECONDS),
+                # the deployed copy settings, which the run's estimated cost is priced with (reporting/cost.py)
+                env_names.PART_SIZE_BYTES: str(config.part_size_mb * MIB),
+                env_names.MULTIPART_THRESHOLD_BYTES: str(config.multipart_threshold_mb * MIB),
+                env_names.BATCH_MAX_OBJECTS: str(config.batch_max_objects),
+                env_names.BATCH_MAX_BYTES: str(config.batch_max_bytes),
+                env_names.COPY_MEMORY_MB: str(config.copy_memory_mb),
+                env_names.SOURCE_REGION: config.source_region,
             },
         )
         fn = self.lambda_
@@ -73,6 +81,7 @@ class SummarizeStep(LambdaStep):
                     "run_id": sfn.JsonPath.string_at("$.run_id"),
                     "outcome": sfn.JsonPath.object_at("$.outcome"),
                     "execution_started": sfn.JsonPath.string_at("$$.Execution.StartTime"),
+                    "execution_arn": sfn.JsonPath.string_at("$$.Execution.Id"),  # the report names the execution
                 }
             ),
         )
