@@ -131,12 +131,6 @@ class CredentialSettings:
         )
 
 
-# The Plan's batch bounds and CopyBatch's memory as the stack deploys them by default (stacks/config.py; checked
-# by tests/infrastructure/test_stack.py): Plan batches by the first two, Summarize prices a run with all three.
-DEFAULT_BATCH_MAX_OBJECTS = 100
-DEFAULT_BATCH_MAX_BYTES = 8 * GIB
-DEFAULT_COPY_MEMORY_MB = 1024
-
 # Plan and Summarize: seconds of work per invocation before they checkpoint and continue in another one
 # (their Lambdas time out at 900 s; the rest is margin for a slow last page and the checkpoint).
 DEFAULT_BUDGET_SECONDS = 600
@@ -214,7 +208,9 @@ DEFAULT_PART_SIZE_BYTES = 16 * MIB
 DEFAULT_INFLIGHT_PARTS = 8
 DEFAULT_MULTIPART_THRESHOLD_BYTES = 64 * MIB
 DEFAULT_OBJECT_CONCURRENCY = 64
-DEFAULT_COPY_MEMORY_MB = 1024  # CopyBatch's memory (cdk.json copy_memory_mb); Lambda reports it in LAMBDA_MEMORY_MB
+# CopyBatch's memory (cdk.json copy_memory_mb): CopyBatch reads it from LAMBDA_MEMORY_MB (Lambda sets it),
+# Summarize from COPY_MEMORY_MB (it prices the run's Lambda time with it).
+DEFAULT_COPY_MEMORY_MB = 1024
 # Objects in flight may buffer up to a quarter of the function's memory (at least one multipart object's
 # parts). `make bench`, 20 x 50 MiB: peak RSS ~2.2x the budget + ~60 MB (575 MB at 1,024 MB: a 256 MiB
 # budget, five 50 MiB objects in flight, 2x the throughput of the old 128 MiB bound, which left the network
