@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="run the 1gib/50mib/100kib sets on moto's stock CompleteMultipartUpload, which copies every part "
         "twice and re-reads the whole object for a FULL_OBJECT checksum (S3 combines part CRCs instead); "
-        "by default every set uses the streaming, memory-bounded Complete (same ETag, CRC and bytes; "
-        "bench/server.py), for every tool alike",
+        "by default every set uses the memory-bounded Complete that serves the object from its parts "
+        "(same ETag, CRC and bytes; bench/server.py), for every tool alike",
     )
     add_model_arguments(parser)
     parser.add_argument("--loopback", action="store_true", help="no S3 model: only the zero-latency loopback figure")

@@ -641,7 +641,7 @@ def run_bench(options: Options) -> dict[str, Any]:
     if lean_sets:
         notes.append(
             f"sets {', '.join(lean_sets)} ran on the lean-complete server (bench.server --lean-complete): moto's"
-            " CompleteMultipartUpload streams the parts instead of concatenating them in memory (stock moto needs"
+            " CompleteMultipartUpload serves the object from its parts instead of concatenating them (stock moto needs"
             " ~4-7 GB of server memory per GiB completed; a 4 GiB object does not fit this machine)"
         )
     if not options.pin:
