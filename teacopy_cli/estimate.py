@@ -130,12 +130,9 @@ def estimate(
         batch_max_bytes=shape.batch_max_bytes,
     )
     prices = prices or cost.Prices()
-    tally = cost.RequestTally()
-    for size in filled:
-        tally.add_copied(size, shape, model)
+    tally = cost.tally_sizes(filled, shape, model)
     for _ in range(skipped):
         tally.add_skipped()
-    tally = tally.finished(model)
     priced = cost.run_cost(tally, shape, model=model, prices=prices, dest_region=dest_region)
     result: dict[str, Any] = {**priced, "sizes_known": len(known), "assumed_size": fill if unknown else None}
     if tally.objects == 0:
