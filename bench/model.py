@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO
 
@@ -71,18 +71,23 @@ class Link:
         self._next = 0.0
         self._lock = threading.Lock()
 
-    def reserve(self, n: int) -> float:
-        """The time at which ``n`` bytes have crossed the link (the caller sleeps until then)."""
+    def reserve(self, n: int, earliest: float = 0.0) -> float:
+        """The time at which ``n`` bytes, sent no earlier than ``earliest``, have crossed the link."""
         with self._lock:
             # Sleeping threads wake late (more so on a loaded machine): without this allowance every late
             # wake-up would lose link time for good, and the link would carry less than its rate.
-            start = max(time.monotonic() - CATCH_UP_S, self._next)
+            start = max(time.monotonic() - CATCH_UP_S, self._next, earliest)
             self._next = start + n / self.rate
             return self._next
 
 
 class Pacer:
-    """One request's bytes in one direction: the connection's cap and the link's slots."""
+    """One request's bytes in one direction: the connection's cap and the link's slots.
+
+    ``reserve(n)`` books the next ``n`` bytes and returns when they have crossed; the caller moves them
+    (reads or sends the piece) and then sleeps until that time, so moving a piece overlaps its own slot
+    instead of adding to it.
+    """
 
     def __init__(self, connection_bytes_per_s: float, link: Link | None) -> None:
         self.rate = connection_bytes_per_s
@@ -90,14 +95,14 @@ class Pacer:
         self.started = time.monotonic()
         self.sent = 0
 
-    def wait(self, n: int) -> None:
-        """Block until the next ``n`` bytes may go."""
-        if self.rate > 0:
-            ready = self.started + self.sent / self.rate
-            _sleep_until(ready)
+    def reserve(self, n: int) -> float:
+        """The time by which the next ``n`` bytes have crossed (0: no limit)."""
+        begin = self.started + self.sent / self.rate if self.rate > 0 else 0.0
+        done = self.started + (self.sent + n) / self.rate if self.rate > 0 else 0.0
         if self.link is not None:
-            _sleep_until(self.link.reserve(n))
+            done = max(done, self.link.reserve(n, begin))
         self.sent += n
+        return done
 
 
 def _sleep_until(when: float) -> None:
@@ -128,20 +133,26 @@ class Shaper:
             jitter = self._random.uniform(-model.jitter_ms, model.jitter_ms) if model.jitter_ms > 0 else 0.0
         time.sleep(max(0.0, model.first_byte_ms + jitter) / 1000)
 
-    def read_body(self, stream: BinaryIO, length: int | None) -> bytes:
-        """The whole request body, paced (``length`` None: until the end of the stream)."""
+    def read_body(self, stream: BinaryIO, length: int | None, on_piece: Callable[[bytes], None] | None = None) -> bytes:
+        """The whole request body, paced (``length`` None: until the end of the stream).
+
+        ``on_piece``: called with each piece as it arrives (the server hashes the body while it is paced).
+        """
         pacer = Pacer(self.model.connection_mbps * 1e6, self.upload)
         pieces: list[bytes] = []
         left = length
         while left is None or left > 0:
             want = CHUNK if left is None else min(CHUNK, left)
-            pacer.wait(want)
+            crossed = pacer.reserve(want)
             piece = stream.read(want)
             if not piece:
                 break
             pieces.append(piece)
+            if on_piece is not None:
+                on_piece(piece)
             if left is not None:
                 left -= len(piece)
+            _sleep_until(crossed)
         return b"".join(pieces)
 
     def paced(self, body: Iterable[bytes]) -> Iterator[bytes]:
@@ -151,8 +162,9 @@ class Shaper:
             view = memoryview(block)
             for start in range(0, len(view), CHUNK):
                 piece = view[start : start + CHUNK]
-                pacer.wait(len(piece))
+                crossed = pacer.reserve(len(piece))
                 yield bytes(piece)
+                _sleep_until(crossed)
 
 
 def model_from(values: dict[str, Any]) -> S3Model:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
-from bench.fastpath import make_fast
+from bench.fastpath import BodyDigest, make_fast
 from bench.model import S3Model, Shaper, model_from
 from bench.s3ops import classify
 
@@ -129,11 +129,14 @@ class CountingMiddleware:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         length = str(environ.get("CONTENT_LENGTH") or "")
         body: bytes | None = None
+        digest: BodyDigest | None = None
         if method in ("PUT", "POST") and (length.isdigit() or environ.get("wsgi.input_terminated")):
-            body = self.shaper.read_body(environ["wsgi.input"], int(length) if length.isdigit() else None)
+            digest = BodyDigest(headers) if method == "PUT" else None
+            on_piece = digest.update if digest is not None else None
+            body = self.shaper.read_body(environ["wsgi.input"], int(length) if length.isdigit() else None, on_piece)
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
-        environ["bench.headers"], environ["bench.body"] = headers, body
+        environ["bench.headers"], environ["bench.body"], environ["bench.digest"] = headers, body, digest
         self.shaper.first_byte_delay()
         started = time.perf_counter()
         try:

@@ -156,6 +156,70 @@ def test_lean_complete_stores_what_stock_moto_would(tmp_path: Path) -> None:
     assert digest == {"size": len(whole), "sha256": hashlib.sha256(whole).hexdigest(), "etag": head["ETag"]}
 
 
+def _raw_put(url: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    """A plain (not aws-chunked) PUT, as the CRT and most SDKs send one: the data path's own answer."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    connection = http.client.HTTPConnection(urlsplit(url).netloc, timeout=30)
+    try:
+        connection.request("PUT", path, body=body, headers={"Content-Length": str(len(body)), **headers})
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+def test_data_path_hashes_plain_puts_while_receiving_them(tmp_path: Path) -> None:
+    """PutObject and UploadPart bodies are hashed as they arrive (bench/fastpath.BodyDigest): the same
+    ETag and checksums S3 gives, wrong ones rejected with BadDigest and nothing stored."""
+    from awscrt import checksums
+
+    from bench.model import S3Model
+
+    data = os.urandom(3 * MIB + 17)  # several paced pieces
+    b64 = base64.b64encode
+    sums = {
+        "crc64nvme": b64(checksums.crc64nvme(data).to_bytes(8, "big")).decode(),
+        "crc32c": b64(checksums.crc32c(data).to_bytes(4, "big")).decode(),
+        "sha256": b64(hashlib.sha256(data).digest()).decode(),
+    }
+    md5 = hashlib.md5(data, usedforsecurity=False)
+    model = S3Model(first_byte_ms=1, jitter_ms=0, connection_mbps=2000, link_mibps=2000)
+    with running_server(tmp_path / "server.log", model=model) as server:
+        s3 = server.client()
+        s3.create_bucket(Bucket="hash-test", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+        for algorithm, value in sums.items():
+            headers = {f"x-amz-checksum-{algorithm}": value, "Content-MD5": b64(md5.digest()).decode()}
+            status, answer, _ = _raw_put(server.url, f"/hash-test/{algorithm}", data, headers)
+            assert (status, answer["etag"], answer[f"x-amz-checksum-{algorithm}"]) == (
+                200,
+                f'"{md5.hexdigest()}"',
+                value,
+            )
+            head = s3.head_object(Bucket="hash-test", Key=algorithm, ChecksumMode="ENABLED")
+            assert head[f"Checksum{algorithm.upper()}"] == value
+            assert s3.get_object(Bucket="hash-test", Key=algorithm)["Body"].read() == data
+        wrong = {"x-amz-checksum-crc64nvme": sums["crc32c"] + "AAAA"}
+        for path, headers in (("/hash-test/bad-crc", wrong), ("/hash-test/bad-md5", {"Content-MD5": "AAAA"})):
+            status, _, text = _raw_put(server.url, path, data, headers)
+            assert (status, b"<Code>BadDigest</Code>" in text) == (400, True)
+        listed = s3.list_objects_v2(Bucket="hash-test")["Contents"]
+        assert sorted(o["Key"] for o in listed) == sorted(sums)  # nothing stored by a rejected PUT
+
+        upload = s3.create_multipart_upload(Bucket="hash-test", Key="mp")["UploadId"]
+        part_headers = {"x-amz-checksum-sha256": sums["sha256"]}
+        status, answer, _ = _raw_put(server.url, f"/hash-test/mp?partNumber=1&uploadId={upload}", data, part_headers)
+        assert (status, answer["etag"]) == (200, f'"{md5.hexdigest()}"')
+        s3.complete_multipart_upload(
+            Bucket="hash-test",
+            Key="mp",
+            UploadId=upload,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": answer["etag"]}]},
+        )
+        assert server.admin("GET", "digest", bucket="hash-test", key="mp")["sha256"] == hashlib.sha256(data).hexdigest()
+
+
 @pytest.mark.slow
 def test_tiny_bench_run_counts_verifies_and_reports(tmp_path: Path) -> None:
     options = Options(
