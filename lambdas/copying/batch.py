@@ -67,15 +67,46 @@ STOP_EXPIRED, STOP_DEADLINE, STOP_ERROR = "expired", "deadline", "error"
 # carries (~85-90 MB/s): the scheduler's model of the pipe it fills.
 NETWORK_BYTES_PER_SECOND = 75 * 1024**2
 CONNECTION_BYTES_PER_SECOND = 85 * 1024**2
+MIN_SPACING_S = 0.005  # download starts closer than this are not spaced (small objects: latency-bound)
 LATENCY_BOUNDS_S = (0.005, 0.2)  # the measured round trip, clamped (a slow LIST must not explode concurrency)
+
+
+class DownloadGate:
+    """At most ``slots`` small-object downloads at once, started at least ``spacing_s`` apart.
+
+    A CRT GetObject hands its body over in one piece when the last byte has arrived, and copying it
+    into Python takes a moment (~0.1 s per 50 MiB on one vCPU). Downloads started together finish
+    together and copy together, leaving the link idle meanwhile; started ``size / link / slots`` apart
+    they stay apart (each slot is refilled as it frees), and one copies while the others receive.
+    """
+
+    def __init__(self, slots: int, spacing_s: float) -> None:
+        self.slots = slots
+        self.spacing_s = spacing_s
+        self._semaphore = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self._next_start = 0.0
+
+    def __enter__(self) -> DownloadGate:
+        self._semaphore.acquire()
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_start)
+            self._next_start = start + self.spacing_s
+        if start > now:
+            time.sleep(start - now)  # at most spacing_s x slots: bounded by one object's transfer time
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._semaphore.release()
 
 
 class Pace:
     """Objects in flight for one batch: a byte budget, a count bound, and the download gate.
 
-    ``cost(spec)``: the bytes an object holds while in flight. ``download_gate``: a semaphore the copier
-    holds while it downloads a small object (sized by the bandwidth-delay product of the batch's
-    typical small object).
+    ``cost(spec)``: the bytes an object holds while in flight. ``download_gate``: what the copier holds
+    while it downloads a small object (slots sized by the bandwidth-delay product of the batch's typical
+    small object, starts spaced by its transfer time over the slots).
     """
 
     def __init__(self, settings: CopySettings, objects: Iterable[ObjectSpec], latency_s: float) -> None:
@@ -89,7 +120,8 @@ class Pace:
         needed = 2 * NETWORK_BYTES_PER_SECOND * self.latency_s / max(1, typical)
         needed += NETWORK_BYTES_PER_SECOND / CONNECTION_BYTES_PER_SECOND
         self.downloads = max(1, min(self.limit, math.ceil(needed)))
-        self.download_gate = threading.BoundedSemaphore(self.downloads)
+        spacing = typical / NETWORK_BYTES_PER_SECOND / self.downloads
+        self.download_gate = DownloadGate(self.downloads, spacing if spacing >= MIN_SPACING_S else 0.0)
         self.reserved = 0
 
     def cost(self, spec: ObjectSpec) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from typing import Any
 
@@ -115,7 +114,7 @@ class ObjectCopier:
         self._checkpoints = checkpoints
         self._multipart = multipart
         # Held while a small object downloads (BatchRun sets it from the batch's pace; None: no gate).
-        self.download_gate: threading.BoundedSemaphore | None = None
+        self.download_gate: contextlib.AbstractContextManager[object] | None = None
 
     def copy(self, spec: ObjectSpec, stop: StopSignal) -> ObjectResult:
         """Copy one object. Returns its final result or raises a batch-level error (or Cancelled)."""

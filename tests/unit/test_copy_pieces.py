@@ -5,6 +5,7 @@ re-open, checkpoints, the result log's flushing and the batch's choice among sev
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import threading
 import time
@@ -17,7 +18,8 @@ from botocore.exceptions import ClientError, ResponseStreamingError
 from lambdas.contracts import staging
 from lambdas.contracts.errors import CredentialsExpired, DestinationAccessDenied, TransientCopyError
 from lambdas.contracts.models import COPIED, Checksum, ObjectResult, ObjectSpec
-from lambdas.copying.batch import error_rank, is_fatal, unique
+from lambdas.contracts.settings import CopySettings
+from lambdas.copying.batch import NETWORK_BYTES_PER_SECOND, DownloadGate, Pace, error_rank, is_fatal, unique
 from lambdas.copying.checkpoints import Checkpoint, CheckpointStore
 from lambdas.copying.destination import DestinationBucket, ExistingKeys
 from lambdas.copying.objects import META_SOURCE_ETAG, META_SOURCE_SIZE, META_VERIFIED, recorded_etag
@@ -406,3 +408,56 @@ def test_the_batch_reports_its_most_telling_error() -> None:
 def test_each_source_key_is_copied_once_per_batch() -> None:
     specs = [ObjectSpec("a", size=1), ObjectSpec("b"), ObjectSpec("a", size=2)]
     assert unique(specs) == [ObjectSpec("a", size=1), ObjectSpec("b")]
+
+
+def _pace(size: int, count: int) -> Pace:
+    settings = CopySettings(
+        staging_bucket="staging",
+        credentials_secret_id="secret",
+        source_region="us-west-2",
+        safety_margin_seconds=300,
+        part_size_bytes=16 * MIB,
+        multipart_threshold_bytes=64 * MIB,
+        inflight_parts=8,
+        object_concurrency=64,
+        deadline_reserve_seconds=30,
+    )
+    return Pace(settings, [ObjectSpec(key=f"k{i}", size=size) for i in range(count)], latency_s=0.02)
+
+
+def test_large_downloads_start_spaced_and_small_ones_do_not() -> None:
+    """Objects that take a while to download start ``size / link / slots`` apart (so they do not all
+    finish, and hand over their bodies, at once); 100 KiB objects are latency-bound and never wait."""
+    large = _pace(50 * MIB, 20)
+    gate = large.download_gate
+    assert gate.slots == large.downloads >= 1
+    assert gate.spacing_s == pytest.approx(50 * MIB / NETWORK_BYTES_PER_SECOND / gate.slots)
+    small = _pace(100 * 1024, 1000)
+    assert small.download_gate.slots > 10 and small.download_gate.spacing_s == 0.0
+
+
+def test_download_gate_bounds_slots_and_spaces_starts() -> None:
+    gate = DownloadGate(2, 0.05)
+    lock = threading.Lock()
+    starts: list[float] = []
+    held, most = [0], [0]
+
+    def download() -> None:
+        with gate:
+            with lock:
+                starts.append(time.monotonic())
+                held[0] += 1
+                most[0] = max(most[0], held[0])
+            time.sleep(0.03)
+            with lock:
+                held[0] -= 1
+
+    threads = [threading.Thread(target=download) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    starts.sort()
+    assert len(starts) == 5 and most[0] <= 2
+    assert all(later - earlier >= 0.045 for earlier, later in itertools.pairwise(starts))
+    assert starts[-1] - starts[0] < 1.0  # spaced, not serialized behind long waits
