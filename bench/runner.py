@@ -184,7 +184,7 @@ def running_server(
 
 def _python_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "lambdas")])
+    env["PYTHONPATH"] = str(REPO)  # the core is imported as lambdas.… only (one import name)
     return env
 
 

@@ -19,7 +19,8 @@ Small objects are latency-bound: enough GETs must be in flight to fill the netwo
 bandwidth-delay product, ``NETWORK_BYTES_PER_SECOND x latency / size``, doubled for jitter). Larger
 ones are bandwidth-bound: one GET already fills the network, so their downloads go one or two at a time
 while the objects downloaded before them are uploaded; otherwise equal-sized objects would all
-download together and then all upload together, leaving one direction of the network idle.
+download together and then all upload together, leaving one direction of the network idle. Those
+downloads also start spaced (``DownloadGate``), so they do not finish together either.
 """
 
 from __future__ import annotations
