@@ -20,7 +20,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from lambdas.contracts import staging
+from lambdas.s3.codes import NOT_FOUND_CODES, error_status
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS_DIR = REPO / "artifacts" / "local-runs"
@@ -65,7 +68,12 @@ class RunMirror:
                 key, etag = str(item["Key"]), str(item.get("ETag", ""))
                 if self._copied.get(key) == etag:
                     continue
-                body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                try:
+                    body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                except ClientError as exc:
+                    if error_status(exc)[0] in NOT_FOUND_CODES:
+                        continue  # deleted since the listing (a finished object's upload checkpoint)
+                    raise
                 write_atomically(self.directory / key[len(prefix) :], body)
                 self._copied[key] = etag
         description = self.sfn.describe_execution(executionArn=self.execution_arn)
