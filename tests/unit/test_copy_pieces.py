@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ResponseStreamingError
 
-from lambdas.contracts import staging
+from lambdas.contracts import env_names, staging
 from lambdas.contracts.errors import CredentialsExpired, DestinationAccessDenied, TransientCopyError
 from lambdas.contracts.models import COPIED, Checksum, ObjectResult, ObjectSpec
 from lambdas.contracts.settings import CopySettings
@@ -411,17 +411,8 @@ def test_each_source_key_is_copied_once_per_batch() -> None:
 
 
 def _pace(size: int, count: int) -> Pace:
-    settings = CopySettings(
-        staging_bucket="staging",
-        credentials_secret_id="secret",
-        source_region="us-west-2",
-        safety_margin_seconds=300,
-        part_size_bytes=16 * MIB,
-        multipart_threshold_bytes=64 * MIB,
-        inflight_parts=8,
-        object_concurrency=64,
-        deadline_reserve_seconds=30,
-    )
+    """The Pace of a batch of ``count`` objects of ``size`` bytes under the deployed defaults."""
+    settings = CopySettings.from_env({env_names.STAGING_BUCKET: STAGING, env_names.CREDENTIALS_SECRET_ID: "secret"})
     return Pace(settings, [ObjectSpec(key=f"k{i}", size=size) for i in range(count)], latency_s=0.02)
 
 
