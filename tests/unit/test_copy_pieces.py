@@ -5,7 +5,6 @@ re-open, checkpoints, the result log's flushing and the batch's choice among sev
 from __future__ import annotations
 
 import io
-import itertools
 import json
 import threading
 import time
@@ -428,7 +427,9 @@ def test_large_downloads_start_spaced_and_small_ones_do_not() -> None:
 
 
 def test_download_gate_bounds_slots_and_spaces_only_the_first_starts() -> None:
-    gate = DownloadGate(3, 0.1)
+    """3 slots, 0.2 s apart, downloads of 0.05 s: the first three start at +0, +0.2, +0.4 s; the others take
+    slots as they free, without waiting for a spacing step (else the last would start at +1.0 s)."""
+    gate = DownloadGate(3, 0.2)
     lock = threading.Lock()
     starts: list[float] = []
     held, most = [0], [0]
@@ -439,7 +440,7 @@ def test_download_gate_bounds_slots_and_spaces_only_the_first_starts() -> None:
                 starts.append(time.monotonic())
                 held[0] += 1
                 most[0] = max(most[0], held[0])
-            time.sleep(0.3)
+            time.sleep(0.05)
             with lock:
                 held[0] -= 1
 
@@ -450,7 +451,4 @@ def test_download_gate_bounds_slots_and_spaces_only_the_first_starts() -> None:
         thread.join(5)
     starts.sort()
     assert len(starts) == 6 and most[0] <= 3
-    first = starts[:3]
-    assert all(later - earlier >= 0.09 for earlier, later in itertools.pairwise(first))  # spaced
-    # later starts follow the slots as they free (0.3 s after each first start), not another spacing step
-    assert all(abs((starts[i] - first[i - 3]) - 0.3) < 0.08 for i in range(3, 6))
+    assert 0.38 <= starts[-1] - starts[0] < 0.9
