@@ -85,6 +85,17 @@ def _checksum(algorithm: str, data: bytes) -> str | None:
     return running.b64()
 
 
+def _content_encodings(headers: dict[str, str]) -> list[str]:
+    return [e.strip() for e in headers.get("content-encoding", "").split(",") if e.strip()]
+
+
+def _is_aws_chunked(headers: dict[str, str]) -> bool:
+    """The body is SigV4-streaming framed (``aws-chunked``): chunk headers, payload, trailers."""
+    return "aws-chunked" in _content_encodings(headers) or headers.get("x-amz-content-sha256", "").startswith(
+        "STREAMING"
+    )
+
+
 def _named_checksums(headers: dict[str, str]) -> list[str]:
     """The algorithms of the ``x-amz-checksum-<algorithm>`` headers a PUT carries."""
     return [
@@ -102,6 +113,11 @@ class BodyDigest:
     feeds each received piece here; ``_verify`` then uses the results instead of hashing the body again.
     Only for a plain body: an ``aws-chunked`` one carries framing, and is hashed after decoding.
     """
+
+    @classmethod
+    def for_put(cls, headers: dict[str, str]) -> BodyDigest | None:
+        """A digest for a PUT's body, or None for an ``aws-chunked`` one (hashed after decoding instead)."""
+        return None if _is_aws_chunked(headers) else cls(headers)
 
     def __init__(self, headers: dict[str, str]) -> None:
         self._md5 = hashlib.md5(usedforsecurity=False)
@@ -188,15 +204,14 @@ def handle(
     if backend is None:
         return None
     if method == "PUT":
-        encodings = [e.strip() for e in headers.get("content-encoding", "").split(",") if e.strip()]
-        if "aws-chunked" in encodings or headers.get("x-amz-content-sha256", "").startswith("STREAMING"):
-            if encodings not in ([], ["aws-chunked"]):
+        if _is_aws_chunked(headers):
+            if _content_encodings(headers) not in ([], ["aws-chunked"]):
                 return None
             decoded = _decode_aws_chunked(body or b"")
             if decoded is None:
                 return None
             body, trailers = decoded
-            digest = None  # the digests were of the framing: hash the decoded payload
+            digest = None  # none was made for a framed body (BodyDigest.for_put): hash the decoded payload
             headers = {k: v for k, v in headers.items() if k != "content-encoding"} | trailers
         if set(query) - _QUERY_OK == {"partNumber", "uploadId"}:
             return _upload_part(backend, bucket, query, headers, body or b"", digest)

@@ -131,7 +131,7 @@ class CountingMiddleware:
         body: bytes | None = None
         digest: BodyDigest | None = None
         if method in ("PUT", "POST") and (length.isdigit() or environ.get("wsgi.input_terminated")):
-            digest = BodyDigest(headers) if method == "PUT" else None
+            digest = BodyDigest.for_put(headers) if method == "PUT" else None
             on_piece = digest.update if digest is not None else None
             body = self.shaper.read_body(environ["wsgi.input"], int(length) if length.isdigit() else None, on_piece)
             environ["wsgi.input"] = io.BytesIO(body)

@@ -204,8 +204,19 @@ def test_data_path_hashes_plain_puts_while_receiving_them(tmp_path: Path) -> Non
         for path, headers in (("/hash-test/bad-crc", wrong), ("/hash-test/bad-md5", {"Content-MD5": "AAAA"})):
             status, _, text = _raw_put(server.url, path, data, headers)
             assert (status, b"<Code>BadDigest</Code>" in text) == (400, True)
+        # an aws-chunked body (SigV4 streaming, checksum in the trailer) is hashed after decoding its framing
+        framed = b"%x\r\n" % len(data) + data + b"\r\n0\r\nx-amz-checksum-crc64nvme:" + sums["crc64nvme"].encode()
+        chunked = {
+            "Content-Encoding": "aws-chunked",
+            "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+            "x-amz-decoded-content-length": str(len(data)),
+            "x-amz-trailer": "x-amz-checksum-crc64nvme",
+        }
+        status, answer, _ = _raw_put(server.url, "/hash-test/chunked", framed + b"\r\n\r\n", chunked)
+        assert (status, answer["etag"]) == (200, f'"{md5.hexdigest()}"')
+        assert s3.get_object(Bucket="hash-test", Key="chunked")["Body"].read() == data
         listed = s3.list_objects_v2(Bucket="hash-test")["Contents"]
-        assert sorted(o["Key"] for o in listed) == sorted(sums)  # nothing stored by a rejected PUT
+        assert sorted(o["Key"] for o in listed) == sorted([*sums, "chunked"])  # nothing stored by a rejected PUT
 
         upload = s3.create_multipart_upload(Bucket="hash-test", Key="mp")["UploadId"]
         part_headers = {"x-amz-checksum-sha256": sums["sha256"]}
