@@ -61,6 +61,10 @@ class RunMirror:
         self._copied: dict[str, str] = {}  # staging key -> ETag written
 
     def sync(self) -> Path:
+        # The status is read before the objects are copied and written after them: a terminal status in the
+        # run directory then implies that everything the run wrote before it ended (its report) is there too.
+        description = self.sfn.describe_execution(executionArn=self.execution_arn)
+        description.pop("ResponseMetadata", None)
         prefix = staging.run_prefix(self.run_id)
         paginator = self.s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
@@ -76,8 +80,6 @@ class RunMirror:
                     raise
                 write_atomically(self.directory / key[len(prefix) :], body)
                 self._copied[key] = etag
-        description = self.sfn.describe_execution(executionArn=self.execution_arn)
-        description.pop("ResponseMetadata", None)
         document = json.dumps(description, default=_iso, indent=1, ensure_ascii=False)
         write_atomically(self.directory / EXECUTION_FILE, document.encode("utf-8"))
         return self.directory

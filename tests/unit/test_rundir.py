@@ -63,3 +63,25 @@ def test_other_read_errors_still_stop_the_mirror(tmp_path: Path) -> None:
     key = f"{PREFIX}plan.json"
     with pytest.raises(ClientError, match="AccessDenied"):
         RunMirror(_S3([key], {key: b"{}"}, denied=(key,)), _Sfn(), "staging", ARN, tmp_path).sync()
+
+
+class _EndingSfn:
+    """The run ends (Summarize writes its report) while the mirror is syncing: at its first DescribeExecution."""
+
+    def __init__(self, s3: _S3, report_key: str) -> None:
+        self.s3, self.report_key = s3, report_key
+
+    def describe_execution(self, executionArn: str) -> dict[str, Any]:
+        if self.report_key not in self.s3.listed:
+            self.s3.listed.append(self.report_key)
+            self.s3.stored[self.report_key] = b'{"report": 1}'
+        return {"executionArn": executionArn, "status": "SUCCEEDED"}
+
+
+def test_a_terminal_status_is_never_mirrored_without_what_the_run_wrote_before_it(tmp_path: Path) -> None:
+    """`teacopy watch --local` stops at the first terminal status it reads: the report must already be there."""
+    plan = f"{PREFIX}plan.json"
+    s3 = _S3([plan], {plan: b"{}"})
+    directory = RunMirror(s3, _EndingSfn(s3, f"{PREFIX}report.json"), "staging", ARN, tmp_path).sync()
+    assert json.loads((directory / EXECUTION_FILE).read_text())["status"] == "SUCCEEDED"
+    assert (directory / "report.json").read_bytes() == b'{"report": 1}'
