@@ -86,6 +86,8 @@ def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
     role_pool = settings.object_concurrency + 2 * settings.inflight_parts + 4  # as the handler
     dest_s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region, config=s3_config(role_pool), **ROLE_LIKE)
     staging_s3 = dest_s3  # the handler uses one client for destination and staging
+    stream_config = s3_config(settings.object_concurrency + 2, streamed_puts=True)  # as the handler
+    dest_stream_s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region, config=stream_config, **ROLE_LIKE)
     source_s3 = boto3.client(
         "s3", endpoint_url=endpoint, region_name=region, config=s3_config(settings.object_concurrency + 2), **TEA_LIKE
     )
@@ -139,6 +141,7 @@ def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
                     source_s3=source_s3,
                     dest_s3=dest_s3,
                     staging_s3=staging_s3,
+                    dest_stream_s3=dest_stream_s3 if spec.get("stream", True) else None,
                     credentials=credentials,
                     clock=lambda: datetime.now(UTC),
                     remaining_ms=_budget(invoked, timeout_ms),
@@ -167,6 +170,7 @@ def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
             "object_concurrency": settings.object_concurrency,
             "buffer_budget_bytes": settings.buffer_budget_bytes,
             "memory_mb": settings.memory_mb,
+            "stream_min_bytes": settings.stream_min_bytes,
             "batch_max_objects": plan.batch_max_objects,
             "batch_max_bytes": plan.batch_max_bytes,
         },

@@ -182,6 +182,7 @@ class BatchRun:
         credentials: TeaCredentials,
         clock: Callable[[], datetime],
         remaining_ms: Callable[[], int],
+        dest_stream_s3: Any = None,
     ) -> None:
         self.event, self.settings, self.credentials = event, settings, credentials
         self.clock, self.remaining_ms = clock, remaining_ms
@@ -189,7 +190,7 @@ class BatchRun:
         batch, destination = event.batch, event.destination
         self.results_prefix = staging.results_prefix(event.run_id, batch.batch_id)
         self.source = SourceBucket(source_s3, batch.source_bucket)
-        self.destination = DestinationBucket(dest_s3, destination.bucket, destination.prefix)
+        self.destination = DestinationBucket(dest_s3, destination.bucket, destination.prefix, dest_stream_s3)
         self.log = ResultLog(staging_s3, settings.staging_bucket, self.results_prefix)
         self.checkpoints = CheckpointStore(
             staging_s3,
@@ -457,6 +458,7 @@ def copy_batch(
     credentials: TeaCredentials,
     clock: Callable[[], datetime],
     remaining_ms: Callable[[], int],
+    dest_stream_s3: Any = None,
 ) -> dict[str, Any]:
     """Copy (the rest of) one batch.
 
@@ -473,6 +475,9 @@ def copy_batch(
     Deadline: no new object starts once ``remaining_ms()`` is below the reserve (except the first);
     below half the reserve, in-flight multipart uploads are paused at their last completed part (the
     continuation resumes them), so the results of finished objects are always flushed in time.
+
+    ``dest_stream_s3``: the destination client of streamed PutObjects (``s3_config(pool, streamed_puts=True)``,
+    the Lambda's role); None: no object is streamed, each one below the multipart threshold is buffered whole.
     """
     run = BatchRun(
         event,
@@ -483,5 +488,6 @@ def copy_batch(
         credentials=credentials,
         clock=clock,
         remaining_ms=remaining_ms,
+        dest_stream_s3=dest_stream_s3,
     )
     return run.run()

@@ -11,6 +11,11 @@ Used by the CopyBatch handler (lambdas/handlers/copy_batch.py) and by the bench'
   The body's integrity is still checked by S3: every PutObject/UploadPart of copied data carries our
   CRC64NVME (lambdas/copying/destination.py) and the other writes (staging JSON, Complete) carry botocore's
   default flexible checksum (``request_checksum_calculation`` left at ``when_supported``).
+- ``s3_config(pool, streamed_puts=True)``: the client of streamed PutObjects (objects/``_put_streamed``), whose
+  body is the source's GET body as it arrives: it cannot be read twice, so botocore must not add a checksum
+  of its own (on plain HTTP it would read the whole body first to put it in a header). Such a PUT carries
+  ``Content-MD5`` = the source ETag instead, which S3 verifies, and the engine checks the same MD5 (and the
+  plan's checksum) before it hands over the last byte.
 - ``settle_heap``: after a cold start's imports and clients, move every object alive so far into the
   garbage collector's permanent generation (``gc.freeze``). botocore's service models, pydantic's
   validators and Powertools make a few hundred thousand long-lived objects; without this, each of the
@@ -30,7 +35,7 @@ READ_TIMEOUT_S = 60
 MAX_ATTEMPTS = 8  # botocore's standard retry mode, per request
 
 
-def s3_config(pool: int) -> Config:
+def s3_config(pool: int, *, streamed_puts: bool = False) -> Config:
     """Config of an S3 client with ``pool`` connections (see the module docstring)."""
     return Config(
         connect_timeout=CONNECT_TIMEOUT_S,
@@ -38,6 +43,7 @@ def s3_config(pool: int) -> Config:
         retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
         max_pool_connections=pool,
         s3={"payload_signing_enabled": False},
+        request_checksum_calculation="when_required" if streamed_puts else "when_supported",
     )
 
 

@@ -34,6 +34,8 @@ class DestinationBucket:
     client: Any
     bucket: str
     prefix: str
+    # boto3 client of streamed PutObjects (``s3_config(pool, streamed_puts=True)``); None: every body is buffered
+    streamer: Any = None
 
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -91,6 +93,20 @@ class DestinationBucket:
             Body=data,
             ChecksumAlgorithm=CHECKSUM_ALGORITHM,
             ChecksumCRC64NVME=crc_b64,  # S3 verifies the bytes it stores against what we read
+            **extra,
+        )
+
+    def put_stream(self, dest_key: str, body: Any, size: int, md5_b64: str, extra: dict[str, Any]) -> None:
+        """PutObject of ``size`` bytes read from ``body`` while they are sent; S3 checks them against ``md5_b64``."""
+        self._call(
+            "PutObject",
+            dest_key,
+            self.streamer.put_object,
+            Bucket=self.bucket,
+            Key=dest_key,
+            Body=body,
+            ContentLength=size,
+            ContentMD5=md5_b64,
             **extra,
         )
 

@@ -36,6 +36,11 @@ CompleteMultipartUpload, so S3 itself rejects bytes that differ from what was re
 digest is compared before the object is completed. Sizes are always checked. On any mismatch the
 upload is aborted: the destination never shows a truncated or corrupt object.
 
+Objects from ``stream_min_bytes`` (8 MiB) up to the multipart threshold whose source ETag is their MD5
+are *streamed* (``dest_stream_s3``): the GET body is the PutObject body, sent as it arrives, with
+``Content-MD5`` = the ETag (S3 rejects other bytes); the engine checks that MD5, the size and the plan's
+digest before it hands over the last piece, so a mismatch abandons the request and nothing is stored.
+
 Large objects are uploaded in parts, pipelined and with bounded memory (``inflight_parts`` parts
 buffered or uploading). An object that cannot finish in one invocation (Lambda deadline, TEA
 credentials near expiry, a transient error) is *paused*, not aborted: the upload id, the completed

@@ -5,17 +5,23 @@ A destination written by teacopy records the source ETag and size in its metadat
 carries ``IfNoneMatch=<recorded ETag>`` so an unchanged source answers 304 and nothing is transferred.
 A batch-wide listing of the destination (``ExistingKeys``) saves the HEAD of keys known to be absent.
 
+From ``stream_min_bytes`` up to the multipart threshold, an object whose source ETag is its MD5 is
+*streamed*: the GET body is the PutObject body, read while it is sent (``VerifiedBody``), with
+``Content-MD5`` = the ETag; the MD5 and the plan's checksum are checked before the last byte goes out.
 Objects at or above the multipart threshold go to ``MultipartUploader``; one with a checkpoint is
 continued from it. An integrity failure is retried once from zero, then recorded FAILED.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
+import re
 import time
 from typing import Any
 
+from lambdas.contracts.errors import TransientCopyError
 from lambdas.contracts.models import (
     COPIED,
     FAILED,
@@ -23,6 +29,7 @@ from lambdas.contracts.models import (
     SKIPPED,
     WOULD_COPY,
     WOULD_SKIP,
+    Checksum,
     CopyBatchEvent,
     ObjectResult,
     ObjectSpec,
@@ -34,7 +41,7 @@ from lambdas.copying.digests import StreamDigest
 from lambdas.copying.multipart import MultipartUploader
 from lambdas.copying.signals import Cancelled, IntegrityError, ObjectFailed, StopSignal
 from lambdas.copying.source import SourceBucket
-from lambdas.copying.stream import SourceStream
+from lambdas.copying.stream import SourceStream, VerifiedBody
 from lambdas.s3.limits import MAX_PUT_BYTES
 from lambdas.s3.names import unwritable_destination_key
 
@@ -45,6 +52,8 @@ META_SOURCE_SIZE = "teacopy-source-size"
 META_VERIFIED = "teacopy-verified"  # "<algorithm>:<hex>" of the expected checksum the bytes matched
 
 SKIP_IDENTICAL, OVERWRITE_ALWAYS, OVERWRITE_NEVER = OVERWRITE_POLICIES  # options.overwrite, as the contract names them
+_MD5_ETAG = re.compile(r'"?([0-9a-fA-F]{32})"?')
+_KMS = ("aws:kms", "aws:kms:dsse")
 
 
 def passthrough_headers(response: dict[str, Any]) -> dict[str, str]:
@@ -82,6 +91,18 @@ def recorded_etag(spec: ObjectSpec, existing: dict[str, Any] | None) -> str | No
     if expected is not None and metadata.get(META_VERIFIED) != f"{expected.algorithm}:{expected.value}":
         return None  # not verified against this expected checksum: copy (and verify) again
     return str(etag)
+
+
+def etag_md5(response: dict[str, Any]) -> str | None:
+    """The MD5 (lower-case hex) a GetObject's ETag states, or None when the ETag is not one.
+
+    S3's ETag is the body's MD5 for an object uploaded in one request and stored unencrypted or with SSE-S3;
+    not for a multipart upload (``"<hex>-<parts>"``), SSE-KMS or SSE-C.
+    """
+    if response.get("ServerSideEncryption") in _KMS or response.get("SSECustomerAlgorithm"):
+        return None
+    match = _MD5_ETAG.fullmatch(str(response.get("ETag", "")))
+    return match.group(1).lower() if match else None
 
 
 def destination_metadata(spec: ObjectSpec, etag: str, size: int) -> dict[str, str]:
@@ -175,11 +196,16 @@ class ObjectCopier:
                 return ObjectResult(spec.key, dest_key, COPIED, bytes=checkpoint.size)
         return self._copy_whole(spec, dest_key, recorded, stop)
 
+    def _streams(self, size: int) -> bool:
+        """Whether an object of ``size`` bytes (below the multipart threshold) may be streamed."""
+        return self._destination.streamer is not None and size >= self._settings.stream_min_bytes
+
     def _copy_whole(self, spec: ObjectSpec, dest_key: str, recorded: str | None, stop: StopSignal) -> ObjectResult:
         """GET the source (304 when it still has the ``recorded`` ETag: skipped) and write it, PUT or multipart."""
         params: dict[str, Any] = {"IfNoneMatch": recorded} if recorded is not None else {}
         threshold = min(self._settings.multipart_threshold_bytes, MAX_PUT_BYTES)
-        if spec.size is not None and spec.size < threshold:  # one PutObject: download it whole, then upload
+        if spec.size is not None and spec.size < threshold and not self._streams(spec.size):
+            # one PutObject: download it whole, then upload
             with self.download_gate or contextlib.nullcontext():  # the batch's pace: downloads at once
                 response = self._source.get_small(spec.key, threshold, **params)
                 if response is None:
@@ -191,7 +217,11 @@ class ObjectCopier:
         if response is None:
             return ObjectResult(spec.key, dest_key, SKIPPED, reason="identical")
         size = int(response["ContentLength"])
-        if size < threshold:  # the plan did not know the size: a small object after all
+        if size < threshold:  # streamed, or the plan did not know the size: a small object after all
+            md5 = etag_md5(response) if self._streams(size) else None
+            if md5 is not None:
+                self._put_streamed(spec, response, dest_key, md5)
+                return ObjectResult(spec.key, dest_key, COPIED, bytes=size)
             size, data, url = self._download_whole(spec, response)
             self._put_small(data, url, dest_key, self._extra(spec, response, size), spec)
             return ObjectResult(spec.key, dest_key, COPIED, bytes=size)
@@ -204,6 +234,25 @@ class ObjectCopier:
         finally:
             stream.close()
         return ObjectResult(spec.key, dest_key, COPIED, bytes=size)
+
+    def _put_streamed(self, spec: ObjectSpec, response: dict[str, Any], dest_key: str, md5: str) -> None:
+        """One PutObject whose body is the GET's, sent as it arrives; verified before its last byte (VerifiedBody)."""
+        stream = SourceStream(self._source, spec.key, response["Body"], str(response.get("ETag", "")), 0)
+        try:
+            size = self._check_size(spec, response)
+            checks = [StreamDigest(Checksum(algorithm="MD5", value=md5))]
+            if spec.checksum is not None:
+                checks.append(StreamDigest(spec.checksum))
+            content_md5 = base64.b64encode(bytes.fromhex(md5)).decode("ascii")
+            body = VerifiedBody(stream, size, checks)
+            try:
+                self._destination.put_stream(dest_key, body, size, content_md5, self._extra(spec, response, size))
+            except (IntegrityError, TransientCopyError) as exc:
+                if body.failure is not None and body.failure is not exc:
+                    raise body.failure from exc  # what stopped the body, not botocore's retry of it
+                raise
+        finally:
+            stream.close()
 
     def _download_whole(self, spec: ObjectSpec, response: dict[str, Any]) -> tuple[int, bytes, str]:
         """(size, body, url) of a small object: its whole body read and checked to end where it should."""

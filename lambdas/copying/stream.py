@@ -1,19 +1,26 @@
-"""The source object's body as a stream of exact reads; a broken stream is re-opened with a ranged GET."""
+"""The source object's body as a stream of exact reads; a broken stream is re-opened with a ranged GET.
+
+``VerifiedBody`` hands that stream to a streamed PutObject as its body, verified before its last byte.
+"""
 
 from __future__ import annotations
 
+import io
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, FlexibleChecksumError, IncompleteReadError
 
 from lambdas.contracts.errors import TransientCopyError
+from lambdas.copying.digests import StreamDigest
 from lambdas.copying.signals import IntegrityError
 from lambdas.copying.source import SourceBucket
 
 logger = logging.getLogger(__name__)
 
 MAX_STREAM_REOPENS = 3  # ranged re-GETs of one source object after its stream broke (per invocation)
+STREAM_PIECE_BYTES = 256 * 1024  # at most this much per read of a streamed PutObject's body
 
 
 def read_exact(body: Any, amount: int, url: str) -> bytes:
@@ -83,3 +90,61 @@ class SourceStream:
             self._body.close()
         except (BotoCoreError, OSError) as exc:
             logger.debug("closing the source stream failed", extra={"key": self._key, "error": type(exc).__name__})
+
+
+class VerifiedBody(io.RawIOBase):
+    """The body of a streamed PutObject: ``size`` bytes of ``stream``, checked before the last one is handed over.
+
+    botocore reads it piece by piece while it sends the request. The source is read in pieces of at most
+    ``STREAM_PIECE_BYTES`` (whatever size the HTTP client asks for). When the piece that completes the object
+    has been read, the source must end exactly there and every digest in ``checks`` (the ETag's MD5, the
+    plan's checksum) must match, before any byte of that piece is handed over; otherwise ``read`` raises
+    (``IntegrityError``, or ``TransientCopyError`` for a stream that broke beyond its re-opens), botocore
+    abandons the request mid-body, and S3 stores nothing. It cannot be rewound: a PutObject botocore would
+    retry fails instead (``UnseekableStreamError``), and the engine retries the object. botocore treats an
+    error raised here as a failed send and reports that instead, so the error is also kept in ``failure``.
+    """
+
+    def __init__(self, stream: SourceStream, size: int, checks: Sequence[StreamDigest]) -> None:
+        super().__init__()
+        self._stream, self._size, self._checks = stream, size, tuple(checks)
+        self._read = 0  # bytes read from the source (and digested)
+        self._piece, self._at = b"", 0  # the piece being handed over, and how much of it was
+        self.failure: IntegrityError | TransientCopyError | None = None  # what stopped the body, if anything
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, amount: int | None = -1) -> bytes:
+        if amount is None or amount < 0:  # everything left (an in-process S3 such as moto reads it so)
+            return b"".join(iter(lambda: self.read(STREAM_PIECE_BYTES), b""))
+        if self._at >= len(self._piece):
+            try:
+                self._piece, self._at = self._next_piece(), 0
+            except (IntegrityError, TransientCopyError) as exc:
+                self.failure = exc
+                raise
+        out = self._piece[self._at : self._at + amount]
+        self._at += len(out)
+        return out
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _next_piece(self) -> bytes:
+        left = self._size - self._read
+        if left <= 0:
+            return b""
+        data = self._stream.read_exact(min(left, STREAM_PIECE_BYTES), self._size)
+        for check in self._checks:
+            check.update(data)
+        self._read += len(data)
+        if self._read == self._size:
+            self._stream.expect_end(self._size)
+            for check in self._checks:
+                mismatch = check.mismatch()
+                if mismatch:
+                    raise IntegrityError(f"{mismatch} ({self._stream.url})")
+        return data

@@ -27,6 +27,8 @@ _POOL = SETTINGS.object_concurrency + 2 * SETTINGS.inflight_parts + 4  # objects
 
 # One client for the destination and the staging bucket (both written with the Lambda's role).
 S3 = boto3.client("s3", config=s3_config(_POOL))
+# Streamed PutObjects (lambdas/copying/objects.py): bodies read while sent, so no checksum of botocore's own.
+STREAM_S3 = boto3.client("s3", config=s3_config(SETTINGS.object_concurrency + 2, streamed_puts=True))
 # In the Lambda runtime (never in local runs or tests, whose S3 is moto in this process), small objects'
 # GETs and PutObjects go through the AWS CRT's native S3 client (lambdas/copying/crt.py; make bench).
 NATIVE = crt.available() and "AWS_LAMBDA_RUNTIME_API" in os.environ
@@ -86,6 +88,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             source_s3=source_s3,
             dest_s3=DEST_S3,
             staging_s3=S3,
+            dest_stream_s3=STREAM_S3,
             credentials=credentials,
             clock=lambda: datetime.now(UTC),
             remaining_ms=context.get_remaining_time_in_millis,

@@ -127,6 +127,7 @@ class Env:
         credentials: TeaCredentials | None = None,
         clock: Callable[[], datetime] = lambda: NOW,
         remaining_ms: Callable[[], int] = lambda: 900_000,
+        stream: Any = None,
     ) -> dict[str, Any]:
         return copy_batch(
             event,
@@ -134,6 +135,7 @@ class Env:
             source_s3=source or self.source,
             dest_s3=dest or self.dest,
             staging_s3=self.staging,
+            dest_stream_s3=stream,
             credentials=credentials or creds(),
             clock=clock,
             remaining_ms=remaining_ms,

@@ -21,11 +21,12 @@ from lambdas.contracts.settings import CopySettings
 from lambdas.copying.batch import NETWORK_BYTES_PER_SECOND, DownloadGate, Pace, error_rank, is_fatal, unique
 from lambdas.copying.checkpoints import Checkpoint, CheckpointStore
 from lambdas.copying.destination import DestinationBucket, ExistingKeys
-from lambdas.copying.objects import META_SOURCE_ETAG, META_SOURCE_SIZE, META_VERIFIED, recorded_etag
+from lambdas.copying.digests import StreamDigest
+from lambdas.copying.objects import META_SOURCE_ETAG, META_SOURCE_SIZE, META_VERIFIED, etag_md5, recorded_etag
 from lambdas.copying.results import FLUSH_EVERY_OBJECTS, ResultLog
 from lambdas.copying.signals import IntegrityError, ObjectFailed
 from lambdas.copying.source import SourceBucket
-from lambdas.copying.stream import MAX_STREAM_REOPENS, SourceStream
+from lambdas.copying.stream import MAX_STREAM_REOPENS, STREAM_PIECE_BYTES, SourceStream, VerifiedBody
 
 MIB = 1024**2
 STAGING = "staging"
@@ -452,3 +453,59 @@ def test_download_gate_bounds_slots_and_spaces_only_the_first_starts() -> None:
     starts.sort()
     assert len(starts) == 6 and most[0] <= 3
     assert 0.38 <= starts[-1] - starts[0] < 0.9
+
+
+@pytest.mark.parametrize(
+    ("response", "md5"),
+    [
+        ({"ETag": '"0123456789ABCDEF0123456789abcdef"'}, "0123456789abcdef0123456789abcdef"),
+        ({"ETag": '"0123456789abcdef0123456789abcdef"', "ServerSideEncryption": "AES256"}, "0123456789abcdef" * 2),
+        ({"ETag": '"0123456789abcdef0123456789abcdef-3"'}, None),  # multipart upload
+        ({"ETag": '"0123456789abcdef0123456789abcdef"', "ServerSideEncryption": "aws:kms"}, None),
+        ({"ETag": '"0123456789abcdef0123456789abcdef"', "SSECustomerAlgorithm": "AES256"}, None),
+        ({}, None),
+    ],
+)
+def test_etag_md5_only_where_s3_makes_the_etag_the_md5(response: dict[str, Any], md5: str | None) -> None:
+    assert etag_md5(response) == md5
+
+
+class _Source:
+    """A SourceBucket stand-in for SourceStream: only its url."""
+
+    def url(self, key: str) -> str:
+        return f"s3://src/{key}"
+
+
+def _verified(data: bytes, size: int, expected: bytes) -> VerifiedBody:
+    import hashlib
+
+    stream = SourceStream(_Source(), "k", io.BytesIO(data), "", 0)  # type: ignore[arg-type]
+    check = StreamDigest(Checksum(algorithm="MD5", value=hashlib.md5(expected, usedforsecurity=False).hexdigest()))
+    return VerifiedBody(stream, size, [check])
+
+
+def test_a_verified_body_hands_over_every_byte_when_they_match() -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB: four pieces
+    body = _verified(data, len(data), data)
+    pieces = list(iter(lambda: body.read(100_000), b""))
+    assert b"".join(pieces) == data and max(map(len, pieces)) <= 100_000
+    assert body.read(10) == b""
+
+
+def test_a_verified_body_never_hands_over_its_last_piece_when_the_digest_differs() -> None:
+    data = bytes(range(256)) * 4096
+    body = _verified(data, len(data), data[:-1] + b"x")
+    handed = b""
+    with pytest.raises(IntegrityError, match="checksum mismatch"):
+        while chunk := body.read(65536):
+            handed += chunk
+    assert len(handed) <= len(data) - STREAM_PIECE_BYTES  # the piece holding the last byte never left
+    assert isinstance(body.failure, IntegrityError)
+
+
+def test_a_verified_body_rejects_a_source_longer_than_its_size() -> None:
+    data = b"a" * 1000
+    body = _verified(data, 999, data[:999])
+    with pytest.raises(IntegrityError, match="more than its ContentLength"):
+        body.read()
