@@ -18,7 +18,15 @@ from lambdas.contracts import env_names, staging
 from lambdas.contracts.errors import CredentialsExpired, DestinationAccessDenied, TransientCopyError
 from lambdas.contracts.models import COPIED, Checksum, ObjectResult, ObjectSpec
 from lambdas.contracts.settings import CopySettings
-from lambdas.copying.batch import NETWORK_BYTES_PER_SECOND, DownloadGate, Pace, error_rank, is_fatal, unique
+from lambdas.copying.batch import (
+    NETWORK_BYTES_PER_SECOND,
+    STREAMS_IN_FLIGHT,
+    DownloadGate,
+    Pace,
+    error_rank,
+    is_fatal,
+    unique,
+)
 from lambdas.copying.checkpoints import Checkpoint, CheckpointStore
 from lambdas.copying.destination import DestinationBucket, ExistingKeys
 from lambdas.copying.digests import StreamDigest
@@ -410,10 +418,34 @@ def test_each_source_key_is_copied_once_per_batch() -> None:
     assert unique(specs) == [ObjectSpec("a", size=1), ObjectSpec("b")]
 
 
-def _pace(size: int, count: int) -> Pace:
+def _pace(size: int, count: int, *, streaming: bool = False) -> Pace:
     """The Pace of a batch of ``count`` objects of ``size`` bytes under the deployed defaults."""
     settings = CopySettings.from_env({env_names.STAGING_BUCKET: STAGING, env_names.CREDENTIALS_SECRET_ID: "secret"})
-    return Pace(settings, [ObjectSpec(key=f"k{i}", size=size) for i in range(count)], latency_s=0.02)
+    specs = [ObjectSpec(key=f"k{i}", size=size) for i in range(count)]
+    return Pace(settings, specs, latency_s=0.02, streaming=streaming)
+
+
+def _started(pace: Pace, specs: list[ObjectSpec]) -> int:
+    """How many of ``specs`` the pace lets start before one must finish."""
+    started = 0
+    for spec in specs:
+        if not pace.fits(spec, started):
+            break
+        pace.take(spec)
+        started += 1
+    return started
+
+
+def test_streamed_objects_in_flight_are_bounded_by_the_stream_count_not_the_buffer_budget() -> None:
+    specs = [ObjectSpec(key=f"k{i}", size=20 * MIB) for i in range(20)]
+    streaming = _pace(20 * MIB, 20, streaming=True)
+    assert _started(streaming, specs) == STREAMS_IN_FLIGHT
+    streaming.release(specs[0])
+    assert streaming.fits(specs[5], STREAMS_IN_FLIGHT - 1)  # one finished: the next one may start
+    buffered = _pace(20 * MIB, 20)  # no streamed PutObjects: the byte budget bounds them (256 MiB / 20 MiB)
+    assert _started(buffered, specs) == 12
+    small = [ObjectSpec(key=f"s{i}", size=100 * 1024) for i in range(100)]  # below stream_min_bytes: not streams
+    assert _started(_pace(100 * 1024, 100, streaming=True), small) == 64
 
 
 def test_large_downloads_start_spaced_and_small_ones_do_not() -> None:
