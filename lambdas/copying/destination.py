@@ -84,31 +84,16 @@ class DestinationBucket:
         return any(item.get("Key") == dest_key for item in page.get("Contents", []))
 
     def put_object(self, dest_key: str, data: bytes, crc_b64: str, extra: dict[str, Any]) -> None:
-        self._call(
-            "PutObject",
-            dest_key,
-            self.client.put_object,
-            Bucket=self.bucket,
-            Key=dest_key,
-            Body=data,
-            ChecksumAlgorithm=CHECKSUM_ALGORITHM,
-            ChecksumCRC64NVME=crc_b64,  # S3 verifies the bytes it stores against what we read
-            **extra,
-        )
+        # S3 verifies the bytes it stores against the CRC64NVME of what we read
+        params = {"ChecksumAlgorithm": CHECKSUM_ALGORITHM, "ChecksumCRC64NVME": crc_b64, **extra}
+        self._put(self.client, dest_key, data, params)
 
     def put_stream(self, dest_key: str, body: Any, size: int, md5_b64: str, extra: dict[str, Any]) -> None:
         """PutObject of ``size`` bytes read from ``body`` while they are sent; S3 checks them against ``md5_b64``."""
-        self._call(
-            "PutObject",
-            dest_key,
-            self.streamer.put_object,
-            Bucket=self.bucket,
-            Key=dest_key,
-            Body=body,
-            ContentLength=size,
-            ContentMD5=md5_b64,
-            **extra,
-        )
+        self._put(self.streamer, dest_key, body, {"ContentLength": size, "ContentMD5": md5_b64, **extra})
+
+    def _put(self, client: Any, dest_key: str, body: Any, params: dict[str, Any]) -> None:
+        self._call("PutObject", dest_key, client.put_object, Bucket=self.bucket, Key=dest_key, Body=body, **params)
 
     def create_multipart_upload(self, dest_key: str, extra: dict[str, Any]) -> str:
         """A new multipart upload with a full-object CRC64NVME; returns its upload id."""
