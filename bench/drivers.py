@@ -141,7 +141,7 @@ def run_teacopy(spec: dict[str, Any]) -> dict[str, Any]:
                     source_s3=source_s3,
                     dest_s3=dest_s3,
                     staging_s3=staging_s3,
-                    dest_stream_s3=dest_stream_s3 if spec.get("stream", True) else None,
+                    dest_stream_s3=dest_stream_s3,
                     credentials=credentials,
                     clock=lambda: datetime.now(UTC),
                     remaining_ms=_budget(invoked, timeout_ms),

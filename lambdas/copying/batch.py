@@ -54,11 +54,10 @@ from lambdas.contracts.settings import CopySettings
 from lambdas.copying.checkpoints import CheckpointStore
 from lambdas.copying.destination import DestinationBucket, ExistingKeys
 from lambdas.copying.multipart import MultipartUploader
-from lambdas.copying.objects import OVERWRITE_ALWAYS, ObjectCopier
+from lambdas.copying.objects import OVERWRITE_ALWAYS, ObjectCopier, single_put_limit, streamable
 from lambdas.copying.results import ResultLog, load_recorded_keys, record_fatal
 from lambdas.copying.signals import POLL_SECONDS, Cancelled, Paused, StopSignal
 from lambdas.copying.source import SourceBucket
-from lambdas.s3.limits import MAX_PUT_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -123,10 +122,9 @@ class Pace:
     def __init__(
         self, settings: CopySettings, objects: Iterable[ObjectSpec], latency_s: float, *, streaming: bool = False
     ) -> None:
-        self.threshold = min(settings.multipart_threshold_bytes, MAX_PUT_BYTES)
-        # objects of these sizes may be streamed (if their ETag is their MD5): at most STREAMS_IN_FLIGHT at once
-        self.stream_sizes = range(settings.stream_min_bytes, self.threshold) if streaming else range(0)
-        self.streams = 0
+        self.settings, self.streaming = settings, streaming
+        self.threshold = single_put_limit(settings)
+        self.streams = 0  # streamed objects in flight: at most STREAMS_IN_FLIGHT
         self.multipart_cost = max(1, settings.inflight_parts) * settings.part_size_bytes
         self.budget = settings.buffer_budget_bytes  # a share of the function's memory (settings.py)
         self.limit = max(1, settings.object_concurrency)
@@ -141,7 +139,7 @@ class Pace:
         self.reserved = 0
 
     def streamed(self, spec: ObjectSpec) -> bool:
-        return spec.size is not None and spec.size in self.stream_sizes
+        return self.streaming and spec.size is not None and streamable(self.settings, spec.size)
 
     def cost(self, spec: ObjectSpec) -> int:
         if spec.size is not None and spec.size < self.threshold:

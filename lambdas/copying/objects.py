@@ -93,6 +93,16 @@ def recorded_etag(spec: ObjectSpec, existing: dict[str, Any] | None) -> str | No
     return str(etag)
 
 
+def single_put_limit(settings: CopySettings) -> int:
+    """Objects below this size go in one PutObject; from it on, in a multipart upload."""
+    return min(settings.multipart_threshold_bytes, MAX_PUT_BYTES)
+
+
+def streamable(settings: CopySettings, size: int) -> bool:
+    """Whether an object of ``size`` bytes is streamed GET -> PutObject (when its ETag is its MD5)."""
+    return settings.stream_min_bytes <= size < single_put_limit(settings)
+
+
 def etag_md5(response: dict[str, Any]) -> str | None:
     """The MD5 (lower-case hex) a GetObject's ETag states, or None when the ETag is not one.
 
@@ -197,13 +207,13 @@ class ObjectCopier:
         return self._copy_whole(spec, dest_key, recorded, stop)
 
     def _streams(self, size: int) -> bool:
-        """Whether an object of ``size`` bytes (below the multipart threshold) may be streamed."""
-        return self._destination.streamer is not None and size >= self._settings.stream_min_bytes
+        """Whether an object of ``size`` bytes is streamed (when its ETag is its MD5)."""
+        return self._destination.streamer is not None and streamable(self._settings, size)
 
     def _copy_whole(self, spec: ObjectSpec, dest_key: str, recorded: str | None, stop: StopSignal) -> ObjectResult:
         """GET the source (304 when it still has the ``recorded`` ETag: skipped) and write it, PUT or multipart."""
         params: dict[str, Any] = {"IfNoneMatch": recorded} if recorded is not None else {}
-        threshold = min(self._settings.multipart_threshold_bytes, MAX_PUT_BYTES)
+        threshold = single_put_limit(self._settings)
         if spec.size is not None and spec.size < threshold and not self._streams(spec.size):
             # one PutObject: download it whole, then upload
             with self.download_gate or contextlib.nullcontext():  # the batch's pace: downloads at once
